@@ -8,7 +8,7 @@ from typing import Callable, TypeVar
 import typer
 from rich.console import Console
 
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
 
 F = TypeVar("F", bound=Callable[..., object])
 
@@ -28,3 +28,20 @@ def reports_errors(func: F) -> F:
             raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_csv(flag: str, text: str, kind: type, allowed: str) -> tuple:
+    """Parse a comma list such as ``--hidden 256,256`` into a tuple of ``kind``.
+
+    An empty string gives ``()``. A bad item raises ConfigError naming the flag and the item.
+    """
+    text = text.strip()
+    if not text:
+        return ()
+    items = []
+    for item in text.split(","):
+        try:
+            items.append(kind(item.strip()))
+        except ValueError:
+            raise ConfigError(flag, text, f"{item.strip()!r} is not valid: {allowed}") from None
+    return tuple(items)

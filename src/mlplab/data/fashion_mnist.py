@@ -1,0 +1,154 @@
+"""Fashion-MNIST (Xiao, Rasul, Vollgraf 2017): finding, verifying, downloading and loading it.
+
+Each of the four IDX files is looked for in the folders of :func:`mlplab.data.sources.search_dirs`
+(``--data-dir``, ``$MLPLAB_DATA/fashion-mnist``, the user cache, Debian's
+``/usr/share/datasets/fashion-mnist``), as ``NAME.gz`` or raw ``NAME``. The SHA-256 of the
+decompressed content must equal the upstream value, so Debian's re-compressed copies and the
+upstream ``.gz`` files are both accepted. A missing file is downloaded into the user cache.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from mlplab.data import sources
+from mlplab.data.idx import IdxError, parse_idx, read_bytes
+from mlplab.errors import DataError
+
+DATASET = "fashion-mnist"
+SYSTEM_DIR = "/usr/share/datasets/fashion-mnist"
+MIRRORS = (
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    "https://github.com/zalandoresearch/fashion-mnist/raw/master/data/fashion/",
+)
+CLASS_NAMES = (
+    "t-shirt", "trouser", "pullover", "dress", "coat",
+    "sandal", "shirt", "sneaker", "bag", "ankle boot",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FileSpec:
+    """One upstream file: its name (without .gz), expected shape and SHA-256 of the raw content."""
+
+    name: str
+    shape: tuple[int, ...]
+    sha256: str
+
+
+FILES: dict[str, FileSpec] = {
+    "train_images": FileSpec("train-images-idx3-ubyte", (60000, 28, 28),
+                             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_labels": FileSpec("train-labels-idx1-ubyte", (60000,),
+                             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_images": FileSpec("t10k-images-idx3-ubyte", (10000, 28, 28),
+                            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_labels": FileSpec("t10k-labels-idx1-ubyte", (10000,),
+                            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FashionMNIST:
+    """The four arrays and where each came from.
+
+    Attributes
+    ----------
+    train_images : ndarray of shape (60000, 28, 28), uint8
+    train_labels : ndarray of shape (60000,), uint8 in [0, 10)
+    test_images : ndarray of shape (10000, 28, 28), uint8
+    test_labels : ndarray of shape (10000,), uint8 in [0, 10)
+    paths : dict
+        Key (``"train_images"`` ...) -> the file it was read from.
+    """
+
+    train_images: np.ndarray
+    train_labels: np.ndarray
+    test_images: np.ndarray
+    test_labels: np.ndarray
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def _candidates(spec: FileSpec, folder: Path) -> list[Path]:
+    return [folder / f"{spec.name}.gz", folder / spec.name]
+
+
+def find_file(key: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
+    """The first existing file for ``key`` in the search order, or None."""
+    spec = FILES[key]
+    for place in sources.search_dirs(DATASET, data_dir, SYSTEM_DIR):
+        for path in _candidates(spec, place.path):
+            if path.is_file():
+                return path
+    return None
+
+
+def load_file(key: str, path: Path, *, content: bytes | None = None) -> np.ndarray:
+    """Read and verify one file: IDX structure, SHA-256 of the content, shape, label range."""
+    spec = FILES[key]
+    if content is None:
+        content = read_bytes(path)
+    digest = sources.sha256_of(content)
+    if digest != spec.sha256:
+        raise DataError(
+            f"{path}: SHA-256 of the content is {digest}, expected {spec.sha256} for {spec.name}; "
+            "the file is corrupt or is not Fashion-MNIST. Fix: delete it and run `mlplab data fetch`."
+        )
+    array = parse_idx(content, str(path))
+    if array.shape != spec.shape or array.dtype != np.uint8:  # cannot happen with a good hash
+        raise IdxError(f"{path}: shape {array.shape} {array.dtype}, expected {spec.shape} uint8")
+    return array
+
+
+def _verify_download(key: str):
+    def verify(tmp: Path) -> None:
+        load_file(key, tmp)
+
+    return verify
+
+
+def fetch(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    download: bool = True,
+    progress: sources.ProgressFn | None = None,
+    timeout: float = 30.0,
+    retries: int = 3,
+) -> dict[str, Path]:
+    """Locate every file, downloading missing ones into the user cache; return key -> path.
+
+    Raises
+    ------
+    DataError
+        When a file is missing and ``download`` is False or the download failed.
+    """
+    found: dict[str, Path] = {}
+    for key, spec in FILES.items():
+        path = find_file(key, data_dir)
+        if path is None:
+            if not download:
+                looked = ", ".join(str(d.path) for d in sources.search_dirs(DATASET, data_dir, SYSTEM_DIR))
+                raise DataError(
+                    f"Fashion-MNIST file {spec.name}(.gz) not found (looked in: {looked}). "
+                    f"Fix: run `mlplab data fetch`, `apt-get install dataset-fashion-mnist`, or "
+                    f"point --data-dir / ${sources.ENV_VAR} at a folder holding the four IDX files."
+                )
+            dest = sources.cache_dir() / DATASET / f"{spec.name}.gz"
+            path = sources.download(
+                [m + f"{spec.name}.gz" for m in MIRRORS], dest, _verify_download(key),
+                timeout=timeout, retries=retries,
+                progress=progress,
+            )  # fmt: skip
+        found[key] = path
+    return found
+
+
+def load(data_dir: str | os.PathLike[str] | None = None, *, download: bool = True) -> FashionMNIST:
+    """Load and verify Fashion-MNIST (see the module docstring for where it is looked for)."""
+    paths = fetch(data_dir, download=download)
+    arrays = {key: load_file(key, path) for key, path in paths.items()}
+    return FashionMNIST(**arrays, paths=paths)

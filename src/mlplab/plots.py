@@ -1,0 +1,51 @@
+"""Figures made from results (never during training). Uses matplotlib's Agg backend."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from mlplab.train import History  # noqa: E402
+
+
+def training_curves(history: History, title: str = "") -> Figure:
+    """Loss and accuracies against epochs: the figure the book's ``Animator`` draws (d2l 3.6)."""
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    epochs = history.column("epoch")
+    ax.plot(epochs, history.column("train_loss"), "-", label="train loss")
+    ax.plot(epochs, history.column("test_loss"), "-.", label="test loss")
+    if history.records and history.final.train_acc is not None:
+        ax.plot(epochs, history.column("train_acc"), "--", label="train acc")
+        ax.plot(epochs, history.column("test_acc"), ":", label="test acc")
+    ax.set_xlabel("epoch")
+    ax.set_xlim(0.5, max(epochs, default=1) + 0.5)
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    if history.status != "ok":
+        ax.text(0.5, 0.5, history.status, transform=ax.transAxes, ha="center", color="red", fontsize=20)
+    return fig
+
+
+def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
+    """Save ``fig`` atomically (temporary file, then rename) and close it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, dpi=dpi)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
+    return path

@@ -1,0 +1,339 @@
+"""Training: ``fit(model, data, config) -> History`` for any ``nn.Module``.
+
+One loop for every experiment of the chapter (the book copies ``train_ch3`` into each section).
+Data is device-resident (see :mod:`mlplab.data.batching`); evaluation runs in eval mode under
+``no_grad``; a non-finite loss ends training with status ``"diverged"``; a checkpoint after every
+epoch lets an interrupted run resume to exactly the weights an uninterrupted run ends with.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mlplab.data.batching import Data, Split, batches, num_batches
+from mlplab.errors import ConfigError, MlplabError
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+LOSSES = ("cross_entropy", "mse")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train. Validated on construction; errors name the field, the value and the range."""
+
+    epochs: int = 10  # passes over the training set
+    batch_size: int = 256  # examples per SGD step (the book's Fashion-MNIST default)
+    optimizer: str = "sgd"  # sgd | adam | adamw
+    lr: float = 0.1  # learning rate (> 0)
+    weight_decay: float = 0.0  # L2 penalty lambda (>= 0); decoupled for adamw
+    decay_biases: bool = True  # False: decay weights only, as the book's concise version (4.5.3)
+    loss: str = "cross_entropy"  # cross_entropy (classification, reports accuracy) | mse
+    seed: int = 0  # seeds the batch order and dropout masks
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1)
+        _check_int("batch_size", self.batch_size, 1)
+        _check_int("seed", self.seed, 0)
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigError("optimizer", self.optimizer, f"expected one of {', '.join(OPTIMIZERS)}")
+        if self.loss not in LOSSES:
+            raise ConfigError("loss", self.loss, f"expected one of {', '.join(LOSSES)}")
+        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
+            raise ConfigError("lr", self.lr, "the learning rate must be a finite number > 0")
+        wd = self.weight_decay
+        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
+            raise ConfigError("weight_decay", wd, "weight decay must be a finite number >= 0")
+        if not _DEVICE_RE.match(str(self.device)):
+            raise ConfigError("device", self.device, "expected cpu, cuda, cuda:N or mps")
+
+
+def _check_int(name: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device for ``name``, with a clear error when it is not available here."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", name, "CUDA is not available on this machine; use --device cpu")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError("device", name, "MPS is not available on this machine; use --device cpu")
+    return device
+
+
+@dataclass
+class EpochRecord:
+    """Metrics of one epoch. Accuracies are None for regression (mse) losses.
+
+    ``train_loss``/``train_acc`` are averaged over the epoch's mini-batches as they were trained
+    (as the book's ``train_epoch_ch3`` does); test metrics are measured after the epoch, in eval mode.
+    """
+
+    epoch: int  # 1-based
+    train_loss: float
+    train_acc: float | None
+    test_loss: float
+    test_acc: float | None
+    seconds: float  # wall time of the epoch's training and evaluation
+
+    def to_dict(self) -> dict[str, float | int | None]:
+        """JSON-safe dict: non-finite numbers become None."""
+        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+                for k, v in dataclasses.asdict(self).items()}  # fmt: skip
+
+
+@dataclass
+class History:
+    """What ``fit`` returns: one record per finished epoch, and how training ended."""
+
+    records: list[EpochRecord] = field(default_factory=list)
+    status: str = "ok"  # ok | diverged
+
+    @property
+    def final(self) -> EpochRecord:
+        if not self.records:
+            raise MlplabError("this history has no epochs")
+        return self.records[-1]
+
+    def column(self, name: str) -> list[float | None]:
+        """The values of one metric over epochs, e.g. ``history.column("test_acc")``."""
+        return [getattr(r, name) for r in self.records]
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "epochs": [r.to_dict() for r in self.records]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "History":
+        nan = float("nan")
+        records = [EpochRecord(**{k: (nan if v is None and k.endswith("loss") else v) for k, v in r.items()})
+                   for r in data["epochs"]]  # fmt: skip
+        return cls(records, data["status"])
+
+
+class Callback:
+    """Hooks called by :func:`fit`; override the ones you need (progress bars, logging)."""
+
+    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, start_epoch: int) -> None: ...
+
+    def on_batch_end(self, epoch: int, batch: int) -> None: ...
+
+    def on_epoch_end(self, record: EpochRecord) -> None: ...
+
+    def on_train_end(self, history: History) -> None: ...
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of ``config`` over ``model``'s parameters.
+
+    With ``decay_biases=False`` only parameters with two or more dimensions (weight matrices) are
+    decayed; biases and pReLU slopes are not.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.decay_biases or config.weight_decay == 0:
+        groups: list[dict] = [{"params": params, "weight_decay": config.weight_decay}]
+    else:
+        groups = [
+            {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
+            {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
+        ]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=config.lr, foreach=True)
+    cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    kwargs = {} if config.optimizer == "adamw" else {}
+    try:
+        return cls(groups, lr=config.lr, fused=True, **kwargs)
+    except (RuntimeError, TypeError):  # fused kernels missing for this device or torch version
+        return cls(groups, lr=config.lr, foreach=True, **kwargs)
+
+
+def loss_function(name: str):
+    """Mean loss over a batch: cross-entropy on logits, or mean squared error."""
+    if name == "cross_entropy":
+        return F.cross_entropy
+    return lambda out, y: F.mse_loss(out, y.reshape(out.shape))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, split: Split, loss: str = "cross_entropy", batch_size: int = 8192) -> tuple[float, float | None]:
+    """Mean loss and accuracy (None for mse) of ``model`` on ``split``, in eval mode, no grad."""
+    was_training = model.training
+    model.eval()
+    loss_fn = loss_function(loss)
+    total = torch.zeros((), dtype=torch.float64, device=split.X.device)
+    correct = torch.zeros((), dtype=torch.int64, device=split.X.device)
+    try:
+        for X, y in batches(split, batch_size, shuffle=False):
+            out = model(X)
+            total += loss_fn(out, y).double() * len(y)
+            if loss == "cross_entropy":
+                correct += (out.argmax(dim=1) == y).sum()
+    finally:
+        model.train(was_training)
+    n = len(split)
+    return total.item() / n, (correct.item() / n if loss == "cross_entropy" else None)
+
+
+def fit(
+    model: nn.Module,
+    data: Data,
+    config: TrainConfig,
+    *,
+    callbacks: Sequence[Callback] = (),
+    checkpoint: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+) -> History:
+    """Train ``model`` on ``data.train``, evaluating on ``data.test`` after every epoch.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps a batch ``X`` of shape (B, d) to outputs (B, k); trained in place.
+    data : Data
+        Train and test splits; moved to ``config.device`` once.
+    config : TrainConfig
+    callbacks : sequence of Callback
+        Progress hooks; they observe, they never change training.
+    checkpoint : path, optional
+        Written atomically after every epoch (model, optimizer, RNG states, history).
+    resume : bool
+        Continue from ``checkpoint`` if it exists. Its config must equal ``config`` except for
+        ``epochs`` (which may grow). The result equals an uninterrupted run's, bit for bit on CPU.
+
+    Returns
+    -------
+    History
+        Per-epoch metrics; ``status`` is ``"diverged"`` if the training loss became non-finite,
+        in which case training stopped after that epoch.
+    """
+    device = resolve_device(config.device)
+    model.to(device)
+    data = data.to(device)
+    optimizer = make_optimizer(model, config)
+    loss_fn = loss_function(config.loss)
+    classify = config.loss == "cross_entropy"
+    order = torch.Generator().manual_seed(config.seed)  # mini-batch order (CPU generator)
+    history = History()
+    rng_devices = [device] if device.type == "cuda" else []
+    n_batches = num_batches(len(data.train), config.batch_size)
+
+    # Dropout draws from the global RNG; fork it so fit neither depends on nor disturbs the caller's.
+    with torch.random.fork_rng(devices=rng_devices):
+        torch.manual_seed(config.seed)
+        ckpt = Path(checkpoint) if checkpoint is not None else None
+        if resume and ckpt is not None and ckpt.exists():
+            history = _restore(ckpt, model, optimizer, order, config, device)
+        start = len(history.records)
+        for cb in callbacks:
+            cb.on_train_begin(config, n_batches, start)
+        for epoch in range(start + 1, config.epochs + 1):
+            if history.status != "ok":
+                break
+            t0 = time.perf_counter()
+            model.train()
+            loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+            correct = torch.zeros((), dtype=torch.int64, device=device)
+            for b, (X, y) in enumerate(batches(data.train, config.batch_size, order)):
+                out = model(X)
+                loss = loss_fn(out, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                with torch.no_grad():
+                    loss_sum += loss.detach().double() * len(y)
+                    if classify:
+                        correct += (out.argmax(dim=1) == y).sum()
+                for cb in callbacks:
+                    cb.on_batch_end(epoch, b)
+            n = len(data.train)
+            train_loss = loss_sum.item() / n
+            test_loss, test_acc = evaluate(model, data.test, config.loss)
+            record = EpochRecord(
+                epoch, train_loss, correct.item() / n if classify else None, test_loss, test_acc,
+                time.perf_counter() - t0,
+            )  # fmt: skip
+            history.records.append(record)
+            if not math.isfinite(train_loss):
+                history.status = "diverged"
+            if ckpt is not None:
+                _save(ckpt, model, optimizer, order, config, history, rng_devices)
+            for cb in callbacks:
+                cb.on_epoch_end(record)
+    for cb in callbacks:
+        cb.on_train_end(history)
+    return history
+
+
+CHECKPOINT_VERSION = 1
+
+
+def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig,
+          history: History, rng_devices: list[torch.device]) -> None:  # fmt: skip
+    state = {
+        "version": CHECKPOINT_VERSION,
+        "config": dataclasses.asdict(config),
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "order_rng": order.get_state(),
+        "cpu_rng": torch.get_rng_state(),
+        "cuda_rng": [torch.cuda.get_rng_state(d) for d in rng_devices],
+        "history": history.to_dict(),
+    }
+    save_atomic(state, path)
+
+
+def save_atomic(obj: object, path: Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device) -> History:
+    try:
+        state = torch.load(path, map_location=device, weights_only=False)
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise MlplabError(f"cannot read checkpoint {path}: {exc}. Fix: delete it to start over.") from exc
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise MlplabError(f"checkpoint {path} has version {state.get('version')}, expected {CHECKPOINT_VERSION}")
+    stored = dict(state["config"])
+    current = dataclasses.asdict(config)
+    changed = [k for k in current if k != "epochs" and stored.get(k) != current[k]]
+    if changed:
+        diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in changed)
+        raise MlplabError(
+            f"cannot resume from {path}: the config changed ({diffs}). "
+            "Fix: use the original settings, or a new output folder to start over."
+        )
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    order.set_state(state["order_rng"].cpu())
+    torch.set_rng_state(state["cpu_rng"].cpu())
+    for d, s in zip([device] if device.type == "cuda" else [], state["cuda_rng"]):
+        torch.cuda.set_rng_state(s.cpu(), d)
+    return History.from_dict(state["history"])
+
+
+def iter_params(model: nn.Module) -> Iterable[torch.Tensor]:
+    """Parameters in registration order (for comparisons in tests and benches)."""
+    return (p.detach() for p in model.parameters())
