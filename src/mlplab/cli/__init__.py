@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from mlplab.cli import data as _data
+from mlplab.cli import sweep as _sweep
 from mlplab.cli import train as _train
 
 app = typer.Typer(
@@ -20,6 +21,7 @@ app = typer.Typer(
 )
 app.add_typer(_data.app, name="data")
 app.command("train")(_train.train)
+app.add_typer(_sweep.app, name="sweep")
 
 
 def main() -> None:

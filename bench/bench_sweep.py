@@ -1,0 +1,182 @@
+"""The study log's dropout grid: mlplab's batched sweep vs the book-style one-model-at-a-time loop.
+
+Model of every cell: 784-256-256-10, ReLU, dropout p1 after hidden layer 1 and p2 after hidden
+layer 2 (p1, p2 in {0, 0.1, ..., 0.9}), normal(0, 0.01) init, SGD lr 0.5, batch 256, Fashion-MNIST.
+Measured side by side in one process, on the same machine and threads, per model-epoch
+(training plus the per-epoch test evaluation both loops do):
+
+1. book-style: a per-item Dataset turning one uint8 image at a time into a float tensor (what
+   torchvision's ``ToTensor`` does), ``DataLoader(batch_size=256, shuffle=True, num_workers=4)``,
+   ``nn.Sequential`` with ``nn.Dropout``, ``torch.optim.SGD``, the book's ``train_ch3`` metric
+   accumulation, test accuracy over a DataLoader every epoch; a few cells, one model at a time;
+2. ``mlplab.train.fit``: one model at a time, device-resident data (what batching alone adds);
+3. ``mlplab.sweep``: a sub-grid of cells as batched groups (``run_sweep`` into a temporary folder,
+   so SQLite writes are included).
+
+Usage: ``python bench/bench_sweep.py [--data-dir DIR] [--quick] [--device cuda] [--full-grid]``.
+Run benchmarks whose numbers you report under ``flock /tmp/mlplab-bench.lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import tempfile
+import time
+
+import numpy as np
+import torch
+from torch import nn
+
+from mlplab.data import fashion_mnist, fashion_mnist_data
+from mlplab.models import ModelConfig, build_mlp
+from mlplab.sweep import SweepSpec, load_results, run_sweep
+from mlplab.train import TrainConfig, fit
+
+GRID = [(round(0.1 * i, 1), round(0.1 * j, 1)) for i in range(10) for j in range(10)]  # (p1, p2)
+
+
+class PerItemImages(torch.utils.data.Dataset):
+    """The book's input pipeline: one uint8 image at a time becomes a (1, 28, 28) float tensor."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
+        self.images, self.labels = images, labels
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        return torch.from_numpy(self.images[i]).float().div(255).unsqueeze(0), int(self.labels[i])
+
+
+def book_style(raw, p1: float, p2: float, epochs: int, device: str, seed: int = 0) -> tuple[float, float]:
+    """The study log's ``dropout_test`` (d2l 5.6 exercise 1) on the book's pipeline: (seconds, test acc)."""
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    train_iter = torch.utils.data.DataLoader(PerItemImages(raw.train_images, raw.train_labels), 256, shuffle=True, num_workers=4)
+    test_iter = torch.utils.data.DataLoader(PerItemImages(raw.test_images, raw.test_labels), 256, shuffle=False, num_workers=4)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(p1),
+                        nn.Linear(256, 256), nn.ReLU(), nn.Dropout(p2), nn.Linear(256, 10))  # fmt: skip
+    for m in net:
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, std=0.01)
+            nn.init.zeros_(m.bias)
+    net.to(device)
+    loss = nn.CrossEntropyLoss(reduction="none")
+    updater = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(epochs):
+        net.train()
+        metric = [0.0, 0.0, 0.0]
+        for X, y in train_iter:
+            X, y = X.to(device), y.to(device)
+            y_hat = net(X)
+            l = loss(y_hat, y)
+            updater.zero_grad()
+            l.mean().backward()
+            updater.step()
+            metric[0] += float(l.sum())
+            metric[1] += float((y_hat.argmax(dim=1) == y).sum())
+            metric[2] += y.numel()
+        net.eval()
+        correct = total = 0
+        with torch.no_grad():
+            for X, y in test_iter:
+                X, y = X.to(device), y.to(device)
+                correct += float((net(X).argmax(dim=1) == y).sum())
+                total += y.numel()
+    return time.perf_counter() - t0, correct / total
+
+
+def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0) -> tuple[float, float]:
+    """The same cell with ``mlplab.train.fit`` (device-resident data, one model)."""
+    config = ModelConfig(hidden=(256, 256), dropout=(p1, p2), init="normal:0.01")
+    net = build_mlp(config, torch.Generator().manual_seed(seed))
+    t0 = time.perf_counter()
+    history = fit(net, data, TrainConfig(epochs=epochs, lr=0.5, batch_size=256, seed=seed, device=device))
+    return time.perf_counter() - t0, history.final.test_acc
+
+
+def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None) -> tuple[float, float, int]:
+    """``cells`` trained by ``run_sweep``: (seconds, mean test acc, models per group)."""
+    p1s = sorted({c[0] for c in cells})
+    p2s = sorted({c[1] for c in cells})
+    spec = SweepSpec(
+        base={"hidden": (256, 256), "epochs": epochs, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
+        grid={"dropout1": p1s, "dropout2": p2s},
+    )  # fmt: skip
+    with tempfile.TemporaryDirectory() as out:
+        t0 = time.perf_counter()
+        report = run_sweep(spec, data, out, device=device, max_models=max_models)
+        seconds = time.perf_counter() - t0
+        acc = float(load_results(out)["final_test_acc"].mean())
+    return seconds, acc, report.max_models
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(device))
+    try:
+        names = [ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
+                 if ln.startswith("Model name")]  # fmt: skip
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.processor()}, {torch.get_num_threads()} torch threads"
+
+
+def sub_grid(n: int) -> list[tuple[float, float]]:
+    """About ``n`` cells of the 10x10 grid: whole rows (p2 takes all 10 values), rows spread over p1."""
+    rows = np.linspace(0, 9, min(10, max(1, n // 10))).round().astype(int)
+    return [c for c in GRID if round(c[0] * 10) in set(rows.tolist())]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: search)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
+    parser.add_argument("--book-cells", type=int, default=2, help="cells trained the book's way")
+    parser.add_argument("--book-epochs", type=int, default=1, help="epochs per book-style cell")
+    parser.add_argument("--fit-cells", type=int, default=2, help="cells trained with mlplab fit (0 to skip)")
+    parser.add_argument("--cells", type=int, default=20, help="sub-grid size for the sweep (whole rows of 10)")
+    parser.add_argument("--epochs", type=int, default=1, help="epochs of the sweep")
+    parser.add_argument("--max-models", type=int, default=None, help="models per group (default: mlplab's)")
+    parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
+    parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.quick:
+        args.book_cells, args.fit_cells, args.cells = 1, 1, 10
+    if args.full_grid:
+        args.cells, args.epochs = 100, 10
+    raw = fashion_mnist.load(args.data_dir, download=False)
+    data = fashion_mnist_data(args.data_dir, download=False).to(args.device)
+    spread = [GRID[i] for i in np.linspace(0, 99, max(args.book_cells, args.fit_cells)).round().astype(int)]
+
+    sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models)
+    n_sweep = len(sub_grid(args.cells)) * args.epochs
+    book = [book_style(raw, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.book_cells]]
+    fits = [fit_one(data, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.fit_cells]]
+    book_per = sum(s for s, _ in book) / (len(book) * args.book_epochs)
+    rows = [("book-style loop (DataLoader, 4 workers), one model at a time", len(book), args.book_epochs,
+             sum(s for s, _ in book), book_per)]  # fmt: skip
+    if fits:
+        rows.append(("mlplab fit, one model at a time", len(fits), args.book_epochs, sum(s for s, _ in fits),
+                     sum(s for s, _ in fits) / (len(fits) * args.book_epochs)))  # fmt: skip
+    rows.append((f"mlplab sweep, batched groups of <= {k}", n_sweep // args.epochs, args.epochs, sweep_s, sweep_s / n_sweep))
+
+    print("## Dropout grid (784-256-256-10, SGD lr 0.5, batch 256): seconds per model-epoch\n")
+    print(f"machine: {machine(args.device)}; torch {torch.__version__}; device {args.device}\n")
+    print("| method | models | epochs | seconds | s per model-epoch | speed-up vs book |")
+    print("|---|---|---|---|---|---|")
+    for name, models, epochs, seconds, per in rows:
+        print(f"| {name} | {models} | {epochs} | {seconds:.1f} | {per:.3f} | {book_per / per:.1f}x |")
+    cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
+    print(f"\nbook-style cells (p1, p2): {cells}; their test accuracy after {args.book_epochs} epoch(s): "
+          f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
+          f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s).")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
