@@ -148,9 +148,11 @@ def show(
     ascending: Optional[bool] = typer.Option(None, "--ascending/--descending", help="Sort order (default: best first)."),
     top: Optional[int] = typer.Option(None, help="Show only the first N configurations."),
     csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."),
-    all_columns: bool = typer.Option(False, "--all", help="Show every hyperparameter column, not only the varying ones."),
 ) -> None:
-    """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution)."""
+    """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
+
+    The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
+    """
     results = load_results(directory)
     if csv:
         columns = [*hyperparameters(results), "seed", "final_test_acc", "final_test_loss", "final_train_acc",
@@ -163,22 +165,26 @@ def show(
     summary = sort_summary(summarize(results), sort, ascending)
     if top is not None:
         summary = summary.head(top)
-    shown = hyperparameters(results) if all_columns else varying(results)
+    shown = varying(results)  # the fixed ones are listed once below the table
     fixed = [c for c in hyperparameters(results) if c not in shown]
-    metrics = ["final_test_acc", "final_test_loss", "final_train_loss", "seconds"]
-    table = Table(title=f"{directory}: {len(results)} model(s), {len(summarize(results))} configuration(s)")
+    metrics = ["final_test_acc", "final_test_loss", "final_train_loss"]
+    table = Table(title=f"{directory}: {len(results)} model(s), {len(summary)} configuration(s) shown")
     for c in shown:
-        table.add_column(c, justify="right")
+        table.add_column(c, justify="right", no_wrap=True)
     table.add_column("seeds", justify="right")
-    table.add_column("diverged", justify="right")
+    table.add_column("div.", justify="right")
     for m in metrics:
-        table.add_column(m.removeprefix("final_") + (" (s/model)" if m == "seconds" else ""), justify="right")
+        table.add_column(m.removeprefix("final_").replace("_", " "), justify="right", no_wrap=True)
     for cells in table_rows(summary, shown, metrics):
         table.add_row(*cells)
     console.print(table)
     if fixed:
-        console.print("fixed: " + " ".join(f"{c}={format_value(results[c].iloc[0])}" for c in fixed))
-    console.print("values: mean ± half-width of the 95% confidence interval over seeds (t distribution)")
+        console.print("fixed: " + " ".join(f"{c}={format_value(results[c].iloc[0])}" for c in fixed), soft_wrap=True)
+    console.print(
+        "mean ± half-width of the 95% confidence interval over seeds (t distribution); div. = seeds that diverged; "
+        f"{results['seconds'].sum():.1f} s of training in all ({results['seconds'].mean():.2f} s per model)",
+        soft_wrap=True,
+    )
 
 
 @app.command("plot")

@@ -258,6 +258,7 @@ def train_group(
     data: Data,
     device: str | torch.device = "cpu",
     callbacks: Sequence[GroupCallback] = (),
+    model: BatchedMLP | None = None,
 ) -> list[TrialResult]:
     """Train trials of one group (see ``planner.group_key``) as one batched model.
 
@@ -267,6 +268,16 @@ def train_group(
     after every epoch in evaluation mode. Two differences: dropout masks follow the scheme of the
     module docstring, and a model whose training loss turns non-finite is frozen at that step
     (fit runs out the epoch); either way it stops after that epoch with status ``"diverged"``.
+
+    Parameters
+    ----------
+    trials : sequence of Trial sharing ``planner.group_key``
+    data : Data with int64 class labels
+    device : str or torch.device
+    callbacks : sequence of GroupCallback
+    model : BatchedMLP, optional
+        ``BatchedMLP.from_trials(trials, device)`` to train in place, to keep the trained weights
+        (e.g. ``model.to_module(k, trials[k].model)``); by default a fresh one is built and dropped.
 
     Returns
     -------
@@ -280,7 +291,10 @@ def train_group(
     cfg = first.train
     K = len(trials)
     t_start = time.perf_counter()
-    model = BatchedMLP.from_trials(trials, device)
+    if model is None:
+        model = BatchedMLP.from_trials(trials, device)
+    elif model.n_models != K or model.weights[0].device != device:
+        raise ConfigError("model", f"{model.n_models} models on {model.weights[0].device}", f"expected {K} on {device}")
     params = model.parameters()
 
     def per_model(values: Sequence[float]) -> Tensor:

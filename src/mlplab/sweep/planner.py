@@ -92,7 +92,8 @@ def default_max_models(trials: Sequence[Trial], device: torch.device | str) -> i
 def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
     """Groups of trials in order of first appearance, each cut into near-equal chunks.
 
-    Example: 100 same-shape trials with ``max_models=32`` give 4 groups of 25, not 32+32+32+4.
+    Example: 100 same-shape trials with ``max_models=32`` give 4 groups of 25, not 32+32+32+4;
+    10 with ``max_models=4`` give 4+3+3.
     """
     if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
         raise ConfigError("max_models", max_models, "must be an integer >= 1")
@@ -102,7 +103,10 @@ def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
     groups: list[Group] = []
     for members in by_key.values():
         chunks = math.ceil(len(members) / max_models)
-        size = math.ceil(len(members) / chunks)
-        for start in range(0, len(members), size):
+        base, extra = divmod(len(members), chunks)
+        start = 0
+        for i in range(chunks):
+            size = base + (i < extra)  # sizes differ by at most one
             groups.append(Group(len(groups), tuple(members[start : start + size])))
+            start += size
     return groups
