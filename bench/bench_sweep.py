@@ -13,6 +13,10 @@ Measured side by side in one process, on the same machine and threads, per model
 3. ``mlplab.sweep``: a sub-grid of cells as batched groups (``run_sweep`` into a temporary folder,
    so SQLite writes are included).
 
+A second table times one training step of K models three ways on one fixed batch: mlplab's
+stacked ``baddbmm`` model (autograd backward), ``torch.func.vmap`` over ``functional_call`` of K
+stacked ``nn.Sequential`` models, and a Python loop over K models.
+
 Usage: ``python bench/bench_sweep.py [--data-dir DIR] [--quick] [--device cuda] [--full-grid]``.
 Run benchmarks whose numbers you report under ``flock /tmp/mlplab-bench.lock``.
 """
@@ -20,6 +24,7 @@ Run benchmarks whose numbers you report under ``flock /tmp/mlplab-bench.lock``.
 from __future__ import annotations
 
 import argparse
+import copy
 import platform
 import subprocess
 import tempfile
@@ -27,11 +32,13 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.sweep import SweepSpec, load_results, run_sweep
+from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep
+from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
 
 GRID = [(round(0.1 * i, 1), round(0.1 * j, 1)) for i in range(10) for j in range(10)]  # (p1, p2)
@@ -113,6 +120,69 @@ def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None) -
     return seconds, acc, report.max_models
 
 
+def _timed(step, steps: int, device: str) -> float:
+    """Seconds per call of ``step`` after two warm-up calls."""
+    for _ in range(2):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t0) / steps
+
+
+def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
+    """Seconds per SGD step of K 784-256-256-10 dropout models on one batch of 256, three ways."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.rand(256, 784, generator=gen).to(device)
+    y = torch.randint(10, (256,), generator=gen).to(device)
+    spec = SweepSpec(base={"hidden": (256, 256), "lr": 0.5, "dropout2": 0.5},
+                     grid={"dropout1": tuple(round(0.9 * i / max(K - 1, 1), 4) for i in range(K))})  # fmt: skip
+    trials = spec.trials()
+
+    model = BatchedMLP.from_trials(trials, device)
+    params = model.parameters()
+    opt = BatchedSGD(params, torch.full((K,), 0.5, device=device), [torch.zeros(K, device=device)] * len(params))
+    streams = DropoutStreams(0, torch.tensor([t.model.dropout_per_layer for t in trials]), torch.device(device))
+    alive = torch.ones(K, dtype=torch.bool, device=device)
+
+    def stacked() -> None:
+        logits = model.forward(X, streams.gates(256, [256, 256]))
+        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)
+        opt.step(torch.autograd.grad(losses.sum(), params), alive)
+
+    nets = [build_mlp(t.model, torch.Generator().manual_seed(0)).to(device) for t in trials]
+    same_shape = [build_mlp(ModelConfig(hidden=(256, 256), dropout=(0.5, 0.5))).to(device) for _ in range(K)]
+    weights, buffers = torch.func.stack_module_state(same_shape)  # vmap needs one architecture: p = 0.5 for all
+    base = copy.deepcopy(same_shape[0]).to("meta")
+
+    def call(w, b, x):
+        return torch.func.functional_call(base, (w, b), (x,))
+
+    def vmapped() -> None:
+        logits = torch.func.vmap(call, in_dims=(0, 0, None), randomness="different")(weights, buffers, X)
+        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)
+        grads = torch.autograd.grad(losses.sum(), list(weights.values()))
+        with torch.no_grad():
+            for w, g in zip(weights.values(), grads):
+                w.sub_(0.5 * g)
+
+    opts = [torch.optim.SGD(net.parameters(), lr=0.5) for net in nets]
+
+    def loop() -> None:
+        for net, o in zip(nets, opts):
+            loss = F.cross_entropy(net(X), y)
+            o.zero_grad()
+            loss.backward()
+            o.step()
+
+    return {name: _timed(fn, steps, device) for name, fn in
+            (("stacked baddbmm (mlplab)", stacked), ("torch.func.vmap", vmapped), ("loop over K models", loop))}  # fmt: skip
+
+
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -141,13 +211,15 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=20, help="sub-grid size for the sweep (whole rows of 10)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the sweep")
     parser.add_argument("--max-models", type=int, default=None, help="models per group (default: mlplab's)")
+    parser.add_argument("--kernel-models", type=int, default=20, help="K for the per-step kernel comparison (0 to skip)")
+    parser.add_argument("--kernel-steps", type=int, default=10, help="steps timed per kernel")
     parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
     parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
-        args.book_cells, args.fit_cells, args.cells = 1, 1, 10
+        args.book_cells, args.fit_cells, args.cells, args.kernel_steps = 1, 1, 10, 3
     if args.full_grid:
         args.cells, args.epochs = 100, 10
     raw = fashion_mnist.load(args.data_dir, download=False)
@@ -172,6 +244,15 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, models, epochs, seconds, per in rows:
         print(f"| {name} | {models} | {epochs} | {seconds:.1f} | {per:.3f} | {book_per / per:.1f}x |")
+    if args.kernel_models:
+        K = args.kernel_models
+        times = kernel_step_times(K, args.kernel_steps, args.device)
+        fastest = min(times.values())
+        print(f"\n### One SGD step of K = {K} models (batch 256, dropout on), {args.kernel_steps} steps timed\n")
+        print("| kernel | ms per step | ms per model-step | relative |")
+        print("|---|---|---|---|")
+        for name, sec in times.items():
+            print(f"| {name} | {sec * 1e3:.1f} | {sec * 1e3 / K:.2f} | {sec / fastest:.2f}x |")
     cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
     print(f"\nbook-style cells (p1, p2): {cells}; their test accuracy after {args.book_epochs} epoch(s): "
           f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "

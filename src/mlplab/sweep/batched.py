@@ -61,17 +61,26 @@ def dropout_seed(seed: int, layer: int) -> int:
     return int(state) & (2**63 - 1)
 
 
-def _prelu(Z: Tensor, slope: Tensor) -> Tensor:
-    return torch.where(Z >= 0, Z, slope * Z)
+def _relu(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return F.relu(Z)
 
 
-# g(Z) with an optional per-model parameter (pReLU's slope, (K, 1, 1)), as in mlplab.models.ACTIVATIONS.
+def _sigmoid(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.sigmoid(Z)
+
+
+def _tanh(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.tanh(Z)
+
+
+def _prelu(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.where(Z >= 0, Z, slope * Z)  # slope (K, 1, 1): one learnable slope per model and layer
+
+
+# g(Z, slope) for each name of mlplab.models.ACTIVATIONS; only pReLU uses its per-model slope.
 BATCHED_ACTIVATIONS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
-    "relu": lambda Z, _: F.relu(Z),
-    "sigmoid": lambda Z, _: torch.sigmoid(Z),
-    "tanh": lambda Z, _: torch.tanh(Z),
-    "prelu": _prelu,
-}
+    "relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "prelu": _prelu,
+}  # fmt: skip
 
 
 class BatchedMLP:
@@ -293,7 +302,7 @@ def train_group(
     t_start = time.perf_counter()
     if model is None:
         model = BatchedMLP.from_trials(trials, device)
-    elif model.n_models != K or model.weights[0].device != device:
+    elif model.n_models != K or model.weights[0].device.type != device.type:
         raise ConfigError("model", f"{model.n_models} models on {model.weights[0].device}", f"expected {K} on {device}")
     params = model.parameters()
 
