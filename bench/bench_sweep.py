@@ -104,7 +104,7 @@ def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0)
     return time.perf_counter() - t0, history.final.test_acc
 
 
-def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None) -> tuple[float, float, int]:
+def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False) -> tuple[float, float, int]:
     """``cells`` trained by ``run_sweep``: (seconds, mean test acc, models per group)."""
     p1s = sorted({c[0] for c in cells})
     p2s = sorted({c[1] for c in cells})
@@ -114,7 +114,7 @@ def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None) -
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        report = run_sweep(spec, data, out, device=device, max_models=max_models)
+        report = run_sweep(spec, data, out, device=device, max_models=max_models, tf32=tf32)
         seconds = time.perf_counter() - t0
         acc = float(load_results(out)["final_test_acc"].mean())
     return seconds, acc, report.max_models
@@ -213,6 +213,7 @@ def main() -> None:
     parser.add_argument("--max-models", type=int, default=None, help="models per group (default: mlplab's)")
     parser.add_argument("--kernel-models", type=int, default=20, help="K for the per-step kernel comparison (0 to skip)")
     parser.add_argument("--kernel-steps", type=int, default=10, help="steps timed per kernel")
+    parser.add_argument("--tf32", action="store_true", help="CUDA: the sweep uses TF32 matmuls (the book loop does not)")
     parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
     parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
     args = parser.parse_args()
@@ -226,7 +227,7 @@ def main() -> None:
     data = fashion_mnist_data(args.data_dir, download=False).to(args.device)
     spread = [GRID[i] for i in np.linspace(0, 99, max(args.book_cells, args.fit_cells)).round().astype(int)]
 
-    sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models)
+    sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32)
     n_sweep = len(sub_grid(args.cells)) * args.epochs
     book = [book_style(raw, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.book_cells]]
     fits = [fit_one(data, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.fit_cells]]
@@ -236,7 +237,7 @@ def main() -> None:
     if fits:
         rows.append(("mlplab fit, one model at a time", len(fits), args.book_epochs, sum(s for s, _ in fits),
                      sum(s for s, _ in fits) / (len(fits) * args.book_epochs)))  # fmt: skip
-    rows.append((f"mlplab sweep, batched groups of <= {k}", n_sweep // args.epochs, args.epochs, sweep_s, sweep_s / n_sweep))
+    rows.append((f"mlplab sweep, batched groups of <= {k}" + (", TF32" if args.tf32 else ""), n_sweep // args.epochs, args.epochs, sweep_s, sweep_s / n_sweep))
 
     print("## Dropout grid (784-256-256-10, SGD lr 0.5, batch 256): seconds per model-epoch\n")
     print(f"machine: {machine(args.device)}; torch {torch.__version__}; device {args.device}\n")

@@ -115,6 +115,7 @@ def test_random_search_from_flags(tmp_path):
         (["run", "--data", "synthetic", "--seeds", "0"], "--seeds"),
         (["run", "--data", "synthetic", "--device", "cuda:7"], "device"),
         (["run", "--data", "synthetic", "--hidden", "8,x"], "--hidden"),
+        (["run", "--data", "synthetic", "--tf32"], "tf32"),
     ],
 )
 def test_bad_input_is_a_clean_error(tmp_path, args, message):

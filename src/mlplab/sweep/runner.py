@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 
@@ -57,6 +58,22 @@ def n_classes(data: Data) -> int:
     return int(max(data.train.y.max(), data.test.y.max())) + 1
 
 
+@contextlib.contextmanager
+def tf32_matmuls(enabled: bool, device: torch.device) -> Iterator[None]:
+    """Let CUDA matmuls use TF32 (10-bit mantissa) while the block runs; restore the setting after."""
+    if not enabled:
+        yield
+        return
+    if device.type != "cuda":
+        raise ConfigError("tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
+    previous = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = previous
+
+
 class SweepCallback(GroupCallback):
     """Progress hooks of :func:`run_sweep` (plus the per-group hooks of ``train_group``)."""
 
@@ -86,6 +103,7 @@ def run_sweep(
     device: str = "cpu",
     max_models: int | None = None,
     callbacks: Sequence[GroupCallback] = (),
+    tf32: bool = False,
 ) -> SweepReport:
     """Train every trial of ``spec`` not yet stored in ``out/sweep.sqlite``, one group at a time.
 
@@ -105,6 +123,10 @@ def run_sweep(
     max_models : int, optional
         Models per group; default from the device's memory (GPU) or cache (CPU).
     callbacks : sequence of GroupCallback or SweepCallback
+    tf32 : bool
+        CUDA only: matmuls in TF32 (several times faster on A100/H100-class GPUs, about 3 decimal
+        digits per product instead of 7). Off by default; results then differ from ``fit``'s at
+        the 1e-3 level.
 
     Returns
     -------
@@ -118,7 +140,7 @@ def run_sweep(
     k = max_models if max_models is not None else default_max_models(trials, resolved)
     groups = plan(trials, k)
     out = Path(out)
-    with writer_lock(out), SweepStore(out) as store:
+    with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store:
         store.bind_data(fingerprint(data))
         stored = store.keys()
         todo = [g for g in (g.without(stored) for g in groups) if len(g)]
