@@ -19,13 +19,19 @@ stacked ``nn.Sequential`` models, and a Python loop over K models.
 
 Usage: ``python bench/bench_sweep.py [--data-dir DIR] [--quick] [--device cuda] [--full-grid]``.
 Run benchmarks whose numbers you report under ``flock /tmp/mlplab-bench.lock``.
+
+``--report DIR`` instead writes DIR/table.md and DIR/heatmap.png for a stored sweep of the grid
+(``mlplab sweep run ... --out DIR``), with the study log's single-run accuracies beside the
+means and confidence intervals (``--study-log``, default ``../shared/seed/d2l-ch4-mlp-study-log.md``).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import math
 import platform
+import re
 import subprocess
 import tempfile
 import time
@@ -37,7 +43,7 @@ from torch import nn
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep
+from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep, summarize
 from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
 
@@ -200,6 +206,67 @@ def sub_grid(n: int) -> list[tuple[float, float]]:
     return [c for c in GRID if round(c[0] * 10) in set(rows.tolist())]
 
 
+LOG_LINE = re.compile(r"^dropout1: ([0-9.]+), dropout2: ([0-9.]+), accuracy: ([0-9.]+)$")
+
+
+def study_log_grid(path: str) -> dict[tuple[float, float], float]:
+    """The first 10x10 block of ``dropout1: a, dropout2: b, accuracy: c`` lines (exercise 1)."""
+    cells: dict[tuple[float, float], float] = {}
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            m = LOG_LINE.match(line.strip())
+            if m and len(cells) < 100:
+                cells[(round(float(m.group(1)), 1), round(float(m.group(2)), 1))] = float(m.group(3))
+    return cells
+
+
+def report(directory: str, study_log: str | None) -> None:
+    """DIR/table.md (mean ± 95% CI per cell, the study log's single run beside it) and DIR/heatmap.png."""
+    from pathlib import Path
+
+    from mlplab.plots import save_figure
+    from mlplab.runs import write_text_atomic
+    from mlplab.sweep.plots import heatmap
+    from mlplab.sweep.results import format_metric
+
+    results = load_results(directory)
+    summary = summarize(results).sort_values(["dropout1", "dropout2"]).reset_index(drop=True)
+    log = study_log_grid(study_log) if study_log and Path(study_log).exists() else {}
+    seeds = sorted(results["seed"].unique())
+    epochs = sorted(results["epochs"].unique())
+    lines = [
+        f"## The study log's dropout grid over {len(seeds)} seeds (mlplab sweep)\n",
+        f"784-256-256-10, ReLU, normal(0, 0.01) init, SGD lr 0.5, batch 256, {', '.join(map(str, epochs))} epochs, "
+        f"Fashion-MNIST; seeds {', '.join(map(str, seeds))}. Final test accuracy and training loss: mean ± half-width "
+        "of the 95% t confidence interval over seeds." + (" Study log: its single run (2 decimals)." if log else "") + "\n",
+        "| dropout1 | dropout2 | seeds | diverged | test acc | train loss |" + (" study log |" if log else ""),
+        "|---|---|---|---|---|---|" + ("---|" if log else ""),
+    ]
+    inside = 0
+    for _, r in summary.iterrows():
+        row = (f"| {r['dropout1']:g} | {r['dropout2']:g} | {r['n']} | {r['diverged']} | "
+               f"{format_metric(r['final_test_acc_mean'], r['final_test_acc_ci'])} | "
+               f"{format_metric(r['final_train_loss_mean'], r['final_train_loss_ci'])} |")  # fmt: skip
+        if log:
+            logged = log.get((round(r["dropout1"], 1), round(r["dropout2"], 1)))
+            row += f" {logged:.2f} |" if logged is not None else " - |"
+            # a single run is compared with the 95% prediction interval of one run, not with the CI of
+            # the mean: half-width t s sqrt(1 + 1/n) = ci sqrt(n + 1), widened by the log's rounding
+            half = r["final_test_acc_ci"] * math.sqrt(r["n"] + 1) + 0.005
+            if logged is not None and abs(logged - r["final_test_acc_mean"]) <= half:
+                inside += 1
+        lines.append(row)
+    if log:
+        lines.append(f"\nThe study log's single run lies within the 95% prediction interval of one run "
+                     f"(mean ± ci·sqrt(n+1), widened by its 0.005 rounding) in {inside} of {len(summary)} cells.")  # fmt: skip
+    best = summary.sort_values("final_test_acc_mean", ascending=False).iloc[0]
+    lines.append(f"\nBest cell: dropout1 = {best['dropout1']:g}, dropout2 = {best['dropout2']:g}, test accuracy "
+                 f"{format_metric(best['final_test_acc_mean'], best['final_test_acc_ci'])}.")  # fmt: skip
+    write_text_atomic(Path(directory) / "table.md", "\n".join(lines) + "\n")
+    save_figure(heatmap(summary, "dropout2", "dropout1"), Path(directory) / "heatmap.png")
+    print("\n".join(lines))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=None, help="folder with the Fashion-MNIST IDX files (default: search)")
@@ -216,7 +283,12 @@ def main() -> None:
     parser.add_argument("--tf32", action="store_true", help="CUDA: the sweep uses TF32 matmuls (the book loop does not)")
     parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
     parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
+    parser.add_argument("--report", metavar="DIR", default=None, help="write DIR/table.md and DIR/heatmap.png and exit")
+    parser.add_argument("--study-log", default="../shared/seed/d2l-ch4-mlp-study-log.md", help="for --report")
     args = parser.parse_args()
+    if args.report:
+        report(args.report, args.study_log)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.quick:
