@@ -29,9 +29,8 @@ class SweepProgress(SweepCallback):
 
     def __init__(self, progress: Progress) -> None:
         self.progress = progress
-        self.groups_task = None
-        self.batch_task = None
-        self.done = 0
+        self.groups_task = self.batch_task = None
+        self.done = self.total = self.epochs = 0
 
     def on_sweep_begin(self, groups: Sequence[Group], n_skipped: int) -> None:
         if n_skipped:
