@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -66,7 +67,7 @@ def train(
     epochs: int = typer.Option(10, help="Passes over the 60,000 training images."),
     seed: int = typer.Option(0, help="Seed for the initial weights, batch order and dropout masks."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
-    out: Path = typer.Option(Path("runs/train"), help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt."),
+    out: Optional[Path] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
     resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
 ) -> None:
@@ -85,6 +86,8 @@ def train(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         decay_biases=not wd_weights_only, seed=seed, device=device,
     )  # fmt: skip
+    if out is None:
+        out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists() and not resume:
         raise MlplabError(
