@@ -12,16 +12,16 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlplab.atomic import atomic_path
 from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.errors import ConfigError, MlplabError
 
@@ -154,11 +154,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, foreach=True)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    kwargs = {} if config.optimizer == "adamw" else {}
     try:
-        return cls(groups, lr=config.lr, fused=True, **kwargs)
+        return cls(groups, lr=config.lr, fused=True)
     except (RuntimeError, TypeError):  # fused kernels missing for this device or torch version
-        return cls(groups, lr=config.lr, foreach=True, **kwargs)
+        return cls(groups, lr=config.lr, foreach=True)
 
 
 def loss_function(name: str):
@@ -298,15 +297,8 @@ def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainCon
 
 def save_atomic(obj: object, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device) -> History:
@@ -332,8 +324,3 @@ def _restore(path: Path, model, optimizer, order: torch.Generator, config: Train
     for d, s in zip([device] if device.type == "cuda" else [], state["cuda_rng"]):
         torch.cuda.set_rng_state(s.cpu(), d)
     return History.from_dict(state["history"])
-
-
-def iter_params(model: nn.Module) -> Iterable[torch.Tensor]:
-    """Parameters in registration order (for comparisons in tests and benches)."""
-    return (p.detach() for p in model.parameters())
