@@ -112,3 +112,8 @@ def test_train_one_epoch_on_the_real_data(real_data_dir, tmp_path):
     assert result.exit_code == 0, result.output
     (record,) = json.loads((out / "history.json").read_text())
     assert record["test_acc"] > 0.65  # the chapter's first epoch reaches ~0.73 (study log: 0.73)
+
+
+def test_version():
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0 and result.output.startswith("mlplab ")
