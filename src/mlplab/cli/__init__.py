@@ -12,6 +12,7 @@ import typer
 from mlplab import __version__
 
 from mlplab.cli import data as _data
+from mlplab.cli import sweep as _sweep
 from mlplab.cli import train as _train
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ def _root(
 
 app.add_typer(_data.app, name="data")
 app.command("train")(_train.train)
+app.add_typer(_sweep.app, name="sweep")
 
 
 def main() -> None:

@@ -1,0 +1,210 @@
+"""``mlplab sweep run|show|plot``: vectorized hyperparameter sweeps, stored and resumable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from mlplab.cli._common import console, parse_csv, reports_errors
+from mlplab.errors import ConfigError
+from mlplab.sweep.planner import Group
+from mlplab.sweep.results import (METRICS, format_value, hyperparameters, load_results, sort_summary, summarize,
+                                  table_rows, varying)  # fmt: skip
+from mlplab.sweep.runner import DATA_SETS, SweepCallback, run_sweep, sweep_data
+from mlplab.sweep.spec import SweepSpec, load_toml, parse_axis, parse_random_axis
+
+app = typer.Typer(
+    help="Train whole hyperparameter grids at once (one batched model per group of same-shape "
+    "models), store every result in DIR/sweep.sqlite, resume, and show mean ± 95% CI over seeds.",
+    no_args_is_help=True,
+)
+
+
+class SweepProgress(SweepCallback):
+    """Two bars (groups, batches of the current group) and one line per finished group."""
+
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
+        self.groups_task = self.batch_task = None
+        self.done = self.total = self.epochs = 0
+
+    def on_sweep_begin(self, groups: Sequence[Group], n_skipped: int) -> None:
+        if n_skipped:
+            self.progress.console.print(f"resuming: {n_skipped} stored result(s) skipped")
+        self.groups_task = self.progress.add_task("groups", total=len(groups))
+        self.total = len(groups)
+
+    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None:
+        self.batch_task = self.progress.add_task(f"epoch 1/{epochs}", total=epochs * batches_per_epoch)
+        self.epochs = epochs
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        self.progress.advance(self.batch_task)
+
+    def on_epoch_end(self, epoch: int, n_alive: int) -> None:
+        self.progress.update(self.batch_task, description=f"epoch {min(epoch + 1, self.epochs)}/{self.epochs}")
+
+    def on_group_end(self, group: Group, results) -> None:
+        self.done += 1
+        self.progress.remove_task(self.batch_task)
+        self.progress.advance(self.groups_task)
+        best = max((r.history.final.test_acc or 0.0 for r in results), default=0.0)
+        diverged = sum(r.history.status == "diverged" for r in results)
+        seconds = sum(r.seconds for r in results)
+        note = f", [bold red]{diverged} diverged[/]" if diverged else ""
+        self.progress.console.print(f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, "
+                                    f"best test acc {best:.4f}{note}")  # fmt: skip
+
+
+def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random: Sequence[str], seeds: Optional[int],
+                first_seed: int, samples: Optional[int], search_seed: Optional[int]) -> SweepSpec:  # fmt: skip
+    spec = load_toml(config) if config is not None else SweepSpec()
+    grid_axes = dict(spec.grid)
+    random_axes = dict(spec.random)
+    for text in grid:
+        name, values = parse_axis(text)
+        random_axes.pop(name, None)
+        grid_axes[name] = values
+    for text in random:
+        name, dist = parse_random_axis(text)
+        grid_axes.pop(name, None)
+        random_axes[name] = dist
+    fixed = {**spec.base, **{k: v for k, v in base.items() if v is not None}}
+    if seeds is not None and seeds < 1:
+        raise ConfigError("--seeds", seeds, "the number of seeds must be >= 1")
+    return SweepSpec(
+        base=fixed, grid=grid_axes, random=random_axes,
+        samples=samples if samples is not None else spec.samples,
+        seeds=tuple(range(first_seed, first_seed + seeds)) if seeds is not None else spec.seeds,
+        search_seed=search_seed if search_seed is not None else spec.search_seed,
+    )  # fmt: skip
+
+
+@app.command("run")
+@reports_errors
+def run(
+    out: Path = typer.Option(..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."),
+    config: Optional[Path] = typer.Option(None, help="TOML sweep file ([base], [grid], [random], seeds); flags override it."),
+    grid: List[str] = typer.Option([], help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
+                                   "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
+                                   "decay_biases, optimizer, batch_size, epochs."),
+    random: List[str] = typer.Option([], help="A random axis NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,... Repeatable."),
+    samples: Optional[int] = typer.Option(None, help="Random draws per grid point when --random is given (default 10)."),
+    search_seed: Optional[int] = typer.Option(None, help="Seed of the random-search draws (default 0)."),
+    seeds: Optional[int] = typer.Option(None, help="Train every configuration with this many seeds (default 1)."),
+    first_seed: int = typer.Option(0, help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, 12."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden widths, a comma list: 256,256 ('' = none). Default 256."),
+    activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. Default relu."),
+    dropout: Optional[float] = typer.Option(None, help="Dropout after every hidden layer. Default 0."),
+    init: Optional[str] = typer.Option(None, help="normal:STD, xavier, xavier_normal or he. Default normal:0.01."),
+    optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw. Default sgd."),
+    lr: Optional[float] = typer.Option(None, help="Learning rate. Default 0.1."),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd", help="L2 weight decay. Default 0."),
+    wd_weights_only: Optional[bool] = typer.Option(None, "--wd-weights-only", help="Decay weight matrices only, not biases."),
+    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. Default 256."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs per model. Default 10."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
+    max_models: Optional[int] = typer.Option(None, help="Models per batched group (default: fit the device's cache or memory)."),
+    tf32: bool = typer.Option(False, help="CUDA only: TF32 matmuls (faster, ~3 significant digits per product)."),
+    data: str = typer.Option("fashion-mnist", help=f"Data set: {' or '.join(DATA_SETS)} (small Gaussian blobs, for tests and demos)."),
+    data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
+) -> None:
+    """Train every configuration x seed of a grid or random search, one batched model per group.
+
+    Example (the study log's 10 x 10 dropout grid, 3 seeds):
+    mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 --batch-size 256 --optimizer sgd
+    --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 --seeds 3 --out runs/dropout
+    """
+    base = {
+        "hidden": parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256") if hidden is not None else None,
+        "activation": activation, "dropout": dropout, "init": init, "optimizer": optimizer, "lr": lr,
+        "weight_decay": weight_decay, "decay_biases": None if wd_weights_only is None else not wd_weights_only,
+        "batch_size": batch_size, "epochs": epochs,
+    }  # fmt: skip
+    spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
+    n = len(spec.trials())
+    console.print(f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
+                  f"varying {', '.join(spec.varying) or 'nothing'}; results in {out}/sweep.sqlite")  # fmt: skip
+    with console.status(f"loading {data}"):
+        dataset = sweep_data(data, data_dir)
+    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=console, transient=True) as progress:
+        report = run_sweep(spec, dataset, out, device=device, max_models=max_models,
+                           callbacks=[SweepProgress(progress)], tf32=tf32)  # fmt: skip
+    console.print(f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
+                  f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
+                  f"See: mlplab sweep show {out}")  # fmt: skip
+
+
+@app.command("show")
+@reports_errors
+def show(
+    directory: Path = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
+    sort: str = typer.Option("final_test_acc", help=f"Sort by the mean of: {', '.join(METRICS)} or seconds."),
+    ascending: Optional[bool] = typer.Option(None, "--ascending/--descending", help="Sort order (default: best first)."),
+    top: Optional[int] = typer.Option(None, help="Show only the first N configurations."),
+    csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."),
+) -> None:
+    """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
+
+    The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
+    """
+    results = load_results(directory)
+    if csv:
+        columns = [*hyperparameters(results), "seed", "final_test_acc", "final_test_loss", "final_train_acc",
+                   "final_train_loss", "status", "seconds"]  # fmt: skip
+        typer.echo(results[columns].to_csv(index=False), nl=False)
+        return
+    if results.empty:
+        console.print(f"{directory}: no results stored yet")
+        return
+    summary = sort_summary(summarize(results), sort, ascending)
+    if top is not None:
+        summary = summary.head(top)
+    shown = varying(results)  # the fixed ones are listed once below the table
+    fixed = [c for c in hyperparameters(results) if c not in shown]
+    metrics = ["final_test_acc", "final_test_loss", "final_train_loss"]
+    table = Table(title=f"{directory}: {len(results)} model(s), {len(summary)} configuration(s) shown")
+    for c in shown:
+        table.add_column(c, justify="right", no_wrap=True)
+    table.add_column("seeds", justify="right")
+    table.add_column("div.", justify="right")
+    for m in metrics:
+        table.add_column(m.removeprefix("final_").replace("_", " "), justify="right", no_wrap=True)
+    for cells in table_rows(summary, shown, metrics):
+        table.add_row(*cells)
+    console.print(table)
+    if fixed:
+        console.print("fixed: " + " ".join(f"{c}={format_value(results[c].iloc[0])}" for c in fixed), soft_wrap=True)
+    console.print(
+        "mean ± half-width of the 95% confidence interval over seeds (t distribution); div. = seeds that diverged; "
+        f"{results['seconds'].sum():.1f} s of training in all ({results['seconds'].mean():.2f} s per model)",
+        soft_wrap=True,
+    )
+
+
+@app.command("plot")
+@reports_errors
+def plot(
+    directory: Path = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
+    metric: str = typer.Option("final_test_acc", help=f"{', '.join(METRICS)} or seconds."),
+    x: Optional[str] = typer.Option(None, help="Hyperparameter on the x axis (default: the varying one(s))."),
+    y: Optional[str] = typer.Option(None, help="Hyperparameter on the y axis: draws a heatmap."),
+    out: Optional[Path] = typer.Option(None, help="PNG file to write (default DIR/METRIC.png)."),
+) -> None:
+    """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds)."""
+    # imported here: matplotlib costs half a second that `run` and `show` need not pay
+    from mlplab.plots import save_figure
+    from mlplab.sweep.plots import plot_summary
+
+    summary = summarize(load_results(directory))
+    if summary.empty:
+        raise ConfigError("directory", str(directory), "the sweep has no stored results yet")
+    path = out if out is not None else directory / f"{metric}.png"
+    save_figure(plot_summary(summary, metric, x, y), path)
+    console.print(f"wrote {path}")

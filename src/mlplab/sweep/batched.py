@@ -1,0 +1,359 @@
+"""K same-shape MLPs as one batched model, trained together (one forward and backward per step).
+
+Parameters are stacked on a leading model axis: layer ``l`` has weights ``W_l`` of shape
+``(K, n_in, n_out)`` (the transpose of ``nn.Linear.weight``) and biases ``b_l`` of shape
+``(K, 1, n_out)``. A mini-batch ``X`` of shape (B, d) is shared by all models, so
+
+    Z_1 = X W_1 + b_1,   A_l = g(Z_l) * M_l,   Z_{l+1} = A_l W_{l+1} + b_{l+1}   # (K, B, n)
+
+is a chain of ``torch.baddbmm`` calls (the first on ``X`` expanded without a copy). The loss of
+model k is its own mean cross-entropy; backpropagating the sum of the K losses gives every model
+exactly its own gradient, because no parameter is shared. Autograd does the backward: a
+hand-written backward measured no faster on this CPU (within noise at K = 20), and
+``torch.func.vmap`` over ``functional_call`` was slower than the stacked ``baddbmm``.
+
+Dropout (d2l 5.6; Srivastava et al. 2014) uses a documented common-random-numbers scheme so
+that it is vectorized *and* independent of how trials are grouped: for seed ``s`` and hidden
+layer ``l`` one ``torch.Generator`` on the training device, seeded with
+``dropout_seed(s, l)``, draws ``U`` of shape (B, H_l) per training step, and model k keeps unit
+``(i, j)`` iff ``U[i, j] >= p_k``; kept units are scaled by ``1 / (1 - p_k)``:
+
+    M_l[k] = 1[U >= p_k] / (1 - p_k)                                                # (K, B, H)
+
+Every model with seed ``s`` thus sees the same uniforms (the same way it sees the same batch
+order): a configuration trains identically whichever trials share its group, and two
+configurations differing only in ``p`` use nested masks, which sharpens comparisons between
+grid cells. Each model's masks are i.i.d. Bernoulli(1 - p), as ``nn.Dropout``'s are, but not
+the same draws (``nn.Dropout`` uses the global RNG, one call per layer); CPU and CUDA
+generators give different streams.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mlplab.data.batching import Data, Split, batches, num_batches
+from mlplab.errors import ConfigError
+from mlplab.models import ModelConfig, build_mlp
+from mlplab.sweep.optim import make_batched_optimizer
+from mlplab.sweep.planner import group_key
+from mlplab.sweep.spec import Trial
+from mlplab.train import EpochRecord, History, resolve_device
+
+DROPOUT_STREAM = 0x5EED_D0  # a constant mixed into dropout_seed, so dropout never reuses the init or order seed
+
+
+def dropout_seed(seed: int, layer: int) -> int:
+    """The seed of hidden layer ``layer``'s (0-based) dropout generator for trial seed ``seed``.
+
+    ``numpy.random.SeedSequence((seed, DROPOUT_STREAM, layer))``'s first 63-bit word: well mixed,
+    stable across versions, distinct per layer.
+    """
+    state = np.random.SeedSequence((seed, DROPOUT_STREAM, layer)).generate_state(1, np.uint64)[0]
+    return int(state) & (2**63 - 1)
+
+
+def _relu(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return F.relu(Z)
+
+
+def _sigmoid(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.sigmoid(Z)
+
+
+def _tanh(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.tanh(Z)
+
+
+def _prelu(Z: Tensor, slope: Tensor | None) -> Tensor:
+    return torch.where(Z >= 0, Z, slope * Z)  # slope (K, 1, 1): one learnable slope per model and layer
+
+
+# g(Z, slope) for each name of mlplab.models.ACTIVATIONS; only pReLU uses its per-model slope.
+BATCHED_ACTIVATIONS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
+    "relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "prelu": _prelu,
+}  # fmt: skip
+
+
+class BatchedMLP:
+    """K MLPs of one shape and activation with stacked parameters (see the module docstring).
+
+    Attributes
+    ----------
+    weights : list of Tensor (K, n_in, n_out), one per layer
+    biases : list of Tensor (K, 1, n_out)
+    slopes : list of Tensor (K, 1, 1), one per hidden layer for ``prelu``, else empty
+    """
+
+    def __init__(self, weights: list[Tensor], biases: list[Tensor], slopes: list[Tensor], activation: str) -> None:
+        self.weights, self.biases, self.slopes, self.activation = weights, biases, slopes, activation
+        self._act = BATCHED_ACTIVATIONS[activation]
+
+    @classmethod
+    def from_trials(cls, trials: Sequence[Trial], device: torch.device | str = "cpu") -> "BatchedMLP":
+        """Stack the initial weights ``build_mlp(trial.model, Generator().manual_seed(seed))`` of each trial.
+
+        These are exactly the weights ``mlplab.train.fit`` would start from, for any init scheme.
+        Trials with the same model config and seed share one draw.
+        """
+        if not trials or len({group_key(t)[:4] for t in trials}) != 1:
+            raise ConfigError("trials", len(trials), "a batched model needs one or more trials of one shape and activation")
+        built: dict[tuple, list[Tensor]] = {}
+        per_model = []
+        for t in trials:
+            ident = (t.model, t.seed)
+            if ident not in built:
+                net = build_mlp(t.model, torch.Generator().manual_seed(t.seed))
+                built[ident] = [p.detach() for p in net.parameters()]
+            per_model.append(built[ident])
+        depth = len(trials[0].model.hidden) + 1
+        prelu = trials[0].model.activation == "prelu"
+        stride = 3 if prelu else 2  # Linear weight, bias (, PReLU slope) per hidden layer
+
+        def stacked(index: int, transform: Callable[[Tensor], Tensor]) -> Tensor:
+            return torch.stack([transform(ps[index]) for ps in per_model]).to(device).requires_grad_(True)
+
+        weights, biases, slopes = [], [], []
+        for layer in range(depth):
+            at = layer * stride
+            weights.append(stacked(at, lambda w: w.t()))  # (K, n_in, n_out)
+            biases.append(stacked(at + 1, lambda b: b.view(1, -1)))  # (K, 1, n_out)
+            if prelu and layer < depth - 1:
+                slopes.append(stacked(at + 2, lambda a: a.view(1, 1)))  # (K, 1, 1)
+        return cls(weights, biases, slopes, trials[0].model.activation)
+
+    @property
+    def n_models(self) -> int:
+        return self.weights[0].shape[0]
+
+    def parameters(self) -> list[Tensor]:
+        return [*self.weights, *self.biases, *self.slopes]
+
+    def is_bias(self) -> list[bool]:
+        """Which of ``parameters()`` are not weight matrices (not decayed when ``decay_biases`` is False)."""
+        return [False] * len(self.weights) + [True] * (len(self.biases) + len(self.slopes))
+
+    def forward(self, X: Tensor, gates: Sequence[Tensor | None] = ()) -> Tensor:
+        """Logits of all K models.
+
+        Parameters
+        ----------
+        X : Tensor of shape (B, d), shared by the models
+        gates : per hidden layer a dropout gate (K, B, H) or None; empty in evaluation
+
+        Returns
+        -------
+        Tensor of shape (K, B, n_outputs)
+        """
+        A = X.expand(self.n_models, *X.shape)  # (K, B, d), a view
+        last = len(self.weights) - 1
+        for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
+            Z = torch.baddbmm(b, A, W)  # (K, B, n_out)
+            if layer == last:
+                return Z
+            A = self._act(Z, self.slopes[layer] if self.slopes else None)
+            gate = gates[layer] if layer < len(gates) else None
+            if gate is not None:
+                A = A * gate  # (K, B, H)
+        raise AssertionError("unreachable")
+
+    def to_module(self, k: int, config: ModelConfig) -> nn.Sequential:
+        """Model ``k`` as the ``nn.Sequential`` that ``build_mlp(config)`` builds, with its weights."""
+        net = build_mlp(config)
+        linears = [m for m in net if isinstance(m, nn.Linear)]
+        prelus = [m for m in net if isinstance(m, nn.PReLU)]
+        with torch.no_grad():
+            for lin, W, b in zip(linears, self.weights, self.biases):
+                lin.weight.copy_(W[k].t())
+                lin.bias.copy_(b[k, 0])
+            for act, a in zip(prelus, self.slopes):
+                act.weight.copy_(a[k].view(1))
+        return net
+
+
+class DropoutStreams:
+    """The per-layer uniform streams of one seed and the per-model keep thresholds.
+
+    Parameters
+    ----------
+    seed : int
+    p : Tensor of shape (K, L), the dropout probability of each model after each hidden layer
+    device : torch.device
+    """
+
+    def __init__(self, seed: int, p: Tensor, device: torch.device) -> None:
+        self.p = p.to(device=device, dtype=torch.float32)  # (K, L)
+        self.scale = 1.0 / (1.0 - self.p)  # (K, L)
+        self.active = [bool((p[:, layer] > 0).any()) for layer in range(p.shape[1])]
+        self.generators = [
+            torch.Generator(device=device).manual_seed(dropout_seed(seed, layer)) if on else None
+            for layer, on in enumerate(self.active)
+        ]  # fmt: skip
+        self.device = device
+
+    def gates(self, batch: int, widths: Sequence[int]) -> list[Tensor | None]:
+        """One (K, B, H) gate per hidden layer, None where no model of the group drops units.
+
+        A layer's stream advances only in layers that some model drops, but it depends on nothing
+        else, so a model's masks are the same in any group with its seed.
+        """
+        out: list[Tensor | None] = []
+        for layer, width in enumerate(widths):
+            gen = self.generators[layer]
+            if gen is None:
+                out.append(None)
+                continue
+            U = torch.rand(batch, width, generator=gen, device=self.device)  # (B, H)
+            p = self.p[:, layer].view(-1, 1, 1)  # (K, 1, 1)
+            out.append((U >= p) * self.scale[:, layer].view(-1, 1, 1))  # (K, B, H)
+        return out
+
+
+@dataclass
+class TrialResult:
+    """What training one trial produced; ``seconds`` is its share of its group's wall time."""
+
+    trial: Trial
+    history: History
+    seconds: float
+
+
+class GroupCallback:
+    """Progress hooks of :func:`train_group`; they observe, never change training."""
+
+    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None: ...
+
+    def on_batch_end(self, epoch: int, batch: int) -> None: ...
+
+    def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
+
+
+@torch.no_grad()
+def evaluate_batched(model: BatchedMLP, split: Split, rows: int = 2048) -> tuple[Tensor, Tensor]:
+    """Mean cross-entropy and accuracy of every model on ``split`` (no dropout, no grad).
+
+    Returns
+    -------
+    (loss, accuracy) : Tensors of shape (K,), float64, on the split's device
+    """
+    K = model.n_models
+    total = torch.zeros(K, dtype=torch.float64, device=split.X.device)
+    correct = torch.zeros(K, dtype=torch.int64, device=split.X.device)
+    for X, y in batches(split, rows, shuffle=False):
+        logits = model.forward(X)  # (K, b, C)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1)  # (K, b)
+        total += loss.mean(1).double() * len(y)
+        correct += (logits.argmax(-1) == y).sum(1)
+    n = len(split)
+    return total / n, correct.double() / n
+
+
+def eval_rows_for(model: BatchedMLP, budget_bytes: int = 32 * 2**20) -> int:
+    """Rows of the test set evaluated at once: a (K, rows, widest) activation within the budget."""
+    widest = max(W.shape[2] for W in model.weights)
+    return max(256, budget_bytes // (4 * model.n_models * widest))
+
+
+def train_group(
+    trials: Sequence[Trial],
+    data: Data,
+    device: str | torch.device = "cpu",
+    callbacks: Sequence[GroupCallback] = (),
+    model: BatchedMLP | None = None,
+) -> list[TrialResult]:
+    """Train trials of one group (see ``planner.group_key``) as one batched model.
+
+    Each trial trains as ``mlplab.train.fit(build_mlp(trial.model, Generator().manual_seed(seed)),
+    data, trial.train)`` would: same initial weights, same mini-batch order (one ``randperm`` per
+    epoch from ``Generator().manual_seed(seed)``), same loss and optimizer update, test metrics
+    after every epoch in evaluation mode. Two differences: dropout masks follow the scheme of the
+    module docstring, and a model whose training loss turns non-finite is frozen at that step
+    (fit runs out the epoch); either way it stops after that epoch with status ``"diverged"``.
+
+    Parameters
+    ----------
+    trials : sequence of Trial sharing ``planner.group_key``
+    data : Data with int64 class labels
+    device : str or torch.device
+    callbacks : sequence of GroupCallback
+    model : BatchedMLP, optional
+        ``BatchedMLP.from_trials(trials, device)`` to train in place, to keep the trained weights
+        (e.g. ``model.to_module(k, trials[k].model)``); by default a fresh one is built and dropped.
+
+    Returns
+    -------
+    list of TrialResult, in the order of ``trials``
+    """
+    first = trials[0]
+    if any(group_key(t) != group_key(first) for t in trials):
+        raise ConfigError("trials", len(trials), "all trials of a group must share shape, optimizer, batch size, epochs and seed")
+    device = resolve_device(str(device))
+    data = data.to(device)
+    cfg = first.train
+    K = len(trials)
+    t_start = time.perf_counter()
+    if model is None:
+        model = BatchedMLP.from_trials(trials, device)
+    elif model.n_models != K or model.weights[0].device.type != device.type:
+        raise ConfigError("model", f"{model.n_models} models on {model.weights[0].device}", f"expected {K} on {device}")
+    params = model.parameters()
+
+    def per_model(values: Sequence[float]) -> Tensor:
+        return torch.tensor(values, dtype=torch.float32, device=device)
+
+    lr = per_model([t.train.lr for t in trials])
+    wd = per_model([t.train.weight_decay for t in trials])
+    wd_bias = per_model([t.train.weight_decay if t.train.decay_biases else 0.0 for t in trials])
+    optimizer = make_batched_optimizer(cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()])
+    streams = DropoutStreams(cfg.seed, torch.tensor([t.model.dropout_per_layer for t in trials]).reshape(K, len(first.model.hidden)), device)
+    widths = list(first.model.hidden)
+
+    order = torch.Generator().manual_seed(cfg.seed)  # the same batch order as fit for this seed
+    n = len(data.train)
+    n_batches = num_batches(n, cfg.batch_size)
+    eval_rows = eval_rows_for(model)
+    alive = torch.ones(K, dtype=torch.bool, device=device)
+    histories = [History() for _ in trials]
+    finished = [False] * K
+    for cb in callbacks:
+        cb.on_group_begin(K, cfg.epochs, n_batches)
+    for epoch in range(1, cfg.epochs + 1):
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros(K, dtype=torch.float64, device=device)
+        correct = torch.zeros(K, dtype=torch.int64, device=device)
+        for b, (X, y) in enumerate(batches(data.train, cfg.batch_size, order)):
+            logits = model.forward(X, streams.gates(len(y), widths))  # (K, B, C)
+            losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)  # (K,)
+            grads = torch.autograd.grad(losses.sum(), params)
+            with torch.no_grad():
+                alive &= torch.isfinite(losses)
+                optimizer.step(grads, alive)
+                loss_sum += losses.double() * len(y)
+                correct += (logits.argmax(-1) == y).sum(1)
+            for cb in callbacks:
+                cb.on_batch_end(epoch, b)
+        test_loss, test_acc = evaluate_batched(model, data.test, eval_rows)
+        train_loss, train_acc = (loss_sum / n).tolist(), (correct.double() / n).tolist()
+        test_loss, test_acc, alive_now = test_loss.tolist(), test_acc.tolist(), alive.tolist()
+        seconds = (time.perf_counter() - t0) / K
+        for k in range(K):
+            if finished[k]:
+                continue
+            histories[k].records.append(EpochRecord(epoch, train_loss[k], train_acc[k], test_loss[k], test_acc[k], seconds))
+            if not alive_now[k] or not math.isfinite(train_loss[k]):
+                histories[k].status = "diverged"
+                finished[k] = True
+        for cb in callbacks:
+            cb.on_epoch_end(epoch, K - sum(finished))
+        if all(finished):
+            break
+    share = (time.perf_counter() - t_start) / K
+    return [TrialResult(t, h, share) for t, h in zip(trials, histories)]

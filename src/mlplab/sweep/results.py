@@ -1,0 +1,147 @@
+"""A stored sweep as pandas DataFrames: one row per (configuration, seed), or aggregated over seeds."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from mlplab.errors import ConfigError
+from mlplab.stats import aggregate
+from mlplab.sweep.store import SweepStore
+
+METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
+# Metrics where larger is better; the others (losses, seconds) sort ascending by default.
+HIGHER_IS_BETTER = ("final_test_acc", "final_train_acc")
+HYPERPARAMETER_ORDER = ("hidden", "activation", "init", "lr", "weight_decay", "decay_biases", "optimizer",
+                        "batch_size", "epochs")  # fmt: skip
+
+
+def _ordered(columns: Sequence[str]) -> list[str]:
+    dropouts = sorted((c for c in columns if c.startswith("dropout")), key=lambda c: int(c[7:]))
+    rest = [c for c in HYPERPARAMETER_ORDER if c in columns]
+    return rest[:3] + dropouts + rest[3:]
+
+
+def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
+    """Every stored model of the sweep in ``directory``, one row per (configuration, seed).
+
+    Columns: one per hyperparameter (``hidden`` as text like ``256-256``; ``dropoutN`` per hidden
+    layer, NaN where a model has fewer layers), ``seed``, the final metrics
+    (``final_test_acc``, ``final_test_loss``, ``final_train_acc``, ``final_train_loss``; NaN for a
+    non-finite value), ``status`` (ok | diverged), ``epochs_run``, ``seconds`` (the model's share of
+    its group's wall time) and ``key``.
+    """
+    with SweepStore(directory, create=False) as store:
+        rows = store.rows()
+    configs = [json.loads(r["config"]) for r in rows]
+    hyper = _ordered(sorted({name for c in configs for name in c}))
+    records = []
+    for r, c in zip(rows, configs):
+        rec = {name: c.get(name, np.nan) for name in hyper}
+        rec["seed"] = r["seed"]
+        for m in METRICS:
+            rec[m] = np.nan if r[m] is None else r[m]
+        rec.update(status=r["status"], epochs_run=r["epochs"], seconds=r["seconds"], key=r["key"])
+        records.append(rec)
+    columns = [*hyper, "seed", *METRICS, "status", "epochs_run", "seconds", "key"]
+    return pd.DataFrame(records, columns=columns)
+
+
+def load_histories(directory: str | os.PathLike[str]) -> pd.DataFrame:
+    """Per-epoch metrics of every stored model: one row per (configuration, seed, epoch).
+
+    Columns: the hyperparameters, ``seed``, ``epoch``, ``train_loss``, ``train_acc``,
+    ``test_loss``, ``test_acc``, ``seconds``, ``key``.
+    """
+    with SweepStore(directory, create=False) as store:
+        rows = store.rows()
+    records = []
+    for r in rows:
+        config = json.loads(r["config"])
+        for epoch in json.loads(r["history"]):
+            records.append({**config, "seed": r["seed"], **{k: (np.nan if v is None else v) for k, v in epoch.items()},
+                            "key": r["key"]})  # fmt: skip
+    return pd.DataFrame(records)
+
+
+def hyperparameters(results: pd.DataFrame) -> list[str]:
+    """The hyperparameter columns of a ``load_results`` frame."""
+    return [c for c in results.columns if c in HYPERPARAMETER_ORDER or c.startswith("dropout")]
+
+
+def varying(results: pd.DataFrame) -> list[str]:
+    """Hyperparameter columns that take more than one value (NaN counts as a value)."""
+    return [c for c in hyperparameters(results) if results[c].nunique(dropna=False) > 1]
+
+
+def summarize(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
+    """Mean and confidence half-width over seeds of every metric, one row per configuration.
+
+    Returns
+    -------
+    DataFrame
+        The hyperparameter columns, ``n`` (seeds), ``diverged`` (seeds that diverged), and for each
+        of the metrics and ``seconds`` the columns ``<metric>_mean`` and ``<metric>_ci``
+        (t-based half-width, NaN with one seed; see :mod:`mlplab.stats`).
+    """
+    by = hyperparameters(results)
+    flagged = results.assign(diverged=results["status"].eq("diverged").astype(float))
+    summary = aggregate(flagged, by, [*METRICS, "seconds", "diverged"], confidence)
+    count = (summary.pop("diverged_mean") * summary["n"]).round().astype(int)
+    summary = summary.drop(columns="diverged_ci")
+    summary.insert(len(by) + 1, "diverged", count)
+    return summary
+
+
+def sort_summary(summary: pd.DataFrame, metric: str, ascending: bool | None = None) -> pd.DataFrame:
+    """Sort by ``metric`` (mean over seeds); best first unless ``ascending`` says otherwise."""
+    column = f"{metric}_mean"
+    if column not in summary.columns:
+        allowed = ", ".join([*METRICS, "seconds"])
+        raise ConfigError("sort", metric, f"expected one of {allowed}")
+    if ascending is None:
+        ascending = metric not in HIGHER_IS_BETTER
+    return summary.sort_values(column, ascending=ascending, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def format_value(value: object) -> str:
+    """A hyperparameter value as the table shows it."""
+    if isinstance(value, float):
+        return "-" if math.isnan(value) else f"{value:g}"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    return str(value)
+
+
+def format_metric(mean: float, ci: float, digits: int = 4) -> str:
+    """``0.8512 ± 0.0031``; the mean alone when there is no interval; ``nan`` when undefined."""
+    if math.isnan(mean):
+        return "nan"
+    if math.isnan(ci):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+
+
+def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str]) -> list[list[str]]:
+    """Text cells of a summary: the given hyperparameter columns, seeds, diverged, the metrics."""
+    rows = []
+    for _, r in summary.iterrows():
+        cells = [format_value(r[c]) for c in columns]
+        cells += [str(int(r["n"])), str(int(r["diverged"]))]
+        cells += [format_metric(r[f"{m}_mean"], r[f"{m}_ci"], 2 if m == "seconds" else 4) for m in metrics]
+        rows.append(cells)
+    return rows
+
+
+def markdown_table(summary: pd.DataFrame, metrics: Sequence[str] = ("final_test_acc", "final_train_loss")) -> str:
+    """The summary as a markdown table (varying hyperparameters, seeds, metrics with 95% CI)."""
+    columns = [c for c in hyperparameters(summary) if summary[c].nunique(dropna=False) > 1]
+    header = [*columns, "seeds", "diverged", *metrics]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(summary, columns, metrics)]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,457 @@
+"""What a sweep trains: fixed hyperparameters, grid axes, random axes and seeds.
+
+A :class:`SweepSpec` expands to a list of :class:`Trial` (one model configuration and one seed)
+in a fixed order: seeds outermost, then grid points (the first axis varies slowest), then random
+samples. Specs come from flags (``--grid dropout1=0:0.9:0.1``), from a TOML file, or from Python.
+
+Hyperparameter names (``-`` and ``_`` are interchangeable; ``wd`` means ``weight_decay``):
+
+============== ======================== =====================================================
+name           value                    as text (flags, TOML strings)
+============== ======================== =====================================================
+hidden         widths of hidden layers  ``256-256`` (a grid value; ``--hidden`` takes 256,256)
+activation     relu/sigmoid/tanh/prelu  ``relu``
+dropout        p after every hidden     ``0.5``
+dropoutN       p after hidden layer N   ``0.2`` (N = 1, 2, ...; overrides ``dropout``)
+init           weight initialization    ``normal:0.01``, ``xavier``, ``xavier_normal``, ``he``
+lr             learning rate            ``0.5``
+weight_decay   L2 penalty               ``1e-4``
+decay_biases   decay biases too         ``true`` / ``false``
+optimizer      sgd/adam/adamw           ``sgd``
+batch_size     examples per step        ``256``
+epochs         passes over the data     ``10``
+============== ======================== =====================================================
+
+Grid values: ``NAME=START:STOP:STEP`` (both ends included, numeric names only) or
+``NAME=v1,v2,...``. Random axes: ``NAME=uniform:LOW:HIGH``, ``NAME=loguniform:LOW:HIGH``
+(numeric names) or ``NAME=v1,v2,...`` (a uniform choice), drawn ``samples`` times from
+``numpy.random.default_rng(search_seed)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mlplab.errors import ConfigError
+from mlplab.models import ACTIVATIONS, ModelConfig, parse_init
+from mlplab.train import OPTIMIZERS, TrainConfig
+
+MAX_TRIALS = 100_000  # a guard against a typo such as 0:1:0.00001 expanding to millions of models
+_DROPOUT_RE = re.compile(r"^dropout([1-9][0-9]*)$")
+_ALIASES = {"wd": "weight_decay", "optim": "optimizer", "bs": "batch_size"}
+
+
+def _float(text: str) -> float:
+    return float(text)
+
+
+def _int(text: str) -> int:
+    value = float(text)
+    if not value.is_integer():
+        raise ValueError(text)
+    return int(value)
+
+
+def _bool(text: str) -> bool:
+    lowered = text.strip().lower()
+    if lowered in ("true", "1", "yes"):
+        return True
+    if lowered in ("false", "0", "no"):
+        return False
+    raise ValueError(text)
+
+
+def _hidden(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none", "()"):
+        return ()
+    return tuple(_int(w) for w in re.split(r"[-x]", text))
+
+
+def _choice(allowed: Sequence[str]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        text = text.strip().lower()
+        if text not in allowed:
+            raise ValueError(text)
+        return text
+
+    return parse
+
+
+def _init(text: str) -> str:
+    return str(parse_init(text))
+
+
+@dataclass(frozen=True)
+class Hyperparameter:
+    """How one hyperparameter is written and read."""
+
+    parse: Callable[[str], Any]  # text -> value; raises ValueError on a bad item
+    numeric: bool  # allows START:STOP:STEP ranges and uniform/loguniform draws
+    allowed: str  # shown in error messages
+
+
+_HYPERPARAMETERS: dict[str, Hyperparameter] = {
+    "hidden": Hyperparameter(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)"),
+    "activation": Hyperparameter(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
+    "dropout": Hyperparameter(_float, True, "a probability in [0, 1)"),
+    "init": Hyperparameter(_init, False, "normal:STD, xavier, xavier_normal or he"),
+    "lr": Hyperparameter(_float, True, "a learning rate > 0"),
+    "weight_decay": Hyperparameter(_float, True, "a weight decay >= 0"),
+    "decay_biases": Hyperparameter(_bool, False, "true or false"),
+    "optimizer": Hyperparameter(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
+    "batch_size": Hyperparameter(_int, True, "an integer >= 1"),
+    "epochs": Hyperparameter(_int, True, "an integer >= 1"),
+}
+HYPERPARAMETER_NAMES = (*_HYPERPARAMETERS, "dropoutN")
+# The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults.
+_MODEL_DEFAULTS = ModelConfig()
+_TRAIN_DEFAULTS = TrainConfig()
+DEFAULTS: dict[str, Any] = {
+    "hidden": _MODEL_DEFAULTS.hidden, "activation": _MODEL_DEFAULTS.activation, "dropout": 0.0,
+    "init": _MODEL_DEFAULTS.init, "lr": _TRAIN_DEFAULTS.lr, "weight_decay": _TRAIN_DEFAULTS.weight_decay,
+    "decay_biases": _TRAIN_DEFAULTS.decay_biases, "optimizer": _TRAIN_DEFAULTS.optimizer,
+    "batch_size": _TRAIN_DEFAULTS.batch_size, "epochs": _TRAIN_DEFAULTS.epochs,
+}  # fmt: skip
+
+
+def canonical_name(name: str) -> str:
+    """``weight-decay`` -> ``weight_decay``; raises ConfigError for an unknown name."""
+    key = str(name).strip().lower().replace("-", "_")
+    key = _ALIASES.get(key, key)
+    if key in _HYPERPARAMETERS or _DROPOUT_RE.match(key):
+        return key
+    raise ConfigError("hyperparameter", name, f"expected one of {', '.join(HYPERPARAMETER_NAMES)}")
+
+
+def _spec_of(name: str) -> Hyperparameter:
+    return _HYPERPARAMETERS["dropout" if _DROPOUT_RE.match(name) else name]
+
+
+def parse_value(name: str, value: Any) -> Any:
+    """One value of hyperparameter ``name`` from text or a TOML value, in its canonical type."""
+    spec = _spec_of(name)
+    if name == "hidden" and isinstance(value, (list, tuple)):
+        value = "-".join(str(v) for v in value)
+    if isinstance(value, bool) and name != "decay_biases":
+        raise ConfigError(name, value, spec.allowed)
+    try:
+        return spec.parse(str(value))
+    except (ValueError, TypeError):  # includes parse_init's ConfigError
+        raise ConfigError(name, value, spec.allowed) from None
+
+
+def parse_range(name: str, text: str) -> tuple[float | int, ...]:
+    """``START:STOP:STEP`` with both ends included, e.g. ``0:0.9:0.1`` -> 0.0, 0.1, ..., 0.9.
+
+    Values are rounded to 10 decimals so that 0.1 * 3 is stored as 0.3, not 0.30000000000000004.
+    """
+    parts = text.split(":")
+    try:
+        start, stop, step = (float(p) for p in parts)
+    except ValueError:
+        raise ConfigError(name, text, "a range is START:STOP:STEP with numbers, e.g. 0:0.9:0.1") from None
+    if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0 or stop < start:
+        raise ConfigError(name, text, "a range needs STEP > 0 and STOP >= START, e.g. 0:0.9:0.1")
+    count = math.floor((stop - start) / step + 1e-9) + 1
+    if count > MAX_TRIALS:
+        raise ConfigError(name, text, f"the range has {count} values; at most {MAX_TRIALS}")
+    return tuple(parse_value(name, repr(round(start + i * step, 10))) for i in range(count))
+
+
+def parse_grid_values(name: str, value: Any) -> tuple:
+    """The values of one grid axis from text (``0:0.9:0.1``, ``a,b,c``) or a TOML list."""
+    if isinstance(value, (list, tuple)):
+        if not value:
+            raise ConfigError(name, value, "a grid axis needs at least one value")
+        return tuple(parse_value(name, v) for v in value)
+    text = str(value).strip()
+    if _spec_of(name).numeric and text.count(":") == 2:
+        return parse_range(name, text)
+    items = [t for t in text.split(",")]
+    if not text or any(not t.strip() for t in items):
+        raise ConfigError(name, text, "give START:STOP:STEP or a comma list v1,v2,...")
+    return tuple(parse_value(name, t) for t in items)
+
+
+def parse_axis(text: str) -> tuple[str, tuple]:
+    """``NAME=VALUES`` (a ``--grid`` flag) -> (canonical name, values)."""
+    name, eq, values = str(text).partition("=")
+    if not eq:
+        raise ConfigError("--grid", text, "expected NAME=START:STOP:STEP or NAME=v1,v2,..., e.g. dropout1=0:0.9:0.1")
+    name = canonical_name(name)
+    return name, parse_grid_values(name, values)
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """A random-search axis: ``uniform``/``loguniform`` on [low, high], or a uniform ``choice``."""
+
+    kind: str  # uniform | loguniform | choice
+    low: float = 0.0  # bounds of uniform / loguniform
+    high: float = 0.0
+    choices: tuple = ()  # the values of a choice
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        if self.kind == "uniform":
+            return float(rng.uniform(self.low, self.high))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return self.choices[int(rng.integers(len(self.choices)))]
+
+    def describe(self) -> str:
+        if self.kind == "choice":
+            return ",".join(map(_value_text, self.choices))
+        return f"{self.kind}:{self.low:g}:{self.high:g}"
+
+
+def parse_distribution(name: str, value: Any) -> Distribution:
+    """``uniform:LOW:HIGH``, ``loguniform:LOW:HIGH`` or ``v1,v2,...`` (or a TOML list) for ``name``."""
+    if isinstance(value, (list, tuple)):
+        return Distribution("choice", choices=parse_grid_values(name, value))
+    text = str(value).strip()
+    kind, _, rest = text.partition(":")
+    if kind in ("uniform", "loguniform"):
+        if not _spec_of(name).numeric or name in ("batch_size", "epochs"):
+            raise ConfigError(name, text, f"{kind} draws real numbers; for {name} give a list v1,v2,...")
+        try:
+            low, high = (float(p) for p in rest.split(":"))
+        except ValueError:
+            raise ConfigError(name, text, f"expected {kind}:LOW:HIGH, e.g. loguniform:0.001:1") from None
+        if not (math.isfinite(low) and math.isfinite(high) and low < high) or (kind == "loguniform" and low <= 0):
+            raise ConfigError(name, text, f"{kind} needs finite LOW < HIGH" + (" and LOW > 0" if kind == "loguniform" else ""))
+        parse_value(name, low), parse_value(name, high)
+        return Distribution(kind, low, high)
+    return Distribution("choice", choices=parse_grid_values(name, text))
+
+
+def parse_random_axis(text: str) -> tuple[str, Distribution]:
+    """``NAME=DIST`` (a ``--random`` flag) -> (canonical name, distribution)."""
+    name, eq, value = str(text).partition("=")
+    if not eq:
+        raise ConfigError("--random", text, "expected NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,...")
+    name = canonical_name(name)
+    return name, parse_distribution(name, value)
+
+
+def _value_text(value: Any) -> str:
+    if isinstance(value, tuple):
+        return "-".join(map(str, value)) if value else "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One model of a sweep: its configuration and its seed.
+
+    The seed determines the initial weights (``build_mlp`` with ``Generator().manual_seed(seed)``),
+    the mini-batch order and the dropout masks, exactly as for ``mlplab.train.fit``.
+    """
+
+    model: ModelConfig
+    train: TrainConfig
+
+    @property
+    def seed(self) -> int:
+        return self.train.seed
+
+    def params(self) -> dict[str, Any]:
+        """The hyperparameters as a flat dict (no seed), one ``dropoutN`` per hidden layer."""
+        out: dict[str, Any] = {
+            "hidden": "-".join(map(str, self.model.hidden)) or "none",
+            "activation": self.model.activation,
+            "init": self.model.init,
+        }
+        for i, p in enumerate(self.model.dropout_per_layer):
+            out[f"dropout{i + 1}"] = float(p)
+        t = self.train
+        out.update(lr=float(t.lr), weight_decay=float(t.weight_decay), decay_biases=t.decay_biases,
+                   optimizer=t.optimizer, batch_size=t.batch_size, epochs=t.epochs)  # fmt: skip
+        return out
+
+    @property
+    def key(self) -> str:
+        """A stable identifier of (configuration, seed, input/output sizes): what the store indexes."""
+        ident = {**self.params(), "seed": self.seed, "n_inputs": self.model.n_inputs, "n_outputs": self.model.n_outputs}
+        return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+
+    def label(self, names: Sequence[str] | None = None) -> str:
+        """``dropout1=0.2 dropout2=0.5 seed=0`` for the given hyperparameter names (all if None)."""
+        params = self.params()
+        names = list(params) if names is None else names
+        return " ".join([*(f"{n}={_value_text(params[n])}" for n in names if n in params), f"seed={self.seed}"])
+
+
+def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outputs: int = 10) -> Trial:
+    """The :class:`Trial` for a complete set of hyperparameter values (see :data:`DEFAULTS`)."""
+    hidden = tuple(values["hidden"])
+    per_layer = [float(values.get("dropout", 0.0))] * len(hidden)
+    for name, p in values.items():
+        m = _DROPOUT_RE.match(name)
+        if not m:
+            continue
+        layer = int(m.group(1))
+        if layer > len(hidden):
+            if p != 0:
+                raise ConfigError(name, p, f"the model hidden={_value_text(hidden)} has {len(hidden)} hidden layer(s)")
+            continue
+        per_layer[layer - 1] = float(p)
+    model = ModelConfig(
+        hidden=hidden, activation=values["activation"], init=values["init"],
+        dropout=tuple(per_layer) if any(per_layer) else (), n_inputs=n_inputs, n_outputs=n_outputs,
+    )  # fmt: skip
+    train = TrainConfig(
+        epochs=values["epochs"], batch_size=values["batch_size"], optimizer=values["optimizer"],
+        lr=values["lr"], weight_decay=values["weight_decay"], decay_biases=values["decay_biases"], seed=seed,
+    )  # fmt: skip
+    return Trial(model, train)
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """Fixed values, grid axes, random axes and seeds. Validated on construction.
+
+    Example
+    -------
+    >>> spec = SweepSpec(base={"hidden": (256, 256), "lr": 0.5},
+    ...                  grid={"dropout1": (0.0, 0.5), "dropout2": (0.0, 0.5)}, seeds=(0, 1, 2))
+    >>> len(spec.trials())
+    12
+    """
+
+    base: Mapping[str, Any] = field(default_factory=dict)  # fixed hyperparameters; others: DEFAULTS
+    grid: Mapping[str, Sequence[Any]] = field(default_factory=dict)  # name -> values, crossed
+    random: Mapping[str, Distribution] = field(default_factory=dict)  # name -> distribution
+    samples: int = 10  # random draws per grid point (used when ``random`` is not empty)
+    seeds: tuple[int, ...] = (0,)  # every configuration is trained once per seed
+    search_seed: int = 0  # seeds the random-search draws (not the models)
+
+    def __post_init__(self) -> None:
+        base = {canonical_name(k): parse_value(canonical_name(k), v) for k, v in dict(self.base).items()}
+        grid = {}
+        for k, values in dict(self.grid).items():
+            name = canonical_name(k)
+            grid[name] = parse_grid_values(name, values)
+        random = {}
+        for k, dist in dict(self.random).items():
+            name = canonical_name(k)
+            random[name] = dist if isinstance(dist, Distribution) else parse_distribution(name, dist)
+        both = sorted(set(grid) & set(random))
+        if both:
+            raise ConfigError("random", both[0], "a hyperparameter is either a grid axis or a random axis, not both")
+        object.__setattr__(self, "base", base)
+        object.__setattr__(self, "grid", grid)
+        object.__setattr__(self, "random", random)
+        seeds = tuple(self.seeds)
+        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+            raise ConfigError("seeds", self.seeds, "give one or more integer seeds >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ConfigError("seeds", self.seeds, "seeds must be distinct")
+        object.__setattr__(self, "seeds", seeds)
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
+            raise ConfigError("samples", self.samples, "the number of random draws must be an integer >= 1")
+        if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) or self.search_seed < 0:
+            raise ConfigError("search_seed", self.search_seed, "must be an integer >= 0")
+        n = len(seeds) * math.prod(len(v) for v in grid.values()) * (self.samples if random else 1)
+        if n > MAX_TRIALS:
+            raise ConfigError("sweep", f"{n} trials", f"at most {MAX_TRIALS} models per sweep; shrink the grid or the seeds")
+
+    @property
+    def varying(self) -> tuple[str, ...]:
+        """The names of the grid and random axes, in order."""
+        return (*self.grid, *self.random)
+
+    def configurations(self) -> list[dict[str, Any]]:
+        """Every hyperparameter combination (without seeds), grid-major, then random samples."""
+        fixed = {**DEFAULTS, **self.base}
+        points = [dict(zip(self.grid, combo)) for combo in itertools.product(*self.grid.values())]
+        if not self.random:
+            return [{**fixed, **p} for p in points]
+        rng = np.random.default_rng(self.search_seed)
+        out = []
+        for p in points:
+            for _ in range(self.samples):
+                out.append({**fixed, **p, **{k: d.sample(rng) for k, d in self.random.items()}})
+        return out
+
+    def trials(self, n_inputs: int = 784, n_outputs: int = 10) -> list[Trial]:
+        """All trials, seeds outermost (so a killed sweep has finished whole seeds first)."""
+        configs = self.configurations()
+        trials = [make_trial(c, s, n_inputs, n_outputs) for s in self.seeds for c in configs]
+        seen: dict[str, Trial] = {}
+        for t in trials:  # e.g. dropout=0.5 and dropout1=0.5 on a one-layer model
+            seen.setdefault(t.key, t)
+        return list(seen.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able description (what ``from_dict`` and TOML files read)."""
+        return {
+            "base": {k: _value_text(v) if isinstance(v, tuple) else v for k, v in self.base.items()},
+            "grid": {k: [_value_text(v) if isinstance(v, tuple) else v for v in vs] for k, vs in self.grid.items()},
+            "random": {k: d.describe() for k, d in self.random.items()},
+            "samples": self.samples, "seeds": list(self.seeds), "search_seed": self.search_seed,
+        }  # fmt: skip
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> "SweepSpec":
+        """Read the structure of a TOML sweep file (see ``docs/sweep.md``).
+
+        ``seeds`` is a count (``3`` means seeds 0, 1, 2) or a list of seeds; ``first_seed`` shifts
+        a count. Unknown keys are errors, so a typo never silently falls back to a default.
+        """
+        allowed = {"base", "grid", "random", "samples", "seeds", "first_seed", "search_seed"}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"{source}: {unknown[0]}", data[unknown[0]], f"allowed keys: {', '.join(sorted(allowed))}")
+        for section in ("base", "grid", "random"):
+            if not isinstance(data.get(section, {}), Mapping):
+                raise ConfigError(f"{source}: {section}", data[section], "must be a table of NAME = VALUE")
+        seeds = data.get("seeds", 1)
+        first = data.get("first_seed", 0)
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            if seeds < 1:
+                raise ConfigError(f"{source}: seeds", seeds, "the number of seeds must be >= 1")
+            if isinstance(first, bool) or not isinstance(first, int) or first < 0:
+                raise ConfigError(f"{source}: first_seed", first, "must be an integer >= 0")
+            seeds = tuple(range(first, first + seeds))
+        elif isinstance(seeds, list):
+            seeds = tuple(seeds)
+        else:
+            raise ConfigError(f"{source}: seeds", seeds, "a count (3) or a list of seeds ([0, 1, 2])")
+        return cls(
+            base=dict(data.get("base", {})), grid=dict(data.get("grid", {})), random=dict(data.get("random", {})),
+            samples=data.get("samples", 10), seeds=seeds, search_seed=data.get("search_seed", 0),
+        )  # fmt: skip
+
+
+def load_toml(path: str | Path) -> SweepSpec:
+    """A :class:`SweepSpec` from a TOML file, e.g.::
+
+        seeds = 3
+        [base]
+        hidden = [256, 256]
+        lr = 0.5
+        [grid]
+        dropout1 = "0:0.9:0.1"
+        dropout2 = [0.0, 0.5]
+    """
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("--config", str(path), "the file does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("--config", str(path), f"not valid TOML ({exc})") from None
+    return SweepSpec.from_dict(data, source=path.name)

@@ -1,0 +1,134 @@
+"""``mlplab sweep run|show|plot`` through typer's CliRunner, on synthetic data."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from typer.testing import CliRunner
+
+from mlplab.cli import app
+from mlplab.cli._common import console
+from mlplab.sweep import load_results
+
+runner = CliRunner()
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["show"], ["plot"]])
+def test_every_command_has_help(command):
+    result = runner.invoke(app, ["sweep", *command, "--help"])
+    assert result.exit_code == 0
+    assert "Usage" in result.output and len(result.output) > 200
+
+
+@pytest.fixture(scope="module")
+def grid_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "grid"
+    result = runner.invoke(app, [
+        "sweep", "run", "--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--lr", "0.5", "--batch-size", "128",
+        "--optimizer", "sgd", "--init", "normal:0.1", "--grid", "dropout1=0:0.5:0.5", "--grid", "dropout2=0,0.3,0.6",
+        "--seeds", "2", "--out", str(out),
+    ])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "12 models (6 configurations x 2 seeds)" in result.output and "trained 12 model(s)" in result.output
+    return out
+
+
+def test_run_stores_what_the_flags_say(grid_dir):
+    frame = load_results(grid_dir)
+    assert len(frame) == 12
+    assert sorted(frame["dropout1"].unique()) == [0.0, 0.5] and sorted(frame["dropout2"].unique()) == [0.0, 0.3, 0.6]
+    assert (frame["hidden"] == "16-16").all() and (frame["init"] == "normal:0.1").all() and (frame["lr"] == 0.5).all()
+    assert sorted(frame["seed"].unique()) == [0, 1]
+
+
+def test_show_prints_mean_and_ci_sorted(grid_dir, monkeypatch):
+    monkeypatch.setattr(console, "width", 160)  # CliRunner is not a terminal: rich would assume 80 columns
+    result = runner.invoke(app, ["sweep", "show", str(grid_dir), "--sort", "final_train_loss"])
+    assert result.exit_code == 0, result.output
+    assert "±" in result.output and "dropout1" in result.output and "fixed: hidden=16-16" in result.output
+    lines = result.output.splitlines()
+    losses = [float(line.split("│")[-2].split("±")[0]) for line in lines if line.count("±") == 3]
+    assert len(losses) == 6 and losses == sorted(losses)
+    result = runner.invoke(app, ["sweep", "show", str(grid_dir), "--top", "2"])
+    assert result.exit_code == 0 and "2 configuration(s) shown" in result.output
+
+
+def test_show_csv_has_one_row_per_configuration_and_seed(grid_dir):
+    result = runner.invoke(app, ["sweep", "show", str(grid_dir), "--csv"])
+    assert result.exit_code == 0
+    rows = list(csv.DictReader(io.StringIO(result.output)))
+    assert len(rows) == 12
+    for column in ("dropout1", "dropout2", "lr", "hidden", "seed", "final_test_acc", "final_train_loss", "status", "seconds"):
+        assert column in rows[0]
+    assert {r["status"] for r in rows} == {"ok"}
+
+
+def test_plot_draws_a_heatmap_and_lines(grid_dir, tmp_path):
+    result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--out", str(tmp_path / "heat.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--x", "dropout2", "--metric", "final_train_loss",
+                                 "--out", str(tmp_path / "lines.png")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "lines.png").stat().st_size > 1000
+
+
+def test_rerun_resumes(grid_dir):
+    result = runner.invoke(app, [
+        "sweep", "run", "--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--lr", "0.5", "--batch-size", "128",
+        "--init", "normal:0.1", "--grid", "dropout1=0:0.5:0.5", "--grid", "dropout2=0,0.3,0.6", "--seeds", "2",
+        "--out", str(grid_dir),
+    ])  # fmt: skip
+    assert result.exit_code == 0
+    assert "12 stored result(s) skipped" in result.output and "trained 0 model(s)" in result.output
+
+
+def test_toml_config_with_flag_overrides(tmp_path):
+    config = tmp_path / "sweep.toml"
+    config.write_text('seeds = 1\n[base]\nhidden = [8]\nepochs = 1\nbatch_size = 256\n[grid]\nlr = [0.1, 0.2]\n')
+    out = tmp_path / "toml"
+    result = runner.invoke(app, ["sweep", "run", "--config", str(config), "--data", "synthetic", "--lr", "9",
+                                 "--grid", "weight_decay=0,0.1", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    frame = load_results(out)
+    assert len(frame) == 4 and sorted(frame["lr"].unique()) == [0.1, 0.2]  # the grid axis wins over --lr
+    assert (frame["hidden"] == "8").all()
+
+
+def test_random_search_from_flags(tmp_path):
+    result = runner.invoke(app, ["sweep", "run", "--data", "synthetic", "--hidden", "8", "--epochs", "1",
+                                 "--random", "lr=loguniform:0.01:1", "--samples", "3", "--out", str(tmp_path / "r")])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lrs = load_results(tmp_path / "r")["lr"]
+    assert len(lrs) == 3 and lrs.between(0.01, 1).all() and lrs.nunique() == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--data", "synthetic", "--grid", "dropout1=0:0.9"], "dropout1"),
+        (["run", "--data", "synthetic", "--grid", "depth=1,2"], "hyperparameter"),
+        (["run", "--data", "synthetic", "--grid", "dropout3=0.5", "--hidden", "8"], "dropout3"),
+        (["run", "--data", "mnist"], "data"),
+        (["run", "--data", "synthetic", "--seeds", "0"], "--seeds"),
+        (["run", "--data", "synthetic", "--device", "cuda:7"], "device"),
+        (["run", "--data", "synthetic", "--hidden", "8,x"], "--hidden"),
+        (["run", "--data", "synthetic", "--tf32"], "tf32"),
+    ],
+)
+def test_bad_input_is_a_clean_error(tmp_path, args, message):
+    result = runner.invoke(app, ["sweep", *args, "--out", str(tmp_path / "bad")])
+    assert result.exit_code == 2
+    assert "error:" in result.output and message in result.output
+    assert "Traceback" not in result.output
+
+
+def test_show_and_plot_errors(tmp_path, grid_dir):
+    result = runner.invoke(app, ["sweep", "show", str(tmp_path / "missing")])
+    assert result.exit_code == 2 and "holds no sweep" in result.output
+    result = runner.invoke(app, ["sweep", "show", str(grid_dir), "--sort", "accuracy"])
+    assert result.exit_code == 2 and "sort" in result.output
+    result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--x", "momentum"])
+    assert result.exit_code == 2 and "momentum" in result.output

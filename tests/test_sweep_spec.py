@@ -1,0 +1,198 @@
+"""Sweep specs: ranges, lists, TOML, random search, trials and their keys, errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from mlplab.errors import ConfigError
+from mlplab.sweep.planner import bytes_per_model, default_max_models, group_key, plan
+from mlplab.sweep.spec import (DEFAULTS, Distribution, SweepSpec, load_toml, make_trial, parse_axis, parse_random_axis,
+                               parse_range)  # fmt: skip
+
+
+def test_ranges_include_both_ends_and_are_decimal():
+    assert parse_range("dropout1", "0:0.9:0.1") == (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    assert parse_range("lr", "0.1:0.3:0.1") == (0.1, 0.2, 0.3)
+    assert parse_range("epochs", "2:10:4") == (2, 6, 10)
+    assert parse_range("lr", "0.1:0.25:0.1") == (0.1, 0.2)  # STOP not on the lattice: values <= STOP
+
+
+@pytest.mark.parametrize(
+    ("text", "name", "values"),
+    [
+        ("dropout2=0,0.5", "dropout2", (0.0, 0.5)),
+        ("lr=0.5", "lr", (0.5,)),
+        ("weight-decay=0,1e-4", "weight_decay", (0.0, 1e-4)),
+        ("wd=3", "weight_decay", (3.0,)),
+        ("hidden=256,256-256,512-256-128", "hidden", ((256,), (256, 256), (512, 256, 128))),
+        ("init=normal:0.01,normal:0.1,xavier", "init", ("normal:0.01", "normal:0.1", "xavier")),
+        ("optimizer=sgd,adam", "optimizer", ("sgd", "adam")),
+        ("batch_size=64,256", "batch_size", (64, 256)),
+        ("decay_biases=true,false", "decay_biases", (True, False)),
+    ],
+)
+def test_parse_axis(text, name, values):
+    assert parse_axis(text) == (name, values)
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("dropout1", "--grid"),  # no '='
+        ("depth=1,2", "hyperparameter"),
+        ("dropout1=0:0.9:0", "dropout1"),  # step 0
+        ("dropout1=0.9:0:0.1", "dropout1"),  # stop < start
+        ("lr=fast", "lr"),
+        ("batch_size=1.5", "batch_size"),
+        ("init=normal:-1", "init"),
+        ("activation=swish", "activation"),
+        ("lr=0.1,,0.2", "lr"),
+        ("dropout1=0:1:1e-9", "dropout1"),  # a billion values
+    ],
+)
+def test_bad_axes_name_the_field(text, field):
+    with pytest.raises(ConfigError) as info:
+        parse_axis(text)
+    assert info.value.field == field
+
+
+def test_the_issue_example_expands_to_300_trials():
+    spec = SweepSpec(
+        base={"hidden": (256, 256), "epochs": 10, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
+        grid=dict([parse_axis("dropout1=0:0.9:0.1"), parse_axis("dropout2=0:0.9:0.1")]), seeds=(0, 1, 2),
+    )  # fmt: skip
+    trials = spec.trials()
+    assert len(trials) == 300 and len({t.key for t in trials}) == 300
+    assert [t.seed for t in trials[:100]] == [0] * 100  # seeds outermost
+    t = trials[13]
+    assert t.model.hidden == (256, 256) and t.model.dropout == (0.1, 0.3)
+    assert t.model.sizes == [784, 256, 256, 10] and t.train.lr == 0.5 and t.train.epochs == 10
+    assert trials[0].model.dropout == ()  # p = 0 everywhere is a model without dropout
+    assert t.params()["dropout1"] == 0.1 and t.params()["dropout2"] == 0.3 and t.params()["hidden"] == "256-256"
+
+
+def test_dropout_applies_to_all_layers_and_dropout_n_overrides_it():
+    t = make_trial({**DEFAULTS, "hidden": (8, 8, 8), "dropout": 0.5, "dropout2": 0.1}, seed=0)
+    assert t.model.dropout == (0.5, 0.1, 0.5)
+
+
+def test_dropout_beyond_the_depth_is_an_error_unless_zero():
+    with pytest.raises(ConfigError, match="dropout2"):
+        make_trial({**DEFAULTS, "hidden": (8,), "dropout2": 0.5}, seed=0)
+    assert make_trial({**DEFAULTS, "hidden": (8,), "dropout2": 0.0}, seed=0).model.dropout == ()
+
+
+def test_invalid_values_are_caught_when_trials_are_made():
+    with pytest.raises(ConfigError, match="dropout"):
+        SweepSpec(grid={"dropout1": (0.5, 1.0)}).trials()
+    with pytest.raises(ConfigError, match="lr"):
+        SweepSpec(grid={"lr": (0.1, -1.0)}).trials()
+
+
+def test_keys_identify_configuration_and_seed():
+    a = make_trial({**DEFAULTS, "lr": 0.5}, seed=0)
+    assert a.key == make_trial({**DEFAULTS, "lr": 0.5}, seed=0).key
+    assert a.key != make_trial({**DEFAULTS, "lr": 0.5}, seed=1).key
+    assert a.key != make_trial({**DEFAULTS, "lr": 0.25}, seed=0).key
+    assert a.key != make_trial({**DEFAULTS, "lr": 0.5}, seed=0, n_inputs=32).key
+    # dropout=0.5 and dropout1=0.5 describe the same one-layer model: one trial, not two
+    spec = SweepSpec(base={"hidden": (8,)}, grid={"dropout": (0.5,), "dropout1": (0.5,)})
+    assert len(spec.trials()) == 1
+
+
+def test_random_search_is_reproducible_and_within_bounds():
+    spec = SweepSpec(grid={"hidden": ((8,), (16,))}, random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
+                     samples=20, search_seed=3)  # fmt: skip
+    configs = spec.configurations()
+    assert len(configs) == 40
+    assert configs == SweepSpec(grid={"hidden": ((8,), (16,))}, random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
+                                samples=20, search_seed=3).configurations()  # fmt: skip
+    assert all(0.001 <= c["lr"] <= 1 for c in configs)
+    assert {c["activation"] for c in configs} == {"relu", "tanh"}
+    logs = [math.log10(c["lr"]) for c in configs]
+    assert min(logs) < -2 and max(logs) > -1  # spread over the decades, not clustered near 1
+    other = SweepSpec(random={"lr": "loguniform:0.001:1"}, samples=20, search_seed=4).configurations()
+    assert [c["lr"] for c in other] != [c["lr"] for c in configs[:20]]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [("lr=loguniform:0:1", "lr"), ("lr=uniform:1:0.5", "lr"), ("batch_size=uniform:1:9", "batch_size"),
+     ("lr=loguniform:a:b", "lr"), ("lr", "--random")],
+)  # fmt: skip
+def test_bad_random_axes(text, field):
+    with pytest.raises(ConfigError) as info:
+        parse_random_axis(text)
+    assert info.value.field == field
+
+
+def test_random_axis_parses():
+    assert parse_random_axis("lr=uniform:0.1:0.5") == ("lr", Distribution("uniform", 0.1, 0.5))
+    assert parse_random_axis("hidden=16,32-32")[1].choices == ((16,), (32, 32))
+
+
+def test_spec_validation():
+    with pytest.raises(ConfigError, match="seeds"):
+        SweepSpec(seeds=())
+    with pytest.raises(ConfigError, match="seeds"):
+        SweepSpec(seeds=(0, 0))
+    with pytest.raises(ConfigError, match="either a grid axis or a random axis"):
+        SweepSpec(grid={"lr": (0.1,)}, random={"lr": "uniform:0.1:1"})
+    with pytest.raises(ConfigError, match="sweep"):
+        SweepSpec(grid={"lr": tuple(range(1, 1001)), "weight_decay": tuple(range(101))})
+
+
+def test_toml_file(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text(
+        'seeds = 2\nfirst_seed = 5\n[base]\nhidden = [32, 16]\nlr = 0.5\n'
+        '[grid]\ndropout1 = "0:0.2:0.1"\nhidden = [[32, 16], "64-16"]\n[random]\nweight_decay = "uniform:0:0.01"\n'
+        'samples = 3\n'
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="samples"):  # samples inside [random] is a typo: a top-level key
+        load_toml(path)
+    path.write_text(path.read_text().replace('samples = 3\n', '').replace('seeds = 2\n', 'seeds = 2\nsamples = 3\n'))
+    spec = load_toml(path)
+    assert spec.seeds == (5, 6) and spec.samples == 3
+    assert spec.grid == {"dropout1": (0.0, 0.1, 0.2), "hidden": ((32, 16), (64, 16))}
+    trials = spec.trials()
+    assert len(trials) == 2 * 3 * 2 * 3
+    assert spec.to_dict()["grid"]["hidden"] == ["32-16", "64-16"]
+    assert SweepSpec.from_dict(spec.to_dict()).trials() == trials
+
+
+def test_toml_errors(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_toml(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[grid\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_toml(bad)
+    bad.write_text("[grid]\nlearning_rate = [0.1]\n")
+    with pytest.raises(ConfigError, match="hyperparameter"):
+        load_toml(bad)
+
+
+def test_planner_groups_same_shapes_and_cuts_near_equal_chunks():
+    spec = SweepSpec(grid={"hidden": ((8,), (16,)), "lr": tuple(0.1 * i for i in range(1, 11))}, seeds=(0, 1))
+    trials = spec.trials(32, 10)
+    groups = plan(trials, max_models=4)
+    # 2 seeds x 2 shapes = 4 keys of 10 trials, each cut into 3 chunks of <= 4 (4 + 3 + 3)
+    assert len(groups) == 12 and [g.index for g in groups] == list(range(12))
+    assert sorted(t.key for g in groups for t in g.trials) == sorted(t.key for t in trials)
+    for g in groups:
+        assert len({group_key(t) for t in g.trials}) == 1 and len(g) <= 4
+    assert plan(trials, 100) == plan(trials, 100)  # deterministic
+    assert [len(g) for g in plan(trials[:10], 4)] == [4, 3, 3]
+    stored = {t.key for t in groups[0].trials[:2]}
+    assert len(groups[0].without(stored)) == len(groups[0]) - 2
+    with pytest.raises(ConfigError, match="max_models"):
+        plan(trials, 0)
+
+
+def test_default_group_size_on_cpu_fits_the_cache():
+    trials = SweepSpec(base={"hidden": (256, 256)}, grid={"lr": (0.1, 0.2)}).trials()
+    assert default_max_models(trials, "cpu") == 32  # (32, 256, 256) float32 activations = 8 MiB
+    assert bytes_per_model(trials[0]) > 4 * (784 * 256 + 256 * 256 + 256 * 10)
