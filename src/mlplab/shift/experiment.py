@@ -64,6 +64,11 @@ def _quiet(_: str) -> None:
     pass
 
 
+def _finite_or_none(x: float | None) -> float | None:
+    """JSON has no infinity: a singular confusion matrix's condition number is stored as None."""
+    return x if x is not None and math.isfinite(x) else None
+
+
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     seeds = tuple(seeds)
     if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
@@ -386,7 +391,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
     uncorrected accuracy of the same seed), ``cond`` (BBSE's condition number). The estimator
     ``none`` (``w_hat = 1``) is the uncorrected baseline and ``oracle`` adjusts by the true ``w``.
     With ``retrain_with``, ``<estimator> (retrain)`` is an MLP retrained on the source with
-    the loss of class ``y`` weighted by ``w_hat[y]``.
+    the loss of class ``y`` weighted by ``w_hat[y]``. ``cond`` is None when ``C`` is singular.
     """
     t0 = time.perf_counter()
     ys = source.holdout.y.numpy()
@@ -419,7 +424,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
                 est = fit_label_shift(source.holdout_probs, ys, probs, method, calibration=calibration)
             estimates[spec] = est
             target = probs if est.calibration is None else est.calibration(probs)
-            extra = {"cond": est.condition_number, "em_iterations": est.iterations}
+            extra = {"cond": _finite_or_none(est.condition_number), "em_iterations": est.iterations}
             if est.calibration is not None:
                 extra["temperature"] = est.calibration.temperature
             rows.append(row(spec, est.weights, adjust_predictions(target, est.weights), **extra))
@@ -439,7 +444,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
         progress(f"label shift seed {seed}: uncorrected acc {base['accuracy']:.4f}; lowest weight error "
                  f"{best['estimator']} {best['weight_mse']:.4f} (acc {best['accuracy']:.4f})")  # fmt: skip
     info = {"source": source.info, "source_priors": p.tolist(),
-            "max_condition_number": max(cond_values) if cond_values else None,
+            "max_condition_number": _finite_or_none(max(cond_values)) if cond_values else None,
             "target_pool": "Fashion-MNIST test set (10,000 images)",
             "held_out_source": f"{len(ys)} training images never trained on"}  # fmt: skip
     settings = part_config(StudyConfig(source=source_config, label=config), "label")
