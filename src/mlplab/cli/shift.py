@@ -104,7 +104,7 @@ COMMON_DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or mps.")
 @app.command("run")
 @reports_errors
 def run(
-    quick: bool = typer.Option(False, help="A smaller study: 3 seeds, fewer epochs (about a minute on one core)."),
+    quick: bool = typer.Option(False, help="A smaller study: 3 seeds, fewer epochs (about 20 s on one core)."),
     parts: str = typer.Option(",".join(PARTS), help="Which parts, a comma list of label, covariate, concept."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 for every part (ignored with --quick)."),
     retrain: Optional[str] = typer.Option(None, help="Label shift: also retrain a class-weighted MLP with this estimator's weights (e.g. bbse)."),

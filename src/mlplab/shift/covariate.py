@@ -75,7 +75,9 @@ def fit_domain_classifier(
     target_X : array (n_t, d)
     n_components : int or None
         Principal components fitted on both samples; ``None`` (or ``>= d``) uses all features.
-        On Fashion-MNIST, 50 components fit in ~1 s instead of ~10 s for 784 raw pixels.
+        On a 29,000 + 2,600 image Fashion-MNIST split, 50 components took 3.9 s and gave log-weights
+        correlating 0.987 with the exact log ratio; raw pixels took 5.1 s for 0.876
+        (bench/bench_shift.py, shared 2-core machine).
     C : float
         Inverse L2 regularization strength of the logistic regression.
     max_iter : int

@@ -238,7 +238,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu") -> "StudyConfig":
-        """A smaller study (3 seeds, fewer epochs) for a first look in well under a minute."""
+        """A smaller study (3 seeds, fewer epochs) for a first look: about 20 s on one core."""
         seeds = (0, 1, 2)
         return cls(
             parts=tuple(parts),
@@ -322,6 +322,7 @@ class Source:
     holdout_probs: np.ndarray  # (n_holdout, k) float64 softmax outputs
     test_probs: np.ndarray  # (n_test, k)
     info: dict  # accuracies and timing
+    config: SourceConfig  # how it was made (recorded with every result that uses it)
 
 
 @torch.no_grad()
@@ -376,14 +377,14 @@ def train_source(data: Data, config: SourceConfig = SourceConfig(), *, checkpoin
         "status": history.status, "seconds": time.perf_counter() - t0,
     }  # fmt: skip
     cpu = Data(train, data.test).to("cpu")
-    return Source(net, cpu.train, holdout.to("cpu"), cpu.test, holdout_probs, test_probs, info)
+    return Source(net, cpu.train, holdout.to("cpu"), cpu.test, holdout_probs, test_probs, info, config)
 
 
 # --- label shift -----------------------------------------------------------------------------
 
 
 def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfig(), *,
-                      source_config: SourceConfig = SourceConfig(), progress: Progress = _quiet) -> PartResult:  # fmt: skip
+                      progress: Progress = _quiet) -> PartResult:  # fmt: skip
     """Label shift of the test set; every estimator of ``config.estimators`` on every seed.
 
     Rows (one per seed and ``estimator``): ``weight_mse`` (``||w_hat - w||^2 / k``), ``accuracy``
@@ -432,8 +433,8 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
                 cond_values.append(est.condition_number)
         if config.retrain_with is not None:
             w_hat = estimates[config.retrain_with].weights
-            net = build_mlp(source_config.model_config(), torch.Generator().manual_seed(source_config.seed))
-            fit_weighted(net, source.train, w_hat[source.train.y.numpy()], source_config.train_config())
+            net = build_mlp(source.config.model_config(), torch.Generator().manual_seed(source.config.seed))
+            fit_weighted(net, source.train, w_hat[source.train.y.numpy()], source.config.train_config())
             net.to("cpu")
             rows.append(row(f"{config.retrain_with} (retrain)", w_hat, predict_probs(net, source.test.X[idx])))
         for r in rows:
@@ -447,7 +448,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
             "max_condition_number": _finite_or_none(max(cond_values)) if cond_values else None,
             "target_pool": "Fashion-MNIST test set (10,000 images)",
             "held_out_source": f"{len(ys)} training images never trained on"}  # fmt: skip
-    settings = part_config(StudyConfig(source=source_config, label=config), "label")
+    settings = part_config(StudyConfig(source=source.config, label=config), "label")
     return PartResult("label", settings, rows, info, time.perf_counter() - t0)
 
 
@@ -562,7 +563,7 @@ def covariate_shift_study(data: Data, config: CovariateShiftConfig = CovariateSh
 
 
 def concept_shift_study(source: Source, config: ConceptShiftConfig = ConceptShiftConfig(), *,
-                        source_config: SourceConfig = SourceConfig(), progress: Progress = _quiet) -> PartResult:  # fmt: skip
+                        progress: Progress = _quiet) -> PartResult:  # fmt: skip
     """Fine-tuning versus retraining after relabeling; one row per (seed, n_train, mode, epoch)."""
     t0 = time.perf_counter()
     k = source.holdout_probs.shape[1]
@@ -579,8 +580,8 @@ def concept_shift_study(source: Source, config: ConceptShiftConfig = ConceptShif
             idx = rng.choice(len(source.holdout), n, replace=False)
             train = _take(source.holdout, idx, relabel(source.holdout.y.numpy()[idx], mapping))
             tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
-                             seed=seed, device=source_config.device)  # fmt: skip
-            curves = concept_learning_curves(source.model, source_config.model_config(), train, test, tc)
+                             seed=seed, device=source.config.device)  # fmt: skip
+            curves = concept_learning_curves(source.model, source.config.model_config(), train, test, tc)
             for c in curves:
                 for epoch, (acc, loss) in enumerate(zip(c.test_acc, c.test_loss)):
                     rows.append({"seed": seed, "n_train": n, "mode": c.mode, "epoch": epoch,
@@ -588,7 +589,7 @@ def concept_shift_study(source: Source, config: ConceptShiftConfig = ConceptShif
             finals = {c.mode: c.test_acc[-1] for c in curves}
             progress(f"concept shift seed {seed}, {n} relabeled: final accuracy "
                      + ", ".join(f"{m} {a:.4f}" for m, a in finals.items()))  # fmt: skip
-    settings = part_config(StudyConfig(source=source_config, concept=config), "concept")
+    settings = part_config(StudyConfig(source=source.config, concept=config), "concept")
     return PartResult("concept", settings, rows, {"mappings": mappings, "source": source.info}, time.perf_counter() - t0)
 
 
@@ -614,11 +615,11 @@ def run_study(data: Data, config: StudyConfig = StudyConfig(), *, progress: Prog
         if part in results:
             continue
         if part == "label":
-            result = label_shift_study(source, config.label, source_config=config.source, progress=progress)
+            result = label_shift_study(source, config.label, progress=progress)
         elif part == "covariate":
             result = covariate_shift_study(data, config.covariate, progress=progress)
         else:
-            result = concept_shift_study(source, config.concept, source_config=config.source, progress=progress)
+            result = concept_shift_study(source, config.concept, progress=progress)
         results[part] = result
         if on_part is not None:
             on_part(result)
