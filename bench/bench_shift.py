@@ -79,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
     dirichlet = label_shift_study(source, LabelShiftConfig(seeds=label_seeds))
     shifts = {kind: label_shift_study(source, LabelShiftConfig(kind=kind, seeds=label_seeds, estimators=("bbse", "em+bcts")))
               for kind in ("tweak-one", "knock-out")}  # fmt: skip
+    weak_cfg = SourceConfig(epochs=1 if args.quick else 3)  # a weaker classifier, for comparison
+    weak = train_source(data, weak_cfg)
+    weak_label = label_shift_study(weak, LabelShiftConfig(seeds=label_seeds, estimators=("bbse", "bbse+bcts", "em+bcts")))
     log("label shift estimators done; retraining with BBSE weights")
     retrain = label_shift_study(source, LabelShiftConfig(seeds=seeds, estimators=("bbse",), retrain_with="bbse"))
 
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     oracle_gain = s(d_rows, "estimator", "gain", "oracle")
     base_acc, bbse_acc = s(d_rows, "estimator", "accuracy", "none"), s(d_rows, "estimator", "accuracy", "bbse")
     gain5 = s(first5, "estimator", "gain", "bbse")
+    cal_gain = s(d_rows, "estimator", "gain", "bbse+bcts")
     cov = summarize(covariate.rows, ["scenario", "model", "variant"], ["loss_change"])
     cov_line = {(x["scenario"], x["model"]): x["loss_change"] for x in cov if x["variant"] == "weighted"}
     pts = lambda ci: f"{100 * ci.mean:.2f} ± {100 * ci.half_width:.2f}"  # noqa: E731
@@ -126,8 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "# mlplab.shift benchmark", "",
         f"Machine: {machine()}. Shared machine: timings are indicative.",
-        f"Command: `OMP_NUM_THREADS=1 flock /tmp/mlplab-bench.lock python bench/bench_shift.py"
-        f"{' --quick' if args.quick else ''} --label-seeds {args.label_seeds} --seeds {args.seeds}`",
+        f"Command: `OMP_NUM_THREADS=1 flock /tmp/mlplab-bench.lock python bench/bench_shift.py {' '.join(sys.argv[1:])}`",
         f"Total time: {time.perf_counter() - t_start:.0f} s.", "",
         "Source classifier: 784-256-10 MLP, Adam lr 1e-3, batch 256, "
         f"{src_cfg.epochs} epochs on 50,000 training images; test accuracy {source.info['test_acc']:.4f} "
@@ -141,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         f"| BBSE-corrected accuracy gain, {n} seeds | ≥ 3 points | {pts(bbse_gain)} "
         f"({base_acc.mean:.4f} → {bbse_acc.mean:.4f}) | {'yes' if bbse_gain.mean >= 0.03 else 'no'} |",
         f"| same, seeds 0-4 only | ≥ 3 points | {pts(gain5)} | {'yes' if gain5.mean >= 0.03 else 'no'} |",
+        f"| BBSE on BCTS-calibrated probabilities, accuracy gain, {n} seeds | ≥ 3 points | {pts(cal_gain)} | "
+        f"{'yes' if cal_gain.mean >= 0.03 else 'no'} |",
         f"| best estimator beats BBSE (EM + BCTS weight MSE) | < BBSE | {best_mse.format(4)} (gain {pts(best_gain)}) | "
         f"{'yes' if best_mse.mean < bbse_mse.mean else 'no'} |",
         f"| covariate weighting lowers target loss where it should (Gaussian regression) | CI < 0 | "
@@ -150,10 +155,22 @@ def main(argv: list[str] | None = None) -> int:
         f"| ... Fashion-MNIST, 784-256-10 MLP (report when it does not help) | - | "
         f"{cov_line[('fashion-mnist', 'mlp-256')].format(4)} | {verdict(cov_line[('fashion-mnist', 'mlp-256')])} |",
         "",
-        f"The accuracy gain is bounded by what the true weights give (oracle: {pts(oracle_gain)} points); "
-        "it depends on how far each Dirichlet draw is from uniform, so 5-seed means vary by several points.",
-        "", "## Label shift", "", label_table(dirichlet), "",
+        f"The accuracy gain is bounded by what the true weights give (oracle: {pts(oracle_gain)} points on the raw "
+        f"probabilities, {pts(s(d_rows, 'estimator', 'gain', 'oracle+bcts'))} on calibrated ones): it depends on the "
+        "classifier (below) and on how far each Dirichlet draw is from uniform, so 5-seed means vary by several points.",
+        "", "### Gain against classifier strength", "",
+        f"Same protocol and seeds ({n}); only the source classifier's epochs differ.", "",
+        "| source epochs | test accuracy | uncorrected target acc | BBSE weight MSE | gain: oracle | gain: BBSE "
+        "| gain: BBSE+BCTS | gain: EM+BCTS |", "|---|---|---|---|---|---|---|---|",
     ]
+    for cfg, src, res in ((weak_cfg, weak, weak_label), (src_cfg, source, dirichlet)):
+        r = res.rows
+        lines.append(
+            f"| {cfg.epochs} | {src.info['test_acc']:.4f} | {s(r, 'estimator', 'accuracy', 'none').format(4)} | "
+            f"{s(r, 'estimator', 'weight_mse', 'bbse').format(4)} | "
+            + " | ".join(pts(s(r, "estimator", "gain", e)) for e in ("oracle", "bbse", "bbse+bcts", "em+bcts")) + " |"
+        )
+    lines += ["", "## Label shift", "", label_table(dirichlet), ""]
     for kind, result in shifts.items():
         lines += [f"### {kind}", "", label_table(result), ""]
     rt = [r for r in retrain.rows if r["estimator"] in ("none", "bbse", "bbse (retrain)")]

@@ -141,7 +141,7 @@ def label(
     delta: float = typer.Option(0.8, help="knock-out: fraction of one class removed."),
     n_target: int = typer.Option(5000, help="Target images drawn from the test set per seed."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 (one target prior and sample each)."),
-    estimators: str = typer.Option("bbse,bbse_soft,em,em+ts,em+bcts", help="METHOD[+CALIBRATION] list; methods bbse, bbse_soft, em; calibrations ts, bcts."),
+    estimators: str = typer.Option("bbse,bbse_soft,bbse+bcts,em,em+ts,em+bcts", help="METHOD[+CALIBRATION] list; methods bbse, bbse_soft, em; calibrations ts, bcts."),
     retrain: Optional[str] = typer.Option(None, help="Also retrain a class-weighted MLP with this estimator's weights."),
     source_epochs: int = typer.Option(10, help="Adam epochs of the 784-256-10 source classifier."),
     out: Path = typer.Option(Path("runs/shift-label"), help="Output folder."),

@@ -50,7 +50,7 @@ from mlplab.shift.covariate import DEFAULT_CLIP, covariate_weights, effective_sa
 from mlplab.shift.generate import (LABEL_SHIFTS, STATISTICS, concept_mapping, covariate_shift_split,
                                    image_statistic, label_shift_priors, relabel, sample_by_priors)  # fmt: skip
 from mlplab.shift.label import (CALIBRATIONS, LABEL_SHIFT_METHODS, IllConditionedWarning, adjust_predictions,
-                                fit_label_shift, weight_error)  # fmt: skip
+                                fit_calibration, fit_label_shift, weight_error)  # fmt: skip
 from mlplab.shift.stats import MeanCI, mean_ci
 from mlplab.shift.weighted import fit_weighted
 from mlplab.train import Callback, TrainConfig, evaluate, fit
@@ -138,7 +138,7 @@ class LabelShiftConfig:
     delta: float = 0.8  # knock-out: fraction of the class removed
     n_target: int = 5000  # target images drawn from the test set
     seeds: tuple[int, ...] = DEFAULT_SEEDS  # one target prior and sample per seed
-    estimators: tuple[str, ...] = ("bbse", "bbse_soft", "em", "em+ts", "em+bcts")  # METHOD[+CALIBRATION]
+    estimators: tuple[str, ...] = ("bbse", "bbse_soft", "bbse+bcts", "em", "em+ts", "em+bcts")  # METHOD[+CALIBRATION]
     retrain_with: str | None = None  # also retrain a class-weighted MLP with this estimator's w_hat
 
     def __post_init__(self) -> None:
@@ -390,7 +390,9 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
     Rows (one per seed and ``estimator``): ``weight_mse`` (``||w_hat - w||^2 / k``), ``accuracy``
     and ``nll`` of the corrected predictions on the target sample, ``gain`` (accuracy minus the
     uncorrected accuracy of the same seed), ``cond`` (BBSE's condition number). The estimator
-    ``none`` (``w_hat = 1``) is the uncorrected baseline and ``oracle`` adjusts by the true ``w``.
+    ``none`` (``w_hat = 1``) is the uncorrected baseline; ``oracle`` adjusts the probabilities by
+    the true ``w``, ``oracle+bcts`` the BCTS-calibrated probabilities (the ceiling of every
+    ``+bcts`` estimator, whose adjusted predictions are also calibrated ones).
     With ``retrain_with``, ``<estimator> (retrain)`` is an MLP retrained on the source with
     the loss of class ``y`` weighted by ``w_hat[y]``. ``cond`` is None when ``C`` is singular.
     """
@@ -401,6 +403,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
     p = np.bincount(ys, minlength=k) / len(ys)
     rows: list[dict] = []
     cond_values = []
+    bcts = fit_calibration(source.holdout_probs, ys, "bcts")  # fitted on held-out source only: one for all seeds
     for seed in config.seeds:
         rng = np.random.default_rng(seed)
         q = label_shift_priors(config.kind, p, rng, alpha=config.alpha, rho=config.rho, delta=config.delta)
@@ -417,6 +420,7 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
         base = row("none", np.ones(k), probs)
         rows.append(base)
         rows.append(row("oracle", w_true, adjust_predictions(probs, w_true)))
+        rows.append(row("oracle+bcts", w_true, adjust_predictions(bcts(probs), w_true)))
         estimates = {}
         for spec in config.estimators:
             method, calibration = parse_estimator(spec)
