@@ -17,7 +17,6 @@ Run single-threaded on a shared machine:
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import platform
 import subprocess
@@ -31,7 +30,7 @@ import torch
 from mlplab.data import fashion_mnist_data
 from mlplab.shift import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
                           concept_shift_study, covariate_shift_study, covariate_weights,
-                          estimate_label_shift, label_shift_study, mean_ci, summarize, train_source)  # fmt: skip
+                          estimate_label_shift, label_shift_study, summarize, train_source)  # fmt: skip
 from mlplab.shift.experiment import verdict
 from mlplab.shift.generate import covariate_shift_split, image_statistic
 from mlplab.shift.report import concept_table, covariate_table, label_table

@@ -53,7 +53,7 @@ from mlplab.shift.label import (CALIBRATIONS, LABEL_SHIFT_METHODS, IllConditione
                                 fit_calibration, fit_label_shift, weight_error)  # fmt: skip
 from mlplab.shift.stats import MeanCI, mean_ci
 from mlplab.shift.weighted import fit_weighted
-from mlplab.train import Callback, TrainConfig, evaluate, fit
+from mlplab.train import Callback, TrainConfig, fit
 
 Progress = Callable[[str], None]
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)

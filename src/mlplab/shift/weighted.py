@@ -23,7 +23,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlplab.data.batching import Split, batches, num_batches
-from mlplab.errors import ConfigError
 from mlplab.shift.inputs import ShiftInputError, as_numpy
 from mlplab.train import Callback, EpochRecord, History, TrainConfig, evaluate, make_optimizer, resolve_device
 
@@ -75,8 +74,6 @@ def fit_weighted(
     History
         ``train_loss`` is the weighted loss that was minimized; ``train_acc`` plain accuracy.
     """
-    if config.loss not in ("cross_entropy", "mse"):
-        raise ConfigError("loss", config.loss, "expected cross_entropy or mse")
     device = resolve_device(config.device)
     model.to(device)
     train = train.to(device)
