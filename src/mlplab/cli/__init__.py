@@ -10,8 +10,8 @@ import torch
 import typer
 
 from mlplab import __version__
-
 from mlplab.cli import data as _data
+from mlplab.cli import shift as _shift
 from mlplab.cli import sweep as _sweep
 from mlplab.cli import train as _train
 
@@ -37,9 +37,10 @@ def _root(
     """Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore."""
 
 
-app.add_typer(_data.app, name="data")
 app.command("train")(_train.train)
 app.add_typer(_sweep.app, name="sweep")
+app.add_typer(_shift.app, name="shift")
+app.add_typer(_data.app, name="data")
 
 
 def main() -> None:
