@@ -225,7 +225,7 @@ def report(directory: str, study_log: str | None) -> None:
     from pathlib import Path
 
     from mlplab.plots import save_figure
-    from mlplab.runs import write_text_atomic
+    from mlplab.atomic import write_text
     from mlplab.sweep.plots import heatmap
     from mlplab.sweep.results import format_metric
 
@@ -262,7 +262,7 @@ def report(directory: str, study_log: str | None) -> None:
     best = summary.sort_values("final_test_acc_mean", ascending=False).iloc[0]
     lines.append(f"\nBest cell: dropout1 = {best['dropout1']:g}, dropout2 = {best['dropout2']:g}, test accuracy "
                  f"{format_metric(best['final_test_acc_mean'], best['final_test_acc_ci'])}.")  # fmt: skip
-    write_text_atomic(Path(directory) / "table.md", "\n".join(lines) + "\n")
+    write_text(Path(directory) / "table.md", "\n".join(lines) + "\n")
     save_figure(heatmap(summary, "dropout2", "dropout1"), Path(directory) / "heatmap.png")
     print("\n".join(lines))
 

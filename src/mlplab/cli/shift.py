@@ -19,7 +19,8 @@ import typer
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError, MlplabError
-from mlplab.runs import write_json, write_text_atomic
+from mlplab.atomic import write_text
+from mlplab.runs import write_json
 from mlplab.shift.experiment import (PARTS, ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, PartResult,
                                      SourceConfig, StudyConfig, part_config, run_study)  # fmt: skip
 from mlplab.shift.report import concept_figure, save_figure, study_markdown
@@ -87,7 +88,7 @@ def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Pa
         data = fashion_mnist_data(data_dir, device=device)
     results = run_study(data, config, progress=progress, source_checkpoint=checkpoint, done=done, on_part=store)
     markdown = study_markdown(results)
-    write_text_atomic(out / "results.md", markdown)
+    write_text(out / "results.md", markdown)
     if "concept" in results:
         save_figure(concept_figure(results["concept"]), out / "concept_curves.png")
     console.print()
