@@ -149,8 +149,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     """
     if hasattr(model, "loss_and_grads"):
         if config.optimizer != "sgd":
-            raise ConfigError("optimizer", config.optimizer,
-                              "the scratch MLP is trained by hand-written SGD only: use sgd, or the concise model")  # fmt: skip
+            raise ConfigError(
+                "optimizer", config.optimizer,
+                "the scratch MLP is trained by hand-written SGD only: use sgd, or the concise model",
+            )  # fmt: skip
         decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
         return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
     params = [p for p in model.parameters() if p.requires_grad]

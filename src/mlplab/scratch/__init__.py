@@ -23,7 +23,9 @@ from mlplab.scratch.activations import (
 )  # fmt: skip
 from mlplab.scratch.dropout import dropout, dropout_grad
 from mlplab.scratch.init import he, init_weight, normal, xavier_normal, xavier_uniform
-from mlplab.scratch.losses import log_softmax, softmax_cross_entropy, softmax_cross_entropy_and_grad, softmax_cross_entropy_grad
+from mlplab.scratch.losses import (
+    log_softmax, softmax_cross_entropy, softmax_cross_entropy_and_grad, softmax_cross_entropy_grad,
+)  # fmt: skip
 from mlplab.scratch.mlp import MLP, LayerTape, Tape
 from mlplab.scratch.regularization import l1_penalty, l1_subgrad, l2_grad, l2_penalty
 from mlplab.scratch.sgd import SGD

@@ -1,4 +1,4 @@
-"""Activation functions, each beside its derivative (d2l 5.1.2 "Activation Functions").
+"""Activation functions, each beside its derivative (d2l "Multilayer Perceptrons", "Activation Functions").
 
 Every derivative is written as a function of what the forward pass already has, so the backward
 pass of :class:`mlplab.scratch.MLP` needs no extra forward work:
@@ -29,7 +29,7 @@ def relu(z: Tensor) -> Tensor:
 def relu_grad(h: Tensor) -> Tensor:
     """``ReLU'(z) = 1 if z > 0 else 0``, read from the output ``h = ReLU(z)`` (``h > 0`` iff ``z > 0``).
 
-    At ``z = 0`` the derivative is taken to be 0, as in d2l 5.1.2.1 and ``torch.relu``'s backward.
+    At ``z = 0`` the derivative is taken to be 0, as in d2l "Activation Functions" and ``torch.relu``'s backward.
     Returns a boolean tensor (1 byte per element); multiplying by it is the chain rule's factor.
     """
     return h > 0
@@ -56,7 +56,7 @@ def tanh_grad(h: Tensor) -> Tensor:
 
 
 def prelu(z: Tensor, alpha: Tensor) -> Tensor:
-    """``pReLU(z) = max(0, z) + alpha * min(0, z)`` (He et al. 2015; d2l 5.1.2.1).
+    """``pReLU(z) = max(0, z) + alpha * min(0, z)`` (He et al. 2015; d2l "Activation Functions").
 
     ``alpha`` is a learnable slope: a tensor of shape (1,) broadcast over ``z``.
     """

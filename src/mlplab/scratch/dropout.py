@@ -1,4 +1,4 @@
-"""Inverted dropout and its gradient (Srivastava et al. 2014; d2l 5.6 "Dropout").
+"""Inverted dropout and its gradient (Srivastava et al. 2014; d2l "Dropout").
 
 In training, each unit is kept with probability ``1 - p`` and the kept ones are scaled by
 ``1 / (1 - p)``, so the expected value of every unit is unchanged:

@@ -1,4 +1,5 @@
-"""Softmax cross-entropy and its gradient, numerically stable (d2l 4.1.2, 4.4.2 and 4.5.3).
+"""Softmax cross-entropy and its gradient, numerically stable (d2l "Softmax Regression" and
+"Concise Implementation of Softmax Regression").
 
 For logits ``o`` of one example and its label ``y``:
 
@@ -7,7 +8,7 @@ For logits ``o`` of one example and its label ``y``:
 
 Subtracting ``m = max_k o_k`` first changes nothing mathematically (``softmax(o - m) =
 softmax(o)``) but keeps every ``exp`` in ``(0, 1]``, so logits of 1000 neither overflow nor turn
-the loss into ``inf - inf``: this is the "LogSumExp trick" of d2l 4.5.3.
+the loss into ``inf - inf``: this is the "LogSumExp trick" of the concise softmax regression section.
 """
 
 from __future__ import annotations

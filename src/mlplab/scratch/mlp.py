@@ -79,16 +79,17 @@ def _check_sizes(sizes: Sequence[int]) -> list[int]:
 
 
 def _check_dropout(dropout: float | Sequence[float] | None, n_hidden: int) -> tuple[float, ...]:
-    if dropout is None:
+    values = [dropout] if isinstance(dropout, (int, float)) else list(dropout or ())
+    if not values:  # None or (): no dropout, as in ModelConfig
         return (0.0,) * n_hidden
-    values = [dropout] if isinstance(dropout, (int, float)) else list(dropout)
     if any(p != 0 for p in values) and n_hidden == 0:
         raise ConfigError("dropout", dropout, "dropout needs at least one hidden layer")
     if len(values) == 1:
         values = values * n_hidden
     if len(values) != n_hidden:
-        raise ConfigError("dropout", dropout,
-                          f"give one probability for all hidden layers or one per hidden layer ({n_hidden})")  # fmt: skip
+        raise ConfigError(
+            "dropout", dropout, f"give one probability for all hidden layers or one per hidden layer ({n_hidden})"
+        )
     return tuple(check_probability(p, f"dropout[{i}]") for i, p in enumerate(values))
 
 
@@ -105,7 +106,7 @@ class MLP:
         hidden layer, starting at 0.25 like ``nn.PReLU()``).
     dropout : float or sequence of float, optional
         Dropout probability after each hidden layer: one value for all or one per hidden layer,
-        each in [0, 1]. None: no dropout.
+        each in [0, 1]. None or (): no dropout.
     init : str or InitSpec
         Weight initialization: ``normal:STD``, ``xavier``, ``xavier_normal`` or ``he`` (see
         :mod:`mlplab.scratch.init`); biases start at 0.
@@ -250,17 +251,17 @@ class MLP:
             raise ConfigError("X.shape", tuple(X.shape), f"this MLP takes {self.sizes[0]} features per example")
         return X
 
-    def _hidden(self, A: Tensor, l: int, keep: bool) -> tuple[Tensor, LayerTape | None]:
-        """Hidden layer ``l`` (0-based) on its input ``A``: returns its output, and its tape if ``keep``."""
-        Z = torch.addmm(self.params[2 * l + 1], A, self.params[2 * l])  # (B, n_l) = A W + b
+    def _hidden(self, A: Tensor, i: int, keep: bool) -> tuple[Tensor, LayerTape | None]:
+        """Hidden layer ``i + 1`` on its input ``A``: its output, and its tape if ``keep``."""
+        Z = torch.addmm(self.biases[i], A, self.weights[i])  # (B, n) = A W + b
         if self.activation == "prelu":
-            H = prelu(Z, self.params[2 * self.n_layers + l])
+            H = prelu(Z, self.alphas[i])
         else:
             H = OUTPUT_DERIVATIVES[self.activation][0](Z)
-        out, mask = dropout(H, self.dropout[l], self.training, self.generator)
+        out, mask = dropout(H, self.dropout[i], self.training, self.generator)
         if not keep:
             return out, None
-        if self.activation == "prelu":  # H itself is needed only as the next input, i.e. when out is H
+        if self.activation == "prelu":  # pReLU's derivatives read Z; H is kept only as `out`
             return out, LayerTape(z=Z, h=None, mask=mask, out=out)
         return out, LayerTape(z=None, h=H, mask=mask, out=out)
 
@@ -271,9 +272,9 @@ class MLP:
         Dropout is applied in training mode, as in ``nn.Module``s; call :meth:`eval` to predict.
         """
         A = self._flat(X)
-        for l in range(self.n_layers - 1):
-            A, _ = self._hidden(A, l, keep=False)
-        return torch.addmm(self.params[2 * self.n_layers - 1], A, self.params[2 * self.n_layers - 2])
+        for i in range(self.n_layers - 1):
+            A, _ = self._hidden(A, i, keep=False)
+        return torch.addmm(self.biases[-1], A, self.weights[-1])
 
     __call__ = forward
 
@@ -282,37 +283,38 @@ class MLP:
         """Logits (B, n_L) and the :class:`Tape` of intermediate values the backward pass needs."""
         A = X = self._flat(X)
         layers = []
-        for l in range(self.n_layers - 1):
-            A, tape = self._hidden(A, l, keep=True)
-            layers.append(tape)
-        logits = torch.addmm(self.params[2 * self.n_layers - 1], A, self.params[2 * self.n_layers - 2])
-        return logits, Tape(X, layers)
+        for i in range(self.n_layers - 1):
+            A, layer = self._hidden(A, i, keep=True)
+            layers.append(layer)
+        return torch.addmm(self.biases[-1], A, self.weights[-1]), Tape(X, layers)
 
     @torch.no_grad()
     def backward(self, tape: Tape, grad_logits: Tensor) -> list[Tensor]:
         """Gradients of the loss by ``params`` (same order), from ``dloss/dlogits`` (B, n_L).
 
-        The chain rule layer by layer (see the module doc); the gradient by the input ``X`` is
-        never formed.
+        The chain rule layer by layer, output to input (see the module doc); the gradient by the
+        input ``X`` is never formed.
         """
-        L = self.n_layers
-        grads: list[Tensor | None] = [None] * len(self.params)
+        L, weights, alphas = self.n_layers, self.weights, self.alphas
+        dW: list[Tensor] = [None] * L  # type: ignore[list-item]
+        db: list[Tensor] = [None] * L  # type: ignore[list-item]
+        dalpha: list[Tensor] = [None] * len(alphas)  # type: ignore[list-item]
         dZ = grad_logits  # (B, n_L)
-        for l in range(L - 1, -1, -1):
-            A = tape.X if l == 0 else tape.layers[l - 1].out  # (B, n_{l-1}), input of layer l
-            grads[2 * l] = torch.mm(A.T, dZ)  # (n_{l-1}, n_l)
-            grads[2 * l + 1] = dZ.sum(dim=0)  # (n_l,)
-            if l == 0:
+        for i in reversed(range(L)):  # layer i + 1, whose input is A_i
+            A = tape.X if i == 0 else tape.layers[i - 1].out  # (B, n_i)
+            dW[i] = torch.mm(A.T, dZ)  # (n_i, n_{i+1})
+            db[i] = dZ.sum(dim=0)  # (n_{i+1},)
+            if i == 0:
                 break
-            layer, p = tape.layers[l - 1], self.dropout[l - 1]
-            dH = dropout_grad(torch.mm(dZ, self.params[2 * l].T), layer.mask, p)  # (B, n_{l-1})
+            below = tape.layers[i - 1]  # the hidden layer that produced A_i
+            dA = torch.mm(dZ, weights[i].T)  # (B, n_i)
+            dH = dropout_grad(dA, below.mask, self.dropout[i - 1])
             if self.activation == "prelu":
-                alpha = self.params[2 * L + l - 1]
-                grads[2 * L + l - 1] = (dH * prelu_grad_alpha(layer.z)).sum().reshape(1)  # (1,)
-                dZ = dH.mul_(prelu_grad(layer.z, alpha))
+                dalpha[i - 1] = (dH * prelu_grad_alpha(below.z)).sum().reshape(1)  # (1,)
+                dZ = dH.mul_(prelu_grad(below.z, alphas[i - 1]))
             else:
-                dZ = dH.mul_(OUTPUT_DERIVATIVES[self.activation][1](layer.h))
-        return grads  # type: ignore[return-value]
+                dZ = dH.mul_(OUTPUT_DERIVATIVES[self.activation][1](below.h))
+        return [g for pair in zip(dW, db) for g in pair] + dalpha
 
     def loss_and_grads(self, X: Tensor, y: Tensor, *, return_logits: bool = False):
         """Mean softmax cross-entropy over the batch and its gradients by ``params``.

@@ -1,4 +1,4 @@
-"""L2 and L1 weight penalties and their (sub)gradients (d2l 3.7 "Weight Decay").
+"""L2 and L1 weight penalties and their (sub)gradients (d2l "Weight Decay").
 
     L2:  P(w) = lam / 2 * ||w||_2^2 = lam / 2 * sum_i w_i^2      dP/dw = lam * w
     L1:  P(w) = lam * ||w||_1 = lam * sum_i |w_i|                 dP/dw = lam * sign(w)
