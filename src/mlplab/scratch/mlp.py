@@ -9,7 +9,7 @@ Forward pass, for hidden layers ``l = 1 .. L-1`` and the output layer ``L``, ``A
     O   = A_{L-1} W_L + b_L        (B, n_L)    logits
     loss = mean_i CE(O_i, y_i)                 softmax cross-entropy
 
-Backward pass, the chain rule applied layer by layer from the output back, ``dX = dloss/dX``:
+Backward pass, the chain rule applied layer by layer from the output back (``dV`` = ``dloss/dV``):
 
     dO   = (softmax(O) - onehot(y)) / B
     dW_l = A_{l-1}^T dZ_l,   db_l = sum_i dZ_l[i]            (dZ_L = dO)
