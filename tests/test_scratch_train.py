@@ -4,7 +4,6 @@ the concise model step for step (same seed, float64), resumes exactly, and refus
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -129,10 +128,10 @@ def test_train_impl_scratch_refuses_adam(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "optimizer" in result.output and "sgd" in result.output
 
 
-@pytest.mark.skipif(not os.environ.get("MLPLAB_DATA"), reason="real data: set MLPLAB_DATA")
-def test_train_impl_scratch_on_fashion_mnist(tmp_path):
+def test_train_impl_scratch_on_fashion_mnist(tmp_path, real_data_dir):
     out = tmp_path / "fmnist"
-    result = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "1", "--out", str(out)])
+    data_dir = str(real_data_dir / "fashion-mnist")
+    result = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "1", "--out", str(out), "--data-dir", data_dir])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "history.json").read_text())[0]
     assert record["test_acc"] > 0.7  # one epoch of the chapter's 784-256-10 at lr 0.1 (0.70-0.76 seen)

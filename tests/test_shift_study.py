@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -159,12 +158,8 @@ def test_cli_refuses_to_overwrite_results(tmp_path):
     assert result.exit_code == 2 and "--resume" in result.output
 
 
-REAL_DATA = os.environ.get("MLPLAB_DATA")
-
-
-@pytest.mark.skipif(not REAL_DATA, reason="MLPLAB_DATA is not set (real Fashion-MNIST smoke test)")
-def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path):
-    data_dir = os.path.join(REAL_DATA, "fashion-mnist")
+def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path, real_data_dir):
+    data_dir = str(real_data_dir / "fashion-mnist")
     out = str(tmp_path / "label")
     args = ["shift", "label", "--seeds", "2", "--source-epochs", "1", "--estimators", "bbse,em+bcts",
             "--out", out, "--data-dir", data_dir]  # fmt: skip
