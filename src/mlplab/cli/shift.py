@@ -76,7 +76,7 @@ def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Pa
     t0 = time.perf_counter()
 
     def progress(message: str) -> None:
-        console.print(f"[dim]{time.perf_counter() - t0:7.1f}s[/] {message}")
+        console.print(f"[dim]{time.perf_counter() - t0:7.1f}s[/] {message}", soft_wrap=True)
 
     def store(result: PartResult) -> None:
         write_json(stored[result.part], result.to_dict())
@@ -105,7 +105,7 @@ COMMON_DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or mps.")
 @app.command("run")
 @reports_errors
 def run(
-    quick: bool = typer.Option(False, help="A smaller study: 3 seeds, fewer epochs (about 20 s on one core)."),
+    quick: bool = typer.Option(False, help="A smaller study: 3 seeds, fewer epochs, no MLP in covariate shift (about 20 s on one core)."),
     parts: str = typer.Option(",".join(PARTS), help="Which parts, a comma list of label, covariate, concept."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 for every part (ignored with --quick)."),
     retrain: Optional[str] = typer.Option(None, help="Label shift: also retrain a class-weighted MLP with this estimator's weights (e.g. bbse)."),

@@ -75,8 +75,8 @@ def fit_domain_classifier(
     target_X : array (n_t, d)
     n_components : int or None
         Principal components fitted on both samples; ``None`` (or ``>= d``) uses all features.
-        On a 29,000 + 2,600 image Fashion-MNIST split, 50 components took 3.9 s and gave log-weights
-        correlating 0.987 with the exact log ratio; raw pixels took 5.1 s for 0.876
+        On a 29,000 + 2,600 image Fashion-MNIST split, 50 components took 2.7 s and gave log-weights
+        correlating 0.987 with the exact log ratio; raw pixels took 3.3 s for 0.876
         (bench/bench_shift.py, shared 2-core machine).
     C : float
         Inverse L2 regularization strength of the logistic regression.
