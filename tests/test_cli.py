@@ -117,3 +117,17 @@ def test_train_one_epoch_on_the_real_data(real_data_dir, tmp_path):
 def test_version():
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0 and result.output.startswith("mlplab ")
+
+
+def test_outputs_get_the_usual_file_permissions(tmp_path):
+    import os
+    import stat
+
+    from mlplab.atomic import write_text
+
+    mask = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "x.txt", "hi")
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -20,7 +20,7 @@ from mlplab.shift import (
 )  # fmt: skip
 from mlplab.shift.experiment import verdict
 from mlplab.shift.label import IllConditionedWarning, calibration_nll
-from mlplab.shift.stats import MeanCI
+from mlplab.stats import MeanCI
 from mlplab.train import TrainConfig, fit
 
 MEANS = np.array([-2.0, 0.0, 2.0])  # three unit-variance 1-D Gaussian classes

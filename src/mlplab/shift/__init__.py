@@ -28,7 +28,7 @@ from mlplab.shift.inputs import ShiftInputError
 from mlplab.shift.label import (CALIBRATIONS, LABEL_SHIFT_METHODS, Calibration, IllConditionedWarning,
                                 LabelShiftEstimate, adjust_predictions, confusion_matrix, em_priors,
                                 estimate_label_shift, fit_calibration, fit_label_shift, weight_error)  # fmt: skip
-from mlplab.shift.stats import MeanCI, mean_ci
+from mlplab.stats import MeanCI, mean_ci
 from mlplab.shift.weighted import fit_weighted
 
 __all__ = [

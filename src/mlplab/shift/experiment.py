@@ -51,7 +51,7 @@ from mlplab.shift.generate import (LABEL_SHIFTS, STATISTICS, concept_mapping, co
                                    image_statistic, label_shift_priors, relabel, sample_by_priors)  # fmt: skip
 from mlplab.shift.label import (CALIBRATIONS, LABEL_SHIFT_METHODS, IllConditionedWarning, adjust_predictions,
                                 fit_calibration, fit_label_shift, weight_error)  # fmt: skip
-from mlplab.shift.stats import MeanCI, mean_ci
+from mlplab.stats import MeanCI, mean_ci
 from mlplab.shift.weighted import fit_weighted
 from mlplab.train import Callback, TrainConfig, fit
 

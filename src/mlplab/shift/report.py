@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 from mlplab.plots import plt, save_figure  # noqa: F401  (save_figure re-exported for the CLI)
 from mlplab.shift.experiment import PartResult, summarize, verdict
-from mlplab.shift.stats import MeanCI
+from mlplab.stats import MeanCI
 
 __all__ = ["concept_figure", "concept_table", "covariate_table", "label_table", "save_figure", "study_markdown"]
 
