@@ -25,58 +25,18 @@ import warnings
 
 import numpy as np
 import torch
-from torch import nn
+
+from booklike import book_mlp, train_book_style
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.train import TrainConfig, fit
 
 
-class PerItemImages(torch.utils.data.Dataset):
-    """The book's input pipeline: one uint8 image at a time becomes a (1, 28, 28) float tensor."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i):
-        return torch.from_numpy(self.images[i]).float().div(255).unsqueeze(0), int(self.labels[i])
-
-
 def book_style(raw, epochs: int, seed: int) -> tuple[float, float]:
     """The book's train_ch3 (d2l 3.6 / 4.2) with its DataLoader; returns (seconds, test accuracy)."""
     torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    train_iter = torch.utils.data.DataLoader(PerItemImages(raw.train_images, raw.train_labels), 256, shuffle=True, num_workers=4)
-    test_iter = torch.utils.data.DataLoader(PerItemImages(raw.test_images, raw.test_labels), 256, shuffle=False, num_workers=4)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
-    loss = nn.CrossEntropyLoss(reduction="none")
-    updater = torch.optim.SGD(net.parameters(), lr=0.1)
-    for _ in range(epochs):
-        net.train()
-        metric = [0.0, 0.0, 0.0]
-        for X, y in train_iter:
-            y_hat = net(X)
-            l = loss(y_hat, y)
-            updater.zero_grad()
-            l.mean().backward()
-            updater.step()
-            metric[0] += float(l.sum())
-            metric[1] += float((y_hat.argmax(dim=1) == y).sum())
-            metric[2] += y.numel()
-        net.eval()
-        correct = total = 0
-        with torch.no_grad():
-            for X, y in test_iter:
-                correct += float((net(X).argmax(dim=1) == y).sum())
-                total += y.numel()
-    return time.perf_counter() - t0, correct / total
+    return train_book_style(raw, book_mlp((256,)), 0.1, epochs, "cpu", seed)
 
 
 def mlplab_run(raw_dir, optimizer: str, lr: float, epochs: int, seed: int) -> tuple[float, float]:

@@ -109,7 +109,7 @@ def encode_idx(array: np.ndarray) -> bytes:
     """The IDX encoding of ``array`` (the inverse of :func:`parse_idx`)."""
     array = np.asarray(array)
     for code, dtype in DTYPES.items():
-        if array.dtype.newbyteorder(">") == dtype or array.dtype == dtype:
+        if array.dtype.newbyteorder(">") == dtype:  # native or big-endian storage of this type
             break
     else:
         raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64")
