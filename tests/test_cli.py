@@ -131,3 +131,10 @@ def test_outputs_get_the_usual_file_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_run_shift_is_the_shift_study_command():
+    root = typer.main.get_command(app)
+    alias, original = root.commands["run"].commands["shift"], root.commands["shift"].commands["run"]
+    assert [p.name for p in alias.params] == [p.name for p in original.params]
+    assert len(alias.params) > 3
