@@ -39,7 +39,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from booklike import book_mlp, train_book_style
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
@@ -50,55 +51,10 @@ from mlplab.train import TrainConfig, fit
 GRID = [(round(0.1 * i, 1), round(0.1 * j, 1)) for i in range(10) for j in range(10)]  # (p1, p2)
 
 
-class PerItemImages(torch.utils.data.Dataset):
-    """The book's input pipeline: one uint8 image at a time becomes a (1, 28, 28) float tensor."""
-
-    def __init__(self, images: np.ndarray, labels: np.ndarray) -> None:
-        self.images, self.labels = images, labels
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, i: int):
-        return torch.from_numpy(self.images[i]).float().div(255).unsqueeze(0), int(self.labels[i])
-
-
 def book_style(raw, p1: float, p2: float, epochs: int, device: str, seed: int = 0) -> tuple[float, float]:
     """The study log's ``dropout_test`` (d2l 5.6 exercise 1) on the book's pipeline: (seconds, test acc)."""
     torch.manual_seed(seed)
-    t0 = time.perf_counter()
-    train_iter = torch.utils.data.DataLoader(PerItemImages(raw.train_images, raw.train_labels), 256, shuffle=True, num_workers=4)
-    test_iter = torch.utils.data.DataLoader(PerItemImages(raw.test_images, raw.test_labels), 256, shuffle=False, num_workers=4)
-    net = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Dropout(p1),
-                        nn.Linear(256, 256), nn.ReLU(), nn.Dropout(p2), nn.Linear(256, 10))  # fmt: skip
-    for m in net:
-        if isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, std=0.01)
-            nn.init.zeros_(m.bias)
-    net.to(device)
-    loss = nn.CrossEntropyLoss(reduction="none")
-    updater = torch.optim.SGD(net.parameters(), lr=0.5)
-    for _ in range(epochs):
-        net.train()
-        metric = [0.0, 0.0, 0.0]
-        for X, y in train_iter:
-            X, y = X.to(device), y.to(device)
-            y_hat = net(X)
-            l = loss(y_hat, y)
-            updater.zero_grad()
-            l.mean().backward()
-            updater.step()
-            metric[0] += float(l.sum())
-            metric[1] += float((y_hat.argmax(dim=1) == y).sum())
-            metric[2] += y.numel()
-        net.eval()
-        correct = total = 0
-        with torch.no_grad():
-            for X, y in test_iter:
-                X, y = X.to(device), y.to(device)
-                correct += float((net(X).argmax(dim=1) == y).sum())
-                total += y.numel()
-    return time.perf_counter() - t0, correct / total
+    return train_book_style(raw, book_mlp((256, 256), (p1, p2)), 0.5, epochs, device, seed)
 
 
 def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0) -> tuple[float, float]:
@@ -225,7 +181,7 @@ def report(directory: str, study_log: str | None) -> None:
     from pathlib import Path
 
     from mlplab.plots import save_figure
-    from mlplab.runs import write_text_atomic
+    from mlplab.atomic import write_text
     from mlplab.sweep.plots import heatmap
     from mlplab.sweep.results import format_metric
 
@@ -262,7 +218,7 @@ def report(directory: str, study_log: str | None) -> None:
     best = summary.sort_values("final_test_acc_mean", ascending=False).iloc[0]
     lines.append(f"\nBest cell: dropout1 = {best['dropout1']:g}, dropout2 = {best['dropout2']:g}, test accuracy "
                  f"{format_metric(best['final_test_acc_mean'], best['final_test_acc_ci'])}.")  # fmt: skip
-    write_text_atomic(Path(directory) / "table.md", "\n".join(lines) + "\n")
+    write_text(Path(directory) / "table.md", "\n".join(lines) + "\n")
     save_figure(heatmap(summary, "dropout2", "dropout1"), Path(directory) / "heatmap.png")
     print("\n".join(lines))
 

@@ -8,7 +8,7 @@ an explicit ``torch.Generator``; biases start at zero.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch

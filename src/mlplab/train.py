@@ -12,18 +12,19 @@ import dataclasses
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from mlplab.atomic import atomic_path
 from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.errors import ConfigError, MlplabError
+from mlplab.scratch.sgd import SGD as ScratchSGD
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
@@ -137,12 +138,23 @@ class Callback:
     def on_train_end(self, history: History) -> None: ...
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | ScratchSGD:
     """The optimizer of ``config`` over ``model``'s parameters.
 
     With ``decay_biases=False`` only parameters with two or more dimensions (weight matrices) are
     decayed; biases and pReLU slopes are not.
+
+    A model with hand-written gradients (``loss_and_grads``, i.e. :class:`mlplab.scratch.MLP`) gets
+    the hand-written :class:`mlplab.scratch.SGD` with the same weight-decay rule; it has no Adam.
     """
+    if hasattr(model, "loss_and_grads"):
+        if config.optimizer != "sgd":
+            raise ConfigError(
+                "optimizer", config.optimizer,
+                "the scratch MLP is trained by hand-written SGD only: use sgd, or the concise model",
+            )  # fmt: skip
+        decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
+        return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
     params = [p for p in model.parameters() if p.requires_grad]
     if config.decay_biases or config.weight_decay == 0:
         groups: list[dict] = [{"params": params, "weight_decay": config.weight_decay}]
@@ -154,11 +166,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, foreach=True)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
-    kwargs = {} if config.optimizer == "adamw" else {}
     try:
-        return cls(groups, lr=config.lr, fused=True, **kwargs)
+        return cls(groups, lr=config.lr, fused=True)
     except (RuntimeError, TypeError):  # fused kernels missing for this device or torch version
-        return cls(groups, lr=config.lr, foreach=True, **kwargs)
+        return cls(groups, lr=config.lr, foreach=True)
 
 
 def loss_function(name: str):
@@ -166,6 +177,36 @@ def loss_function(name: str):
     if name == "cross_entropy":
         return F.cross_entropy
     return lambda out, y: F.mse_loss(out, y.reshape(out.shape))
+
+
+def _train_step(model, optimizer, loss: str):
+    """One update on a mini-batch, ``step(X, y) -> (loss, outputs)``.
+
+    By autograd for an ``nn.Module``; by the model's own gradients for a model with
+    ``loss_and_grads`` (:class:`mlplab.scratch.MLP`, whose backward pass starts from softmax
+    cross-entropy).
+    """
+    if hasattr(model, "loss_and_grads"):
+        if loss != "cross_entropy":
+            raise ConfigError("loss", loss, "the scratch MLP's hand-written gradients are for cross_entropy only")
+
+        def manual_step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            value, grads, out = model.loss_and_grads(X, y, return_logits=True)
+            optimizer.step(grads)
+            return value, out
+
+        return manual_step
+    loss_fn = loss_function(loss)
+
+    def autograd_step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = model(X)
+        value = loss_fn(out, y)
+        optimizer.zero_grad(set_to_none=True)
+        value.backward()
+        optimizer.step()
+        return value, out
+
+    return autograd_step
 
 
 @torch.no_grad()
@@ -201,8 +242,9 @@ def fit(
 
     Parameters
     ----------
-    model : nn.Module
-        Maps a batch ``X`` of shape (B, d) to outputs (B, k); trained in place.
+    model : nn.Module or mlplab.scratch.MLP
+        Maps a batch ``X`` of shape (B, d) to outputs (B, k); trained in place. A model with
+        ``loss_and_grads`` (the scratch MLP) is trained with its own gradients and hand-written SGD.
     data : Data
         Train and test splits; moved to ``config.device`` once.
     config : TrainConfig
@@ -224,7 +266,7 @@ def fit(
     model.to(device)
     data = data.to(device)
     optimizer = make_optimizer(model, config)
-    loss_fn = loss_function(config.loss)
+    step = _train_step(model, optimizer, config.loss)
     classify = config.loss == "cross_entropy"
     order = torch.Generator().manual_seed(config.seed)  # mini-batch order (CPU generator)
     history = History()
@@ -248,11 +290,7 @@ def fit(
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             for b, (X, y) in enumerate(batches(data.train, config.batch_size, order)):
-                out = model(X)
-                loss = loss_fn(out, y)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                loss, out = step(X, y)
                 with torch.no_grad():
                     loss_sum += loss.detach().double() * len(y)
                     if classify:
@@ -298,15 +336,8 @@ def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainCon
 
 def save_atomic(obj: object, path: Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device) -> History:
@@ -332,8 +363,3 @@ def _restore(path: Path, model, optimizer, order: torch.Generator, config: Train
     for d, s in zip([device] if device.type == "cuda" else [], state["cuda_rng"]):
         torch.cuda.set_rng_state(s.cpu(), d)
     return History.from_dict(state["history"])
-
-
-def iter_params(model: nn.Module) -> Iterable[torch.Tensor]:
-    """Parameters in registration order (for comparisons in tests and benches)."""
-    return (p.detach() for p in model.parameters())

@@ -6,9 +6,13 @@ prints; anything a command does, a notebook can do with the same library call.
 
 from __future__ import annotations
 
+import torch
 import typer
 
+from mlplab import __version__
 from mlplab.cli import data as _data
+from mlplab.cli import run as _run
+from mlplab.cli import shift as _shift
 from mlplab.cli import sweep as _sweep
 from mlplab.cli import train as _train
 
@@ -19,9 +23,26 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.add_typer(_data.app, name="data")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"mlplab {__version__} (torch {torch.__version__})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+) -> None:
+    """Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore."""
+
+
 app.command("train")(_train.train)
 app.add_typer(_sweep.app, name="sweep")
+app.add_typer(_shift.app, name="shift")
+app.add_typer(_run.app, name="run")
+app.add_typer(_data.app, name="data")
 
 
 def main() -> None:

@@ -38,7 +38,7 @@ def fetch(
         paths = fashion_mnist.fetch(data_dir, progress=report, timeout=timeout, retries=retries)
     for key, path in paths.items():
         fashion_mnist.load_file(key, path)
-        console.print(f"[green]ok[/] {fashion_mnist.FILES[key].name:<26} {path}")
+        console.print(f"[green]ok[/] {fashion_mnist.FILES[key].name:<26} {path}", soft_wrap=True)
 
 
 @app.command()

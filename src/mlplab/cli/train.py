@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -12,12 +14,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.data import fashion_mnist_data
-from mlplab.errors import MlplabError
+from mlplab.errors import ConfigError, MlplabError
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.plots import save_figure, training_curves
 from mlplab.runs import save_history, write_json
+from mlplab.scratch import MLP
 from mlplab.train import Callback, EpochRecord, History, TrainConfig, fit
 
+IMPLS = ("concise", "scratch")
 HEADER = f"{'epoch':>5}  {'train_loss':>10}  {'train_acc':>9}  {'test_loss':>9}  {'test_acc':>8}  {'seconds':>7}"
 
 
@@ -58,6 +62,7 @@ def train(
     activation: str = typer.Option("relu", help="relu, sigmoid, tanh or prelu."),
     dropout: str = typer.Option("", help="Dropout after each hidden layer: one value for all, or a comma list (0.2,0.5)."),
     init: str = typer.Option("normal:0.01", help="Weight init: normal:STD, xavier, xavier_normal or he."),
+    impl: str = typer.Option("concise", help="concise (torch.nn, autograd) or scratch (mlplab.scratch: backward pass by hand, SGD only)."),
     optimizer: str = typer.Option("sgd", help="sgd, adam or adamw."),
     lr: float = typer.Option(0.1, help="Learning rate (> 0)."),
     weight_decay: float = typer.Option(0.0, "--weight-decay", "--wd", help="L2 weight decay lambda (>= 0)."),
@@ -66,7 +71,7 @@ def train(
     epochs: int = typer.Option(10, help="Passes over the 60,000 training images."),
     seed: int = typer.Option(0, help="Seed for the initial weights, batch order and dropout masks."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
-    out: Path = typer.Option(Path("runs/train"), help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt."),
+    out: Optional[Path] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
     resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
 ) -> None:
@@ -85,16 +90,33 @@ def train(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         decay_biases=not wd_weights_only, seed=seed, device=device,
     )  # fmt: skip
+    if out is None:
+        out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     checkpoint = out / "checkpoint.pt"
     if checkpoint.exists() and not resume:
         raise MlplabError(
             f"{out} already holds a run (checkpoint.pt). Fix: add --resume to continue it, "
             "or pick another --out."
         )
-    config = {"model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
+    if impl not in IMPLS:
+        raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
+    stored = out / "config.json"
+    if resume and checkpoint.exists() and stored.exists():
+        stored_impl = json.loads(stored.read_text(encoding="utf-8")).get("impl", "concise")
+        if stored_impl != impl:
+            raise MlplabError(f"{out} holds a run with --impl {stored_impl}. Fix: resume it with --impl {stored_impl}, "
+                              "or pick another --out.")  # fmt: skip
+    config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
     with console.status("loading Fashion-MNIST"):
         data = fashion_mnist_data(data_dir, device=train_cfg.device)
-    net = build_mlp(model_cfg, torch.Generator().manual_seed(seed))
+    generator = torch.Generator().manual_seed(seed)
+    if impl == "scratch":
+        net = MLP(model_cfg.sizes, model_cfg.activation, model_cfg.dropout_per_layer, model_cfg.init, generator)
+        saved = net.saved_bytes_per_sample()
+        console.print(f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
+                      f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none")  # fmt: skip
+    else:
+        net = build_mlp(model_cfg, generator)
     write_json(out / "config.json", config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:

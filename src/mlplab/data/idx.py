@@ -12,12 +12,12 @@ from __future__ import annotations
 import gzip
 import os
 import struct
-import tempfile
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from mlplab import atomic
 from mlplab.errors import DataError
 
 # dtype code -> big-endian numpy dtype, as the format defines them
@@ -109,7 +109,7 @@ def encode_idx(array: np.ndarray) -> bytes:
     """The IDX encoding of ``array`` (the inverse of :func:`parse_idx`)."""
     array = np.asarray(array)
     for code, dtype in DTYPES.items():
-        if array.dtype.newbyteorder(">") == dtype or array.dtype == dtype:
+        if array.dtype.newbyteorder(">") == dtype:  # native or big-endian storage of this type
             break
     else:
         raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64")
@@ -128,12 +128,4 @@ def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | 
     payload = encode_idx(array)
     if compress if compress is not None else path.suffix == ".gz":
         payload = gzip.compress(payload, compresslevel=6, mtime=0)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            out.write(payload)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic.write_bytes(path, payload)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -25,6 +24,7 @@ from typing import Callable, Sequence
 
 import platformdirs
 
+from mlplab.atomic import atomic_path
 from mlplab.errors import DataError
 
 ENV_VAR = "MLPLAB_DATA"
@@ -99,13 +99,11 @@ def download(
     failures: list[str] = []
     for url in urls:
         for attempt in range(1, retries + 1):
-            fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-            tmp = Path(tmp_name)
             try:
-                with os.fdopen(fd, "wb") as out:
-                    _fetch(url, out, timeout, progress)
-                verify(tmp)
-                os.replace(tmp, dest)
+                with atomic_path(dest) as tmp:
+                    with open(tmp, "wb") as out:
+                        _fetch(url, out, timeout, progress)
+                    verify(tmp)
                 return dest
             except (OSError, urllib.error.URLError, DataError) as exc:
                 failures.append(f"{url} (attempt {attempt}): {exc}")
@@ -113,8 +111,6 @@ def download(
                     break  # the mirror serves wrong content: retrying will not help
                 if attempt < retries:
                     time.sleep(min(2.0 ** (attempt - 1), 8.0))
-            finally:
-                tmp.unlink(missing_ok=True)
     raise DataError(
         f"could not download {dest.name}:\n  " + "\n  ".join(failures) + "\n"
         f"Fix: check the network, or put the file in {dest.parent} (or any folder given with "

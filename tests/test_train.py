@@ -1,0 +1,171 @@
+"""fit: convergence to closed-form optima, divergence, resume, evaluation mode, configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from mlplab.data import Data, Split, synthetic
+from mlplab.errors import ConfigError, MlplabError
+from mlplab.models import ModelConfig, build_mlp
+from mlplab.train import Callback, History, TrainConfig, evaluate, fit
+
+
+def blobs(gen, n=256, d=20, k=4) -> Data:
+    both = synthetic.classification_blobs(n + n // 2, d, k, generator=gen)  # one set of centres
+    return Data(Split(both.X[:n], both.y[:n]), Split(both.X[n:], both.y[n:]))
+
+
+def test_linear_regression_reaches_the_least_squares_optimum(gen):
+    true_w = torch.tensor([2.0, -3.4, 1.5])
+    data = Data(synthetic.linear(true_w, 4.2, 500, noise=0.1, generator=gen),
+                synthetic.linear(true_w, 4.2, 100, noise=0.1, generator=gen))  # fmt: skip
+    model = nn.Linear(3, 1)
+    nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
+    fit(model, data, TrainConfig(epochs=40, batch_size=10, lr=0.03, loss="mse"))
+    # closed form: the least-squares fit of [X, 1] to y minimises the training MSE
+    A = torch.cat([data.train.X, torch.ones(500, 1)], dim=1).double()
+    solution = torch.linalg.lstsq(A, data.train.y.double()).solution
+    best = ((A @ solution - data.train.y.double()) ** 2).mean().item()
+    reached, _ = evaluate(model, data.train, "mse")
+    assert reached == pytest.approx(best, rel=0.02)
+    torch.testing.assert_close(model.weight.detach().double().ravel(), solution[:3].ravel(), atol=0.02, rtol=0)
+
+
+def test_history_has_one_record_per_epoch_with_sane_metrics(gen):
+    data = blobs(gen)
+    net = build_mlp(ModelConfig(hidden=(16,), n_inputs=20, n_outputs=4, init="xavier"), gen)
+    history = fit(net, data, TrainConfig(epochs=5, batch_size=32, lr=0.1))
+    assert [r.epoch for r in history.records] == [1, 2, 3, 4, 5] and history.status == "ok"
+    assert history.final.test_acc > 0.9 and history.records[0].train_loss > history.final.train_loss
+    # the recorded test metrics are exactly what evaluate() reports for the final model
+    assert evaluate(net, data.test) == pytest.approx((history.final.test_loss, history.final.test_acc))
+
+
+def test_divergence_stops_training_with_a_status(gen):
+    data = Data(synthetic.linear([1.0, 2.0], 0.0, 200, generator=gen), synthetic.linear([1.0, 2.0], 0.0, 50, generator=gen))
+    model = nn.Linear(2, 1)
+    history = fit(model, data, TrainConfig(epochs=20, batch_size=10, lr=50.0, loss="mse"))
+    assert history.status == "diverged"
+    assert len(history.records) < 20
+    assert not math.isfinite(history.final.train_loss)
+    assert history.final.to_dict()["train_loss"] is None  # JSON-safe
+
+
+class StopAfter(Callback):
+    def __init__(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def on_epoch_end(self, record) -> None:
+        if record.epoch == self.epoch:
+            raise KeyboardInterrupt  # as if the user pressed Ctrl-C after this epoch's checkpoint
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, optimizer):
+    data = blobs(torch.Generator().manual_seed(0))
+    model_cfg = ModelConfig(hidden=(32, 16), n_inputs=20, n_outputs=4, dropout=(0.3, 0.2))
+    cfg = TrainConfig(epochs=4, batch_size=16, optimizer=optimizer, lr=0.05 if optimizer == "sgd" else 1e-3, seed=3)
+
+    straight = build_mlp(model_cfg, torch.Generator().manual_seed(1))
+    full = fit(straight, data, cfg)
+
+    interrupted = build_mlp(model_cfg, torch.Generator().manual_seed(1))
+    with pytest.raises(KeyboardInterrupt):
+        fit(interrupted, data, cfg, checkpoint=tmp_path / "ckpt.pt", callbacks=[StopAfter(2)])
+    resumed = build_mlp(model_cfg, torch.Generator().manual_seed(1))  # fresh weights: all state from the file
+    history = fit(resumed, data, cfg, checkpoint=tmp_path / "ckpt.pt", resume=True)
+
+    for p, q in zip(straight.parameters(), resumed.parameters()):
+        assert torch.equal(p, q)
+    strip = lambda h: [dataclasses.replace(r, seconds=0.0) for r in h.records]  # noqa: E731
+    assert strip(history) == strip(full)
+
+
+def test_resume_refuses_a_changed_config(tmp_path, gen):
+    data = blobs(gen)
+    net = build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen)
+    fit(net, data, TrainConfig(epochs=1, batch_size=32), checkpoint=tmp_path / "c.pt")
+    with pytest.raises(MlplabError, match=r"config changed \(lr: 0.1 -> 0.2\)"):
+        fit(net, data, TrainConfig(epochs=2, batch_size=32, lr=0.2), checkpoint=tmp_path / "c.pt", resume=True)
+
+
+def test_evaluation_runs_in_eval_mode_and_restores_the_mode(gen):
+    data = blobs(gen)
+    net = build_mlp(ModelConfig(hidden=(64,), n_inputs=20, n_outputs=4, dropout=0.5), gen)
+    net.train()
+    first, second = evaluate(net, data.test), evaluate(net, data.test)
+    assert first == second  # dropout off: deterministic
+    with torch.no_grad():
+        net.eval()
+        expected = nn.functional.cross_entropy(net(data.test.X), data.test.y).item()
+    net.train()
+    assert first[0] == pytest.approx(expected, rel=1e-6)
+    evaluate(net, data.test)
+    assert net.training
+
+
+def test_fit_leaves_the_callers_global_rng_alone(gen):
+    data = blobs(gen)
+    net = build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4, dropout=0.5), gen)
+    state = torch.get_rng_state()
+    fit(net, data, TrainConfig(epochs=1, batch_size=32))
+    assert torch.equal(torch.get_rng_state(), state)
+
+
+@pytest.mark.parametrize("decay_biases", [True, False])
+def test_one_sgd_step_with_weight_decay_matches_the_hand_computation(decay_biases):
+    # One example x = (1, 2), target 3, model w = (0.5, -1), b = 0.25, MSE loss:
+    #   prediction = 0.5*1 - 1*2 + 0.25 = -1.25;  residual r = -1.25 - 3 = -4.25
+    #   dL/dw = 2 r x = (-8.5, -17);  dL/db = 2 r = -8.5
+    # SGD with L2 decay lambda = 0.1, lr = 0.01:  w <- w - lr (dL/dw + lambda w)
+    #   w1 = 0.5 - 0.01 (-8.5 + 0.05)  = 0.5845
+    #   w2 = -1  - 0.01 (-17  - 0.1)   = -0.829
+    #   b  = 0.25 - 0.01 (-8.5 + 0.025) = 0.33475   (decayed)   or   0.335 (weights only)
+    x, y = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0]])
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5, -1.0]]))
+        model.bias.fill_(0.25)
+    cfg = TrainConfig(epochs=1, batch_size=1, lr=0.01, weight_decay=0.1, decay_biases=decay_biases, loss="mse")
+    fit(model, Data(Split(x, y), Split(x, y)), cfg)
+    torch.testing.assert_close(model.weight.detach(), torch.tensor([[0.5845, -0.829]]))
+    torch.testing.assert_close(model.bias.detach(), torch.tensor([0.33475 if decay_biases else 0.335]))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field", "hint"),
+    [
+        ({"lr": 0}, "lr", "> 0"),
+        ({"lr": -0.1}, "lr", "> 0"),
+        ({"lr": float("nan")}, "lr", "finite"),
+        ({"weight_decay": -1e-3}, "weight_decay", ">= 0"),
+        ({"epochs": 0}, "epochs", ">= 1"),
+        ({"batch_size": 0}, "batch_size", ">= 1"),
+        ({"batch_size": 1.5}, "batch_size", "integer"),
+        ({"optimizer": "rmsprop"}, "optimizer", "sgd, adam, adamw"),
+        ({"loss": "hinge"}, "loss", "cross_entropy, mse"),
+        ({"device": "gpu"}, "device", "cpu, cuda, cuda:N or mps"),
+        ({"seed": -1}, "seed", ">= 0"),
+    ],
+)
+def test_bad_train_configs_name_field_value_and_range(kwargs, field, hint):
+    with pytest.raises(ConfigError) as info:
+        TrainConfig(**kwargs)
+    assert str(info.value).startswith(f"{field} = ") and hint in str(info.value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on machines without CUDA")
+def test_asking_for_cuda_without_it_is_a_clear_error(gen):
+    with pytest.raises(ConfigError, match="CUDA is not available on this machine; use --device cpu"):
+        fit(nn.Linear(20, 4), blobs(gen), TrainConfig(device="cuda"))
+
+
+def test_history_round_trips_through_its_dict(gen):
+    data = blobs(gen)
+    history = fit(build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen), data, TrainConfig(epochs=2, batch_size=64))
+    assert History.from_dict(history.to_dict()) == history
