@@ -88,7 +88,7 @@ def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random:
 @reports_errors
 def run(
     out: Path = typer.Option(..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."),
-    config: Optional[Path] = typer.Option(None, help="TOML sweep file ([base], [grid], [random], seeds); flags override it."),
+    config: Optional[Path] = typer.Option(None, help="TOML sweep file (tables base, grid, random; keys seeds, samples); flags override it."),
     grid: List[str] = typer.Option([], help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
                                    "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
                                    "decay_biases, optimizer, batch_size, epochs."),
