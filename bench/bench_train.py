@@ -12,8 +12,8 @@ Runs in one process, one after another, on the same data:
    (Adam, lr 1e-3, L2 alpha 1e-4) on float64 input (what ``X / 255.0`` gives) and on float32
    input, over up to 3 seeds each.
 
-All models: 784-256-10, ReLU, batch 256, 10 epochs; mlplab and the book loop use normal(0, 0.01)
-init. Prints a markdown table. Usage: ``python bench/bench_train.py --data-dir DIR [--quick]``.
+All models: 784-256-10, ReLU, batch 256, 10 epochs; the SGD runs (book loop and mlplab) use the
+chapter's normal(0, 0.01) init. Prints a markdown table. Usage: ``python bench/bench_train.py --data-dir DIR [--quick]``.
 """
 
 from __future__ import annotations
