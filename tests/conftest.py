@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from mlplab.data import fashion_mnist, sources
+from mlplab.data.idx import encode_idx, write_idx
+
 # Tests use tiny tensors: one thread is as fast, and immune to a busy second core (OpenMP threads
 # that wait for each other can slow a 2-thread run down tenfold on a shared machine).
 torch.set_num_threads(1)
-
-from mlplab.data import fashion_mnist, sources
-from mlplab.data.idx import encode_idx, write_idx
 
 
 @pytest.fixture(autouse=True)
