@@ -6,6 +6,7 @@ import csv
 import json
 
 import pytest
+import torch
 import typer.main
 from typer.testing import CliRunner
 
@@ -83,6 +84,9 @@ def test_rerunning_into_a_run_folder_needs_resume(fake_fashion_mnist, tmp_path):
         (["--optimizer", "rmsprop"], "optimizer = 'rmsprop' is invalid"),
         (["--lr", "0"], "lr = 0.0 is invalid: the learning rate must be a finite number > 0"),
         (["--init", "normal:x"], "init = 'normal:x' is invalid"),
+        (["--impl", "scratch", "--optimizer", "adam"], "scratch MLP is trained by hand-written SGD only"),
+        pytest.param(["--device", "cuda"], "CUDA is not available on this machine; use --device cpu",
+                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")),
     ],
 )
 def test_bad_flags_are_rejected_before_any_work(flags, message, tmp_path):

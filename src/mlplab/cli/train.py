@@ -19,7 +19,7 @@ from mlplab.models import ModelConfig, build_mlp
 from mlplab.plots import save_figure, training_curves
 from mlplab.runs import save_history, write_json
 from mlplab.scratch import MLP
-from mlplab.train import Callback, EpochRecord, History, TrainConfig, fit
+from mlplab.train import Callback, EpochRecord, History, TrainConfig, fit, make_optimizer, resolve_device
 
 IMPLS = ("concise", "scratch")
 HEADER = f"{'epoch':>5}  {'train_loss':>10}  {'train_acc':>9}  {'test_loss':>9}  {'test_acc':>8}  {'seconds':>7}"
@@ -107,16 +107,19 @@ def train(
             raise MlplabError(f"{out} holds a run with --impl {stored_impl}. Fix: resume it with --impl {stored_impl}, "
                               "or pick another --out.")  # fmt: skip
     config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
-    with console.status("loading Fashion-MNIST"):
-        data = fashion_mnist_data(data_dir, device=train_cfg.device)
+    resolve_device(train_cfg.device)  # fail before any work when the device is missing
     generator = torch.Generator().manual_seed(seed)
     if impl == "scratch":
         net = MLP(model_cfg.sizes, model_cfg.activation, model_cfg.dropout_per_layer, model_cfg.init, generator)
+    else:
+        net = build_mlp(model_cfg, generator)
+    make_optimizer(net, train_cfg)  # rejects what this implementation cannot train (scratch + adam)
+    if impl == "scratch":
         saved = net.saved_bytes_per_sample()
         console.print(f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
                       f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none")  # fmt: skip
-    else:
-        net = build_mlp(model_cfg, generator)
+    with console.status("loading Fashion-MNIST"):
+        data = fashion_mnist_data(data_dir, device=train_cfg.device)
     write_json(out / "config.json", config)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
