@@ -21,6 +21,7 @@ from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.atomic import write_text
 from mlplab.runs import write_json
+from mlplab.train import resolve_device
 from mlplab.shift.experiment import (PARTS, ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, PartResult,
                                      SourceConfig, StudyConfig, part_config, run_study)  # fmt: skip
 from mlplab.shift.report import concept_figure, save_figure, study_markdown
@@ -59,6 +60,7 @@ def _canonical(config: dict) -> str:
 
 def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Path], device: str) -> None:
     """Run ``config`` into ``out``: load finished parts on --resume, store each part as it finishes."""
+    resolve_device(device)  # fail before any work when the device is missing
     stored = {p: out / f"{p}.json" for p in config.parts}
     checkpoint = out / "source.pt"
     existing = [path.name for path in [*stored.values(), checkpoint] if path.exists()]
