@@ -114,6 +114,16 @@ _ORDINAL: dict[str, dict[str, int]] = {
     "CentralAir": {"Y": 1, "N": 0},
     "Street": {"Pave": 1, "Grvl": 0},
 }  # fmt: skip
+# Features whose (centered) squares `squares=True` adds: the strongest single predictors.
+_SQUARED = (
+    "OverallQual", "GrLivArea", "TotalSF", "GarageCars", "GarageArea", "YearBuilt",
+    "YearRemodAdd", "TotalBath", "ExterQual_ord", "KitchenQual_ord", "BsmtQual_ord", "1stFlrSF",
+    "LotArea", "Age",
+)  # fmt: skip
+_INTERACTIONS = (
+    ("OverallQual", "GrLivArea"), ("OverallQual", "TotalSF"), ("OverallQual", "Age"),
+    ("OverallQual", "GarageCars"), ("GrLivArea", "Age"),
+)  # fmt: skip
 # Numeric codes that are really categories.
 _AS_CATEGORY = ("MSSubClass", "MoSold", "YrSold")
 
@@ -128,6 +138,12 @@ class FeatureConfig:
     engineered: bool = True  # add total area, bathrooms, ages, porch area, has-x flags
     min_category_count: int = 1  # one-hot a category only if it occurs this often in training
     clip_to_train_range: bool = False  # clip each scaled feature to its training [min, max]
+    clip_quantile: float = 0.0  # with clipping, numeric features clip to the training
+    #                             [q, 1 - q] quantiles instead of [min, max]
+    squares: bool = False  # add centered squares of the strongest numeric features
+    interactions: bool = False  # add OverallQual x (living area, total area, age) products
+    sale_month_as_category: bool = True  # one-hot MoSold and YrSold (False: drop MoSold,
+    #                                      keep YrSold as a number)
 
     def __post_init__(self) -> None:
         if not np.isfinite(self.skew_threshold) or self.skew_threshold < 0:
@@ -175,6 +191,12 @@ class HousePreprocessor:
         self.log_columns_ = [c for c in num.columns
                              if not binary[c] and skew[c] > cfg.skew_threshold]
         num = self._logged(num)
+        self.square_columns_ = [c for c in _SQUARED if c in num.columns] if cfg.squares else []
+        self.interaction_pairs_ = [(a, b) for a, b in _INTERACTIONS if a in num.columns
+                                   and b in num.columns] if cfg.interactions else []
+        used = sorted(set(self.square_columns_) | {c for pair in self.interaction_pairs_ for c in pair})
+        self.square_center_ = num[used].mean()
+        num = self._squared(num)
         self.categories_ = {}
         for col in text.columns:
             counts = text[col].value_counts()
@@ -189,12 +211,16 @@ class HousePreprocessor:
         self.scale_ = np.where(std > 0, std, 1.0)
         scaled = (raw - self.mean_) / self.scale_
         self.min_, self.max_ = scaled.min(axis=0), scaled.max(axis=0)
+        if cfg.clip_quantile > 0:
+            k = len(self.numeric_names_)
+            self.min_[:k] = np.quantile(scaled[:, :k], cfg.clip_quantile, axis=0)
+            self.max_[:k] = np.quantile(scaled[:, :k], 1 - cfg.clip_quantile, axis=0)
         return self
 
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` with the fitted statistics; shape ``(n_rows, len(feature_names_))``."""
         num, text = self._clean(frame)
-        scaled = (self._encode(self._logged(num), text) - self.mean_) / self.scale_
+        scaled = (self._encode(self._squared(self._logged(num)), text) - self.mean_) / self.scale_
         if self.config.clip_to_train_range:
             scaled = np.clip(scaled, self.min_, self.max_)
         return scaled
@@ -219,7 +245,10 @@ class HousePreprocessor:
         by_hood = frame["Neighborhood"].map(self.lot_frontage_by_hood_).astype(np.float64)
         num["LotFrontage"] = num["LotFrontage"].fillna(by_hood)
         num = num.fillna(self.numeric_fill_)
-        for col in _AS_CATEGORY:
+        as_category = _AS_CATEGORY if cfg.sale_month_as_category else ("MSSubClass",)
+        if not cfg.sale_month_as_category:
+            num = num.drop(columns="MoSold")
+        for col in as_category:
             text[col] = num.pop(col).map(lambda v: f"{v:g}")
         if cfg.ordinal:
             for col, mapping in _ORDINAL.items():
@@ -251,6 +280,14 @@ class HousePreprocessor:
             x = num[col].to_numpy()
             num[col] = np.sign(x) * np.log1p(np.abs(x))
         return num
+
+    def _squared(self, num: pd.DataFrame) -> pd.DataFrame:
+        if not self.square_columns_ and not self.interaction_pairs_:
+            return num
+        centered = num[self.square_center_.index] - self.square_center_
+        extra = {f"{c}_sq": centered[c] ** 2 for c in self.square_columns_}
+        extra.update({f"{a}_x_{b}": centered[a] * centered[b] for a, b in self.interaction_pairs_})
+        return num.assign(**extra)
 
     def _encode(self, num: pd.DataFrame, text: pd.DataFrame) -> np.ndarray:
         blocks = [num.loc[:, self.numeric_names_].to_numpy(np.float64)]
