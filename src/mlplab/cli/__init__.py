@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from mlplab.cli import data as _data
+from mlplab.cli import house as _house
 from mlplab.cli import train as _train
 
 app = typer.Typer(
@@ -19,6 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_data.app, name="data")
+app.add_typer(_house.app, name="house")
 app.command("train")(_train.train)
 
 

@@ -24,11 +24,11 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
+from mlplab.data.sources import download as _download
 from mlplab.data.sources import (
     ENV_VAR,
     ProgressFn,
     cache_dir,
-    download,
     search_dirs,
     sha256_of,
 )
@@ -129,7 +129,7 @@ def load(
     data_dir: str | os.PathLike[str] | None = None,
     *,
     verify: bool = True,
-    allow_download: bool = True,
+    download: bool = True,
     progress: ProgressFn | None = None,
 ) -> HouseData:
     """Find (or download) and read the House Prices train and test CSVs.
@@ -143,8 +143,9 @@ def load(
     verify : bool
         Check each file's SHA-256 against the known copy (default). Pass ``False`` to read a
         copy whose bytes differ (say, re-saved by a spreadsheet); the schema is still checked.
-    allow_download : bool
-        When no folder holds the files, download the book's copy into the user cache.
+    download : bool
+        When no folder holds a file, download the book's copy into the user cache (verified
+        against the SHA-256 above before it is renamed into place).
     progress : callable, optional
         ``progress(bytes_so_far, total_or_None)`` during a download.
 
@@ -161,11 +162,11 @@ def load(
     for kind in ("train", "test"):
         path = _find(kind, data_dir)
         if path is None:
-            if not allow_download:
+            if not download:
                 raise DataError(_not_found_message(kind, data_dir))
             known = FILES[kind]
             path = cache_dir() / DATASET / known.names[1]
-            download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
+            _download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
         elif verify:
             _verify(kind, path)
         paths[kind] = path
