@@ -166,6 +166,23 @@ class BookCVResult:
         return float(np.mean(self.val_scores))
 
 
+def book_folds(n: int, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The book's ``get_k_fold_data`` split as index tensors.
+
+    Fold ``i`` validates on the contiguous block ``i*(n//k) .. (i+1)*(n//k) - 1`` and trains on
+    the other blocks, in order; the last ``n % k`` rows belong to no fold.
+
+    Returns
+    -------
+    train : LongTensor, shape (k, (k - 1) * (n // k))
+    val : LongTensor, shape (k, n // k)
+    """
+    size = n // k
+    blocks = torch.arange(k * size).view(k, size)
+    train = torch.stack([blocks[torch.arange(k) != i].reshape(-1) for i in range(k)])
+    return train, blocks
+
+
 def book_protocol_cv(
     train: pd.DataFrame,
     test: pd.DataFrame,
@@ -190,10 +207,7 @@ def book_protocol_cv(
     pre = BookPreprocessor().fit(pd.concat([train, test], ignore_index=True))
     X = torch.tensor(pre.transform(train), dtype=torch.float32)
     y = torch.tensor(train[TARGET].to_numpy(), dtype=torch.float32)
-    size = X.shape[0] // k
-    folds = torch.arange(k * size).view(k, size)
-    val = folds  # (k, size): fold i validates on its own block ...
-    rest = torch.stack([folds[torch.arange(k) != i].reshape(-1) for i in range(k)])  # ... trains on the others
+    rest, val = book_folds(X.shape[0], k)
     weight, bias = train_linear(X[rest], y[rest], config, torch.Generator().manual_seed(seed))
     pred_train, pred_val = _predict(weight, bias, X[rest]), _predict(weight, bias, X[val])
     train_scores = tuple(book_log_rmse(pred_train[i], y[rest[i]]) for i in range(k))

@@ -6,7 +6,7 @@ ships two CSV files: ``train.csv`` (1,460 houses with ``SalePrice``) and ``test.
 names ``kaggle_house_pred_train.csv`` / ``kaggle_house_pred_test.csv`` on its public mirror.
 
 :func:`load` looks for either naming in the folders of
-:func:`mlplab.data.sources.search_dirs` (``--data-dir``, ``$MLPLAB_DATA/house-prices``, the user
+``mlplab.data.sources.search_dirs`` (``--data-dir``, ``$MLPLAB_DATA/house-prices``, the user
 cache), checks the SHA-256 of what it finds and, if nothing is found, downloads the book's copy
 into the user cache (verified before it is renamed into place).
 
@@ -24,14 +24,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from mlplab.data.sources import download as _download
-from mlplab.data.sources import (
-    ENV_VAR,
-    ProgressFn,
-    cache_dir,
-    search_dirs,
-    sha256_of,
-)
+from mlplab.data import sources
+from mlplab.data.sources import ENV_VAR, ProgressFn
 from mlplab.errors import DataError
 
 DATASET = "house-prices"
@@ -165,8 +159,8 @@ def load(
             if not download:
                 raise DataError(_not_found_message(kind, data_dir))
             known = FILES[kind]
-            path = cache_dir() / DATASET / known.names[1]
-            _download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
+            path = sources.cache_dir() / DATASET / known.names[1]
+            sources.download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
         elif verify:
             _verify(kind, path)
         paths[kind] = path
@@ -232,6 +226,8 @@ def check_schema(
     for col in (ID, *NUMERIC_COLUMNS) + ((TARGET,) if kind == "train" else ()):
         out[col] = _numeric(out[col], col, source)
     ids = out[ID]
+    if ids.notna().all() and (ids == ids.round()).all():
+        out[ID] = ids = ids.astype(np.int64)
     if ids.isna().any() or ids.duplicated().any():
         dup = ids[ids.duplicated() | ids.isna()].head(5).tolist()
         raise DataError(f"{source}: column Id must hold unique, non-missing values; offending: "
@@ -269,7 +265,7 @@ def _text(col: pd.Series) -> pd.Series:
 
 
 def _find(kind: str, data_dir: str | os.PathLike[str] | None) -> Path | None:
-    for place in search_dirs(DATASET, data_dir):
+    for place in sources.search_dirs(DATASET, data_dir):
         for name in FILES[kind].names:
             candidate = place.path / name
             if candidate.is_file():
@@ -279,7 +275,7 @@ def _find(kind: str, data_dir: str | os.PathLike[str] | None) -> Path | None:
 
 def _verify(kind: str, path: Path) -> None:
     known = FILES[kind]
-    digest = sha256_of(Path(path).read_bytes())
+    digest = sources.sha256_of(Path(path).read_bytes())
     if digest != known.sha256:
         raise DataError(
             f"{path} has SHA-256 {digest}, expected {known.sha256} (the competition's {kind} file). "
@@ -289,7 +285,7 @@ def _verify(kind: str, path: Path) -> None:
 
 
 def _not_found_message(kind: str, data_dir: str | os.PathLike[str] | None) -> str:
-    places = "\n  ".join(f"{d.label}: {d.path}" for d in search_dirs(DATASET, data_dir))
+    places = "\n  ".join(f"{d.label}: {d.path}" for d in sources.search_dirs(DATASET, data_dir))
     names = " or ".join(FILES[kind].names)
     return (f"no {kind} file ({names}) found in:\n  {places}\nFix: pass --data-dir, set "
             f"${ENV_VAR}, or allow the download from {FILES[kind].url}.")

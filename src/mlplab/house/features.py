@@ -75,7 +75,8 @@ class BookPreprocessor:
 
 def _one_hot(values: pd.Series, categories: list[str], with_nan: bool) -> np.ndarray:
     """Indicator columns, shape (n, len(categories) [+ 1]); unseen values give all zeros."""
-    codes = pd.Categorical(values, categories=categories).codes  # -1 for NaN and unseen
+    index = {category: i for i, category in enumerate(categories)}
+    codes = values.map(index).fillna(-1).to_numpy(dtype=np.int64)  # -1: missing or unseen
     out = np.zeros((len(values), len(categories) + int(with_nan)))
     rows = np.flatnonzero(codes >= 0)
     out[rows, codes[rows]] = 1.0
