@@ -11,6 +11,7 @@ import typer
 
 from mlplab import __version__
 from mlplab.cli import data as _data
+from mlplab.cli import house as _house
 from mlplab.cli import run as _run
 from mlplab.cli import shift as _shift
 from mlplab.cli import sweep as _sweep
@@ -41,6 +42,7 @@ def _root(
 app.command("train")(_train.train)
 app.add_typer(_sweep.app, name="sweep")
 app.add_typer(_shift.app, name="shift")
+app.add_typer(_house.app, name="house")
 app.add_typer(_run.app, name="run")
 app.add_typer(_data.app, name="data")
 

@@ -1,0 +1,88 @@
+"""Kaggle House Prices: the book's baseline, then a leak-free pipeline that competes.
+
+Public API (stable):
+
+* :func:`load` -- find, verify (SHA-256) or download the competition's train and test CSVs.
+* :func:`fit_predict` -- fit a model on a training table, predict prices for another table.
+* :func:`cross_validate` -- the strict shuffled K-fold protocol, one score row per model.
+* :func:`book_protocol_cv` -- the book's own protocol (contiguous folds), for the baseline.
+* :data:`MODELS` -- the models by name: ``baseline``, ``ridge``, ``lasso``, ``svr``, ``gbm``,
+  ``mlp`` and ``best`` (the ensemble).
+
+Example
+-------
+>>> from mlplab.house import load, fit_predict
+>>> data = load()                                   # doctest: +SKIP
+>>> prices = fit_predict(data.train, data.test)     # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mlplab.house.baseline import BookConfig, BookCVResult, book_log_rmse, book_protocol_cv
+from mlplab.house.cv import DEFAULT_MODELS, CVReport, ModelScore, cross_validate
+from mlplab.house.data import HouseData, check_schema, load
+from mlplab.house.features import BookPreprocessor, FeatureConfig, HousePreprocessor, OutlierRule
+from mlplab.house.models import MODELS, Ensemble, MLPConfig, MLPRegressor, get_model
+from mlplab.house.submission import submission_frame, write_submission
+
+__all__ = [
+    "DEFAULT_MODELS", "MODELS", "BookConfig", "BookCVResult", "BookPreprocessor", "CVReport",
+    "FeatureConfig", "HouseData", "HousePreprocessor", "MLPConfig", "MLPRegressor", "ModelScore",
+    "OutlierRule", "book_log_rmse", "book_protocol_cv", "check_schema", "cross_validate",
+    "fit_predict", "get_model", "load", "submission_frame", "write_submission",
+]  # fmt: skip
+
+
+def fit_predict(
+    train_df: pd.DataFrame,
+    test_df: pd.DataFrame,
+    model: str = "best",
+    seed: int = 0,
+    progress: Callable[[int, int, str], None] | None = None,
+) -> np.ndarray:
+    """Fit ``model`` on ``train_df`` only and predict a sale price for every row of ``test_df``.
+
+    Parameters
+    ----------
+    train_df : DataFrame, shape (n_train, 81)
+        Kaggle schema: ``Id``, the 79 features and ``SalePrice`` (numeric, positive).
+    test_df : DataFrame, shape (n_test, 80)
+        Kaggle schema without ``SalePrice`` (a ``SalePrice`` column, if any, is ignored).
+    model : str
+        ``"best"`` (the ensemble), ``"mlp"``, ``"baseline"`` (the book's linear net), or any
+        other name in :data:`MODELS`.
+    seed : int
+        Seeds every random choice of the model (initialization, dropout, subsampling).
+    progress : callable, optional
+        ``progress(done, total, label)`` before each model is fitted (an ensemble fits
+        several) and once at the end.
+
+    Returns
+    -------
+    ndarray, shape (n_test,)
+        Predicted prices in dollars, in the row order of ``test_df``.
+
+    Raises
+    ------
+    DataError
+        A table does not have the Kaggle schema (the message names the column and the fix).
+    ConfigError
+        ``model`` is not a known model name.
+    """
+    chosen = get_model(model)
+    train = check_schema(train_df, "train", source="train_df")
+    test = check_schema(test_df, "test", source="test_df")
+    leaves = chosen.leaves() if isinstance(chosen, Ensemble) else [model]
+    logs = {}
+    for i, name in enumerate(leaves):
+        if progress is not None:
+            progress(i, len(leaves), f"fitting {name}")
+        logs[name] = get_model(name).fit_predict_log(train, test, seed)
+    if progress is not None:
+        progress(len(leaves), len(leaves), "done")
+    return np.exp(chosen.combine(logs) if isinstance(chosen, Ensemble) else logs[model])

@@ -1,0 +1,291 @@
+"""Loading the Kaggle House Prices data and checking its schema.
+
+The competition ("House Prices: Advanced Regression Techniques", Ames, Iowa, Dean De Cock)
+ships two CSV files: ``train.csv`` (1,460 houses with ``SalePrice``) and ``test.csv``
+(1,459 houses without it). Dive into Deep Learning distributes byte-identical copies under the
+names ``kaggle_house_pred_train.csv`` / ``kaggle_house_pred_test.csv`` on its public mirror.
+
+:func:`load` looks for either naming in the folders of
+``mlplab.data.sources.search_dirs`` (``--data-dir``, ``$MLPLAB_DATA/house-prices``, the user
+cache), checks the SHA-256 of what it finds and, if nothing is found, downloads the book's copy
+into the user cache (verified before it is renamed into place).
+
+:func:`check_schema` is what every entry point (loader, :func:`mlplab.house.fit_predict`,
+cross-validation) runs on a DataFrame before using it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from mlplab.data import sources
+from mlplab.data.sources import ENV_VAR, ProgressFn
+from mlplab.errors import DataError
+
+DATASET = "house-prices"
+TARGET = "SalePrice"
+ID = "Id"
+
+#: The 36 numeric feature columns of the Kaggle schema (in file order).
+NUMERIC_COLUMNS: tuple[str, ...] = (
+    "MSSubClass", "LotFrontage", "LotArea", "OverallQual", "OverallCond", "YearBuilt",
+    "YearRemodAdd", "MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
+    "1stFlrSF", "2ndFlrSF", "LowQualFinSF", "GrLivArea", "BsmtFullBath", "BsmtHalfBath",
+    "FullBath", "HalfBath", "BedroomAbvGr", "KitchenAbvGr", "TotRmsAbvGrd", "Fireplaces",
+    "GarageYrBlt", "GarageCars", "GarageArea", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch",
+    "3SsnPorch", "ScreenPorch", "PoolArea", "MiscVal", "MoSold", "YrSold",
+)  # fmt: skip
+
+#: The 43 categorical (text) feature columns of the Kaggle schema (in file order).
+CATEGORICAL_COLUMNS: tuple[str, ...] = (
+    "MSZoning", "Street", "Alley", "LotShape", "LandContour", "Utilities", "LotConfig",
+    "LandSlope", "Neighborhood", "Condition1", "Condition2", "BldgType", "HouseStyle",
+    "RoofStyle", "RoofMatl", "Exterior1st", "Exterior2nd", "MasVnrType", "ExterQual",
+    "ExterCond", "Foundation", "BsmtQual", "BsmtCond", "BsmtExposure", "BsmtFinType1",
+    "BsmtFinType2", "Heating", "HeatingQC", "CentralAir", "Electrical", "KitchenQual",
+    "Functional", "FireplaceQu", "GarageType", "GarageFinish", "GarageQual", "GarageCond",
+    "PavedDrive", "PoolQC", "Fence", "MiscFeature", "SaleType", "SaleCondition",
+)  # fmt: skip
+
+_FILE_ORDER = (
+    "MSSubClass", "MSZoning", "LotFrontage", "LotArea", "Street", "Alley", "LotShape",
+    "LandContour", "Utilities", "LotConfig", "LandSlope", "Neighborhood", "Condition1",
+    "Condition2", "BldgType", "HouseStyle", "OverallQual", "OverallCond", "YearBuilt",
+    "YearRemodAdd", "RoofStyle", "RoofMatl", "Exterior1st", "Exterior2nd", "MasVnrType",
+    "MasVnrArea", "ExterQual", "ExterCond", "Foundation", "BsmtQual", "BsmtCond",
+    "BsmtExposure", "BsmtFinType1", "BsmtFinSF1", "BsmtFinType2", "BsmtFinSF2", "BsmtUnfSF",
+    "TotalBsmtSF", "Heating", "HeatingQC", "CentralAir", "Electrical", "1stFlrSF", "2ndFlrSF",
+    "LowQualFinSF", "GrLivArea", "BsmtFullBath", "BsmtHalfBath", "FullBath", "HalfBath",
+    "BedroomAbvGr", "KitchenAbvGr", "KitchenQual", "TotRmsAbvGrd", "Functional", "Fireplaces",
+    "FireplaceQu", "GarageType", "GarageYrBlt", "GarageFinish", "GarageCars", "GarageArea",
+    "GarageQual", "GarageCond", "PavedDrive", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch",
+    "3SsnPorch", "ScreenPorch", "PoolArea", "PoolQC", "Fence", "MiscFeature", "MiscVal",
+    "MoSold", "YrSold", "SaleType", "SaleCondition",
+)  # fmt: skip
+
+#: The 79 feature columns, in the order of the Kaggle files.
+FEATURE_COLUMNS: tuple[str, ...] = _FILE_ORDER
+assert set(FEATURE_COLUMNS) == set(NUMERIC_COLUMNS) | set(CATEGORICAL_COLUMNS)
+
+
+@dataclass(frozen=True)
+class _KnownFile:
+    names: tuple[str, ...]  # accepted file names, Kaggle's first
+    sha256: str
+    url: str  # the book's public mirror
+    rows: int
+
+
+MIRROR = "http://d2l-data.s3-accelerate.amazonaws.com/"
+FILES: dict[str, _KnownFile] = {
+    "train": _KnownFile(
+        ("train.csv", "kaggle_house_pred_train.csv"),
+        "1e18addf81e5e4d347cc17ee6075bbe4a42b7fa26b9e5b063e8f692a5f929d41",
+        MIRROR + "kaggle_house_pred_train.csv",
+        1460,
+    ),
+    "test": _KnownFile(
+        ("test.csv", "kaggle_house_pred_test.csv"),
+        "8fdd3d829d4d986b58f845c9553b225e67dd8383624d90fb6ca1d4bed5798c1e",
+        MIRROR + "kaggle_house_pred_test.csv",
+        1459,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class HouseData:
+    """The two tables of the competition and where they came from.
+
+    Attributes
+    ----------
+    train : DataFrame, shape (1460, 81)
+        ``Id``, the 79 features and ``SalePrice``.
+    test : DataFrame, shape (1459, 80)
+        ``Id`` and the 79 features.
+    train_path, test_path : Path
+        The files that were read.
+    """
+
+    train: pd.DataFrame
+    test: pd.DataFrame
+    train_path: Path
+    test_path: Path
+
+
+def load(
+    data_dir: str | os.PathLike[str] | None = None,
+    *,
+    verify: bool = True,
+    download: bool = True,
+    progress: ProgressFn | None = None,
+) -> HouseData:
+    """Find (or download) and read the House Prices train and test CSVs.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Folder searched first; it may hold ``train.csv``/``test.csv`` (Kaggle) or
+        ``kaggle_house_pred_train.csv``/``kaggle_house_pred_test.csv`` (the book).
+        Then ``$MLPLAB_DATA/house-prices`` and the user cache are searched.
+    verify : bool
+        Check each file's SHA-256 against the known copy (default). Pass ``False`` to read a
+        copy whose bytes differ (say, re-saved by a spreadsheet); the schema is still checked.
+    download : bool
+        When no folder holds a file, download the book's copy into the user cache (verified
+        against the SHA-256 above before it is renamed into place).
+    progress : callable, optional
+        ``progress(bytes_so_far, total_or_None)`` during a download.
+
+    Returns
+    -------
+    HouseData
+
+    Raises
+    ------
+    DataError
+        A file has the wrong checksum, fails the schema check, or could not be found/downloaded.
+    """
+    paths = {}
+    for kind in ("train", "test"):
+        path = _find(kind, data_dir)
+        if path is None:
+            if not download:
+                raise DataError(_not_found_message(kind, data_dir))
+            known = FILES[kind]
+            path = sources.cache_dir() / DATASET / known.names[1]
+            sources.download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
+        elif verify:
+            _verify(kind, path)
+        paths[kind] = path
+    train = read_csv(paths["train"], "train")
+    test = read_csv(paths["test"], "test")
+    return HouseData(train, test, paths["train"], paths["test"])
+
+
+def read_csv(path: str | os.PathLike[str], kind: Literal["train", "test"]) -> pd.DataFrame:
+    """Read one competition CSV and check its schema (see :func:`check_schema`)."""
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError) as exc:  # pandas' parser errors are ValueErrors
+        raise DataError(f"cannot read {kind} file {path}: {exc}. Fix: point --data-dir at a "
+                        "folder with the competition's CSV files.") from None
+    return check_schema(frame, kind, source=str(path))
+
+
+def check_schema(
+    frame: object, kind: Literal["train", "test"], source: str = "DataFrame"
+) -> pd.DataFrame:
+    """Check that ``frame`` has the Kaggle schema and return a normalized copy.
+
+    Checks: a DataFrame with at least one row; the ``Id`` column and all 79 feature columns
+    present; ``Id`` unique; numeric feature columns numeric; for ``kind="train"``, ``SalePrice``
+    present, numeric, finite and positive. Columns outside the schema are dropped, as is a
+    ``SalePrice`` column in a test frame (it is never used for prediction).
+
+    Parameters
+    ----------
+    frame : DataFrame
+        The table to check.
+    kind : {"train", "test"}
+        Whether ``SalePrice`` is required.
+    source : str
+        Named in error messages (a file path, or ``"train_df"``).
+
+    Returns
+    -------
+    DataFrame, shape (n, 80) for test or (n, 81) for train
+        ``Id``, the features in file order (categorical ones as Python ``str`` or NaN), and for
+        train ``SalePrice`` as float64. The index is reset to ``0..n-1``.
+
+    Raises
+    ------
+    DataError
+        Naming the column, the offending values and the fix.
+    """
+    if not isinstance(frame, pd.DataFrame):
+        raise DataError(f"{source} must be a pandas DataFrame in the Kaggle House Prices schema, "
+                        f"got {type(frame).__name__}. Fix: read the CSV with pandas.read_csv.")
+    if len(frame) == 0:
+        raise DataError(f"{source} ({kind}) has no rows. Fix: pass the competition's {kind} table.")
+    required = [ID, *FEATURE_COLUMNS] + ([TARGET] if kind == "train" else [])
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        hint = (" (a test table was passed as training data?)"
+                if missing == [TARGET] else "")
+        raise DataError(f"{source} ({kind}) lacks required column(s) {shown}{hint}. Fix: use the "
+                        f"Kaggle House Prices {kind} table with all {len(required)} columns.")
+    out = frame.loc[:, required].reset_index(drop=True).copy()
+    for col in (ID, *NUMERIC_COLUMNS) + ((TARGET,) if kind == "train" else ()):
+        out[col] = _numeric(out[col], col, source)
+    ids = out[ID]
+    if ids.notna().all() and (ids == ids.round()).all():
+        out[ID] = ids = ids.astype(np.int64)
+    if ids.isna().any() or ids.duplicated().any():
+        dup = ids[ids.duplicated() | ids.isna()].head(5).tolist()
+        raise DataError(f"{source}: column Id must hold unique, non-missing values; offending: "
+                        f"{dup}. Fix: give every house its own Id.")
+    for col in CATEGORICAL_COLUMNS:
+        out[col] = _text(out[col])
+    if kind == "train":
+        y = out[TARGET]
+        bad = ~np.isfinite(y) | (y <= 0)
+        if bad.any():
+            rows = out.loc[bad, [ID, TARGET]].head(5)
+            examples = ", ".join(f"Id {i}: {v}" for i, v in zip(rows[ID], rows[TARGET]))
+            raise DataError(f"{source}: SalePrice must be a positive number in every row; "
+                            f"{int(bad.sum())} row(s) are not ({examples}). Fix: drop or correct "
+                            "those rows.")
+    return out
+
+
+def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
+    converted = pd.to_numeric(col, errors="coerce")
+    bad = converted.isna() & col.notna()
+    if bad.any():
+        examples = col[bad].head(3).tolist()
+        raise DataError(f"{source}: column {name} must be numeric; found {examples!r} "
+                        f"({int(bad.sum())} value(s)). Fix: correct or blank those cells.")
+    return converted.astype("float64")
+
+
+def _text(col: pd.Series) -> pd.Series:
+    """Categories as Python ``str`` objects, missing values as ``NaN`` (object dtype)."""
+    present = col.notna().to_numpy()
+    arr = np.full(len(col), np.nan, dtype=object)
+    arr[present] = col[present].astype(str).to_numpy(dtype=object)
+    return pd.Series(arr, index=col.index, dtype=object)
+
+
+def _find(kind: str, data_dir: str | os.PathLike[str] | None) -> Path | None:
+    for place in sources.search_dirs(DATASET, data_dir):
+        for name in FILES[kind].names:
+            candidate = place.path / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _verify(kind: str, path: Path) -> None:
+    known = FILES[kind]
+    digest = sources.sha256_of(Path(path).read_bytes())
+    if digest != known.sha256:
+        raise DataError(
+            f"{path} has SHA-256 {digest}, expected {known.sha256} (the competition's {kind} file). "
+            f"Fix: delete it so a fresh copy is downloaded, or, for a copy of your own, pass "
+            f"--no-verify (verify=False)."
+        )
+
+
+def _not_found_message(kind: str, data_dir: str | os.PathLike[str] | None) -> str:
+    places = "\n  ".join(f"{d.label}: {d.path}" for d in sources.search_dirs(DATASET, data_dir))
+    names = " or ".join(FILES[kind].names)
+    return (f"no {kind} file ({names}) found in:\n  {places}\nFix: pass --data-dir, set "
+            f"${ENV_VAR}, or allow the download from {FILES[kind].url}.")

@@ -1,0 +1,374 @@
+"""The models of the House Prices comparison, each a complete pipeline from table to prices.
+
+Every model has a ``name`` and one method::
+
+    model.fit_predict_log(train, test, seed) -> ndarray, shape (len(test),)
+
+which fits on the checked training rows ``train`` only and returns predicted ``log(price)`` for
+``test``. Three kinds:
+
+* :class:`BookBaseline` -- the book's linear net (see :mod:`mlplab.house.baseline`).
+* :class:`Pipeline` -- optional outlier removal (training rows only), a
+  :class:`~mlplab.house.features.HousePreprocessor` fitted on the training rows, and an estimator
+  (ridge, lasso, SVR, gradient boosting or :class:`MLPRegressor`) on ``log1p(SalePrice)``.
+* :class:`Ensemble` -- the weighted mean, in log space, of other models' predictions.
+
+:data:`MODELS` holds the tuned configurations under their public names; :func:`get_model`
+looks one up.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Protocol, Union
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mlplab.errors import ConfigError
+from mlplab.house.baseline import BookConfig, fit_predict_baseline
+from mlplab.house.features import FeatureConfig, HousePreprocessor, OutlierRule, log_target
+
+
+class Estimator(Protocol):
+    """What a :class:`Pipeline` needs from an estimator (scikit-learn's interface)."""
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Estimator: ...  # noqa: D102
+
+    def predict(self, X: np.ndarray) -> np.ndarray: ...  # noqa: D102
+
+
+# --------------------------------------------------------------------------------------------
+# The MLP
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class MLPConfig:
+    """Hyperparameters of :class:`MLPRegressor` (defaults: tuned by 5-fold CV, see docs/house.md)."""
+
+    hidden: int = 64  # units of the hidden ReLU layer
+    members: int = 4  # independently initialized nets trained side by side; predictions averaged
+    epochs: int = 300  # full-batch Adam steps
+    lr: float = 0.01  # peak learning rate of the one-cycle schedule
+    dropout: float = 0.5  # dropout on the hidden units while training
+    weight_decay: float = 0.05  # L2 penalty weight_decay * ||W||^2 on the hidden-path weights
+    l1_linear: float = 0.015  # L1 penalty l1_linear * ||w||_1 on the linear (skip) path
+    linear_path: bool = True  # add a linear path from input to output (a "wide and deep" net)
+
+    def __post_init__(self) -> None:
+        for name in ("hidden", "members", "epochs"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ConfigError(name, value, "an integer >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ConfigError("lr", self.lr, "a positive number")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("dropout", self.dropout, "a probability in [0, 1)")
+        for name in ("weight_decay", "l1_linear"):
+            value = getattr(self, name)
+            if not (value >= 0 and math.isfinite(value)):
+                raise ConfigError(name, value, "a number >= 0")
+
+
+class MLPRegressor:
+    """A small torch MLP for tabular regression, trained full-batch on standardized targets.
+
+    ``output = mean over members m of [ReLU(x W1_m + b1_m) W2_m + b2_m + x w_m]``: a hidden ReLU
+    layer with dropout plus a linear path, several members trained at once as one batched
+    computation (``members`` x ``hidden`` units), Adam with a one-cycle learning-rate schedule,
+    squared error plus the L2 (hidden path) and L1 (linear path) penalties of :class:`MLPConfig`.
+
+    Parameters
+    ----------
+    config : MLPConfig
+    seed : int
+        Seeds the ``torch.Generator`` used for initialization and dropout masks.
+    """
+
+    def __init__(self, config: MLPConfig | None = None, seed: int = 0) -> None:
+        self.config = config or MLPConfig()
+        self.seed = seed
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> MLPRegressor:
+        """Train on features ``X`` (n, d) and targets ``y`` (n,)."""
+        cfg = self.config
+        gen = torch.Generator().manual_seed(self.seed)
+        x = torch.tensor(X, dtype=torch.float32)
+        t = torch.tensor(y, dtype=torch.float32)
+        self.y_mean_, self.y_std_ = float(t.mean()), float(t.std()) or 1.0
+        t = (t - self.y_mean_) / self.y_std_
+        k, d, h = cfg.members, x.shape[1], cfg.hidden
+
+        def uniform(*shape: int, fan_in: int) -> torch.Tensor:  # nn.Linear's default init
+            bound = 1.0 / math.sqrt(fan_in)
+            return torch.empty(*shape).uniform_(-bound, bound, generator=gen).requires_grad_()
+
+        self.w1_ = uniform(k, d, h, fan_in=d)
+        self.b1_ = uniform(k, 1, h, fan_in=d)
+        self.w2_ = uniform(k, h, 1, fan_in=h)
+        self.b2_ = torch.zeros(k, 1, 1, requires_grad=True)
+        self.lin_ = torch.zeros(k, d, 1, requires_grad=cfg.linear_path)
+        params = [self.w1_, self.b1_, self.w2_, self.b2_] + ([self.lin_] if cfg.linear_path else [])
+        opt = torch.optim.Adam(params, lr=cfg.lr)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.epochs)
+        keep = 1.0 - cfg.dropout
+        for _ in range(cfg.epochs):
+            hidden = torch.relu(x @ self.w1_ + self.b1_)  # (k, n, h)
+            if cfg.dropout:
+                hidden = hidden * (torch.rand(hidden.shape, generator=gen) < keep) / keep
+            out = self._output(x, hidden)
+            loss = ((out - t) ** 2).mean()
+            loss = loss + cfg.weight_decay * ((self.w1_**2).sum() + (self.w2_**2).sum()) / k
+            if cfg.linear_path and cfg.l1_linear:
+                loss = loss + cfg.l1_linear * self.lin_.abs().sum() / k
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+        return self
+
+    def _output(self, x: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
+        out = (hidden @ self.w2_ + self.b2_).squeeze(-1)  # (k, n)
+        if self.config.linear_path:
+            out = out + (x @ self.lin_).squeeze(-1)
+        return out
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Mean prediction of the members for ``X`` (m, d); shape (m,)."""
+        with torch.no_grad():
+            x = torch.tensor(X, dtype=torch.float32)
+            out = self._output(x, torch.relu(x @ self.w1_ + self.b1_)).mean(0)
+        return out.numpy().astype(np.float64) * self.y_std_ + self.y_mean_
+
+
+# --------------------------------------------------------------------------------------------
+# Estimator configurations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class RidgeConfig:
+    """scikit-learn ``Ridge``: least squares with an L2 penalty."""
+
+    alpha: float = 60.0  # penalty alpha * ||w||^2 (features standardized, target log1p price)
+
+    def build(self, seed: int) -> Estimator:
+        """A fresh estimator (``seed`` unused: ridge is deterministic)."""
+        from sklearn.linear_model import Ridge
+
+        return Ridge(alpha=self.alpha)
+
+
+@dataclass
+class LassoConfig:
+    """scikit-learn ``Lasso``: least squares with an L1 penalty (sparse weights)."""
+
+    alpha: float = 0.003  # penalty alpha * ||w||_1, objective scaled by 1 / (2 n)
+    max_iter: int = 50_000  # coordinate-descent sweeps
+
+    def build(self, seed: int) -> Estimator:
+        """A fresh estimator (coordinate descent is deterministic)."""
+        from sklearn.linear_model import Lasso
+
+        return Lasso(alpha=self.alpha, max_iter=self.max_iter)
+
+
+@dataclass
+class SVRConfig:
+    """scikit-learn ``SVR`` with an RBF kernel (far-away houses fall back to the mean)."""
+
+    C: float = 3.0  # inverse regularization strength
+    gamma: float = 0.0003  # RBF width: exp(-gamma * ||x - x'||^2) on ~290 standardized features
+    epsilon: float = 0.01  # half-width of the loss-free tube, in log-price units
+
+    def build(self, seed: int) -> Estimator:
+        """A fresh estimator (deterministic)."""
+        from sklearn.svm import SVR
+
+        return SVR(C=self.C, gamma=self.gamma, epsilon=self.epsilon)
+
+
+@dataclass
+class GBMConfig:
+    """scikit-learn ``GradientBoostingRegressor`` with the Huber loss (robust to odd sales)."""
+
+    n_estimators: int = 1500  # boosting stages
+    learning_rate: float = 0.03  # shrinkage per stage
+    max_depth: int = 4  # depth of each tree
+    min_samples_leaf: int = 15  # rows per leaf at least
+    min_samples_split: int = 10  # rows a node needs to be split
+    max_features: str = "sqrt"  # features tried per split
+    subsample: float = 0.8  # rows drawn (without replacement) per stage
+    loss: str = "huber"  # "huber" or "squared_error"
+
+    def build(self, seed: int) -> Estimator:
+        """A fresh estimator; ``seed`` drives the row and feature subsampling."""
+        from sklearn.ensemble import GradientBoostingRegressor
+
+        return GradientBoostingRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
+            min_samples_split=self.min_samples_split, max_features=self.max_features,
+            subsample=self.subsample, loss=self.loss, random_state=seed,
+        )  # fmt: skip
+
+
+@dataclass
+class MLPBuild:
+    """Adapter so :class:`MLPConfig` plugs into a :class:`Pipeline` like the others."""
+
+    config: MLPConfig = field(default_factory=MLPConfig)
+
+    def build(self, seed: int) -> Estimator:
+        """A fresh :class:`MLPRegressor` seeded with ``seed``."""
+        return MLPRegressor(self.config, seed=seed)
+
+
+EstimatorConfig = Union[RidgeConfig, LassoConfig, SVRConfig, GBMConfig, MLPBuild]
+
+# --------------------------------------------------------------------------------------------
+# Models
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class BookBaseline:
+    """The book's baseline as a model (statistics over train and test features together)."""
+
+    name: str = "baseline"
+    config: BookConfig = field(default_factory=BookConfig)
+    description: str = "book: linear net on raw prices, Adam lr 5"
+
+    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
+        """``log`` of the baseline's predicted prices (clamped to >= 1, as in the book)."""
+        return np.log(fit_predict_baseline(train, test, self.config, seed=seed))
+
+
+@dataclass
+class Pipeline:
+    """Outlier removal, leak-free features and an estimator on ``log1p(SalePrice)``.
+
+    Attributes
+    ----------
+    name : str
+    estimator : EstimatorConfig
+    features : FeatureConfig
+        Options of the preprocessor, fitted on the (kept) training rows only.
+    outliers : OutlierRule or None
+        Training rows it flags are dropped before anything is fitted; ``None`` keeps them all.
+        Rows to predict are never dropped.
+    """
+
+    name: str
+    estimator: EstimatorConfig
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    outliers: OutlierRule | None = field(default_factory=OutlierRule)
+    description: str = ""
+
+    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
+        """Fit on ``train`` only; predicted ``log(price)`` for ``test``, shape (len(test),)."""
+        if self.outliers is not None:
+            drop = self.outliers.mask(train)
+            if drop.sum() < len(train):  # never drop everything
+                train = train.loc[~drop]
+        pre = HousePreprocessor(self.features).fit(train)
+        model = self.estimator.build(seed).fit(pre.transform(train), log_target(train))
+        # the target is log1p(price); log(price) = log(expm1(z)), with prices clamped to >= 1
+        z = model.predict(pre.transform(test))
+        return np.log(np.clip(np.expm1(z), 1.0, None))
+
+
+@dataclass
+class Ensemble:
+    """Weighted mean of member models' ``log(price)`` predictions.
+
+    Attributes
+    ----------
+    members : tuple of str
+        Names of models in the registry.
+    weights : tuple of float, optional
+        One per member (normalized); equal weights when omitted.
+    """
+
+    name: str
+    members: tuple[str, ...]
+    weights: tuple[float, ...] | None = None
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.weights is not None and (
+            len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0
+        ):
+            raise ConfigError("weights", self.weights,
+                              f"{len(self.members)} non-negative numbers, not all 0")
+
+    def leaves(self) -> list[str]:
+        """The models that must be fitted: members, and members of member ensembles, once each."""
+        out: list[str] = []
+        for name in self.members:
+            model = get_model(name)
+            for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
+                if leaf not in out:
+                    out.append(leaf)
+        return out
+
+    def combine(self, leaf_logs: dict[str, np.ndarray]) -> np.ndarray:
+        """Blend predictions of the :meth:`leaves` (name -> shape (m,)) into one, shape (m,)."""
+        w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights)
+        stacked = []
+        for name in self.members:
+            model = get_model(name)
+            stacked.append(model.combine(leaf_logs) if isinstance(model, Ensemble)
+                           else leaf_logs[name])
+        return (w[:, None] * np.stack(stacked)).sum(0) / w.sum()
+
+    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
+        """Fit every leaf model on ``train`` and blend their predictions for ``test``."""
+        return self.combine({m: get_model(m).fit_predict_log(train, test, seed)
+                             for m in self.leaves()})
+
+
+Model = Union[BookBaseline, Pipeline, Ensemble]
+
+# Preprocessing for the linear models, the SVR and the MLP: squares and interactions of the
+# strongest features, rare categories (< 3 training rows) dropped, numeric features winsorized
+# at the training 1% / 99% quantiles so that unusual houses are not extrapolated linearly.
+LINEAR_FEATURES = FeatureConfig(
+    min_category_count=3, squares=True, interactions=True, sale_month_as_category=False,
+    clip_to_train_range=True, clip_quantile=0.01,
+)  # fmt: skip
+# The RBF SVR bounds extrapolation by itself (far houses fall back to the mean): no clipping.
+KERNEL_FEATURES = FeatureConfig(
+    min_category_count=3, squares=True, interactions=True, sale_month_as_category=False,
+)  # fmt: skip
+# Trees need neither squares nor clipping; fewer one-hot columns help "sqrt" feature sampling.
+TREE_FEATURES = FeatureConfig(min_category_count=10)
+
+#: The tuned models under their public names (``mlplab house cv --models ...``).
+MODELS: dict[str, Model] = {
+    m.name: m
+    for m in (
+        BookBaseline(),
+        Pipeline("ridge", RidgeConfig(), LINEAR_FEATURES,
+                 description="ridge, log1p target"),
+        Pipeline("lasso", LassoConfig(), LINEAR_FEATURES,
+                 description="lasso, log1p target"),
+        Pipeline("svr", SVRConfig(), KERNEL_FEATURES, description="RBF support vector regression"),
+        Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss"),
+        Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
+                 description="torch MLP, dropout + weight decay"),
+        Ensemble("best", ("lasso", "svr", "gbm", "mlp"),
+                 description="mean of lasso, svr, gbm, mlp"),
+    )
+}
+
+
+def get_model(name: str) -> Model:
+    """The registered model called ``name``; :class:`ConfigError` listing the names otherwise."""
+    try:
+        return MODELS[name]
+    except (KeyError, TypeError):
+        raise ConfigError("model", name, "one of " + ", ".join(MODELS)) from None
