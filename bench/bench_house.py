@@ -1,0 +1,137 @@
+"""Benchmark: the book's baseline protocol next to the strict-protocol CV of every House model.
+
+Prints a markdown report (machine, command, tables, wall times) to stdout. Run it alone on the
+machine (the numbers are wall times), e.g.::
+
+    MLPLAB_DATA=../shared/data PYTHONPATH=src flock /tmp/mlplab-bench.lock \\
+        python bench/bench_house.py --seeds 0,1,2 > bench/house_results.md
+
+The first seed is the headline (it is what ``mlplab house cv`` uses by default); further seeds
+reshuffle the folds and reseed the models, to show how much the figures move.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+
+from mlplab.house import DEFAULT_MODELS, book_protocol_cv, cross_validate, get_model, load
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0", help="comma-separated CV seeds (first: headline)")
+    parser.add_argument("--book-seeds", type=int, default=5,
+                        help="initialization/shuffle seeds for the book protocol")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--no-cli", action="store_true",
+                        help="skip timing the `mlplab house cv` command itself")
+    args = parser.parse_args()
+    seeds = [int(s) for s in args.seeds.split(",")]
+
+    import os
+
+    print("# House Prices benchmark\n")
+    print(f"- machine: {os.cpu_count()}-core CPU, `{cpu_name()}`; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+    print(f"- command: `{' '.join(['python', *sys.argv])}`\n")
+
+    t0 = time.perf_counter()
+    data = load(args.data_dir)
+    load_s = time.perf_counter() - t0
+
+    print("## The book's protocol (baseline)\n")
+    print("Preprocessing over train+test features, linear net on raw prices, Adam lr 5, batch 64, "
+          "100 epochs, contiguous 5-fold; book log-RMSE (predictions clamped to >= 1).\n")
+    print("| seed | avg train log-RMSE | avg valid log-RMSE | per fold (valid) | seconds |")
+    print("|---|---|---|---|---|")
+    vals = []
+    for s in range(args.book_seeds):
+        t = time.perf_counter()
+        r = book_protocol_cv(data.train, data.test, seed=s)
+        vals.append(r.val_mean)
+        folds = " ".join(f"{v:.3f}" for v in r.val_scores)
+        print(f"| {s} | {r.train_mean:.4f} | {r.val_mean:.4f} | {folds} | "
+              f"{time.perf_counter() - t:.1f} |")
+    print(f"\nOver {args.book_seeds} seeds: valid log-RMSE {np.mean(vals):.4f} ± {np.std(vals):.4f}."
+          "\n")
+
+    runs = {}
+    for seed in seeds:
+        t = time.perf_counter()
+        runs[seed] = cross_validate(data.train, DEFAULT_MODELS, folds=5, seed=seed)
+        runs[seed] = (runs[seed], time.perf_counter() - t)
+
+    head, head_s = runs[seeds[0]]
+    print(f"## Strict protocol (shuffled 5-fold over all {head.n_rows} rows, seed {seeds[0]})\n")
+    print("Every statistic fitted on training folds only; outliers dropped from training folds "
+          "only; every validation row scored.\n")
+    print("| model | mean ± std log-RMSE | per fold | fit seconds | what |")
+    print("|---|---|---|---|---|")
+    for score in head.scores:
+        folds = " ".join(f"{v:.3f}" for v in score.fold_scores)
+        print(f"| {score.name} | {score.mean:.4f} ± {score.std:.4f} | {folds} | "
+              f"{score.seconds:.1f} | {get_model(score.name).description} |")
+    print(f"\nWall time of the whole CV (all models, all folds): {head_s:.1f} s "
+          f"(+ {load_s:.2f} s loading the CSVs).\n")
+
+    if len(seeds) > 1:
+        print("## Other fold shuffles (mean log-RMSE per seed)\n")
+        print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean over seeds |")
+        print("|---|" + "---|" * (len(seeds) + 1))
+        for score in head.scores:
+            means = [runs[s][0][score.name].mean for s in seeds]
+            print(f"| {score.name} | " + " | ".join(f"{m:.4f}" for m in means)
+                  + f" | {np.mean(means):.4f} |")
+        print("\nWall time per seed: " + ", ".join(f"{runs[s][1]:.1f} s" for s in seeds) + ".")
+
+    if not args.no_cli:
+        from typer.testing import CliRunner
+
+        cli_args = ["cv"] + (["--data-dir", args.data_dir] if args.data_dir else [])
+        t = time.perf_counter()
+        result = CliRunner().invoke(house_app(), cli_args, env={"COLUMNS": "120"})
+        elapsed = time.perf_counter() - t
+        print(f"\n## `mlplab house {' '.join(cli_args)}` (exit code {result.exit_code}): "
+              f"{elapsed:.1f} s wall time\n")
+        print("```\n" + result.output.rstrip() + "\n```")
+
+
+def house_app():
+    """The ``mlplab house`` typer app (importable before the rest of ``mlplab.cli`` exists)."""
+    import importlib
+    import types
+    from pathlib import Path
+
+    import mlplab
+
+    try:
+        from mlplab.cli import house
+    except (ImportError, AttributeError):  # the branch lacks the foundation's other commands
+        if "mlplab.cli.house" not in sys.modules:
+            stub = types.ModuleType("mlplab.cli")
+            stub.__path__ = [str(Path(mlplab.__file__).parent / "cli")]
+            sys.modules["mlplab.cli"] = stub
+        house = importlib.import_module("mlplab.cli.house")
+    return house.app
+
+
+if __name__ == "__main__":
+    main()
