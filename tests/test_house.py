@@ -213,7 +213,8 @@ def test_fit_predict_checks_its_inputs(houses):
 
 
 @pytest.mark.parametrize(
-    "names", [("train.csv", "test.csv"), ("kaggle_house_pred_train.csv", "kaggle_house_pred_test.csv")]
+    "names",
+    [("train.csv", "test.csv"), ("kaggle_house_pred_train.csv", "kaggle_house_pred_test.csv")],
 )
 def test_load_accepts_both_namings_without_verification(tmp_path, names):
     folder = write_csvs(tmp_path / "hp", names)
@@ -243,7 +244,8 @@ def test_data_dir_comes_before_mlplab_data(tmp_path, monkeypatch):
 
 
 def test_download_is_verified_and_lands_in_the_cache(tmp_path, isolated, monkeypatch):
-    mirror = write_csvs(tmp_path / "mirror", ("kaggle_house_pred_train.csv", "kaggle_house_pred_test.csv"))
+    book_names = ("kaggle_house_pred_train.csv", "kaggle_house_pred_test.csv")
+    mirror = write_csvs(tmp_path / "mirror", book_names)
     for kind in ("train", "test"):
         path = mirror / f"kaggle_house_pred_{kind}.csv"
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
