@@ -21,7 +21,13 @@ import time
 import numpy as np
 import torch
 
-from mlplab.house import DEFAULT_MODELS, book_protocol_cv, cross_validate, get_model, load
+from mlplab.house import (
+    DEFAULT_MODELS,
+    book_protocol_cv,
+    cross_validate,
+    get_model,
+    load,
+)
 
 
 def cpu_name() -> str:
@@ -70,7 +76,8 @@ def main() -> None:
         folds = " ".join(f"{v:.3f}" for v in r.val_scores)
         print(f"| {s} | {r.train_mean:.4f} | {r.val_mean:.4f} | {folds} | "
               f"{time.perf_counter() - t:.1f} |")
-    print(f"\nOver {args.book_seeds} seeds: valid log-RMSE {np.mean(vals):.4f} ± {np.std(vals):.4f}."
+    print(f"\nOver {args.book_seeds} seeds: valid log-RMSE {np.mean(vals):.4f} ± "
+          f"{np.std(vals):.4f}."
           "\n")
 
     runs = {}

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
 from rich.table import Table
 
 from mlplab.cli._common import console, err_console, reports_errors
@@ -31,7 +36,7 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _load(data_dir: Optional[Path], verify: bool):
+def _load(data_dir: Path | None, verify: bool):
     from mlplab.house import load
 
     with _progress() as bar:
@@ -52,7 +57,7 @@ def cv(
     ),
     folds: int = typer.Option(5, help="Number of shuffled folds (every row validated once)."),
     seed: int = typer.Option(0, help="Seeds the fold shuffle and every model."),
-    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
 ) -> None:
     """Cross-validate models with the strict protocol and print mean +- std log-RMSE per model.
@@ -98,10 +103,12 @@ def cv(
 @app.command("submit")
 @reports_errors
 def submit(
-    model: str = typer.Option("best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm."),
+    model: str = typer.Option(
+        "best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm."
+    ),
     out: Path = typer.Option(Path("submission.csv"), "--out", help="File to write (atomically)."),
     seed: int = typer.Option(0, help="Seeds every model."),
-    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
+    data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
 ) -> None:
     """Fit a model on all training houses and write a Kaggle submission (Id,SalePrice)."""

@@ -18,23 +18,51 @@ Example
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-from mlplab.house.baseline import BookConfig, BookCVResult, book_log_rmse, book_protocol_cv
+from mlplab.house.baseline import (
+    BookConfig,
+    BookCVResult,
+    book_log_rmse,
+    book_protocol_cv,
+)
 from mlplab.house.cv import DEFAULT_MODELS, CVReport, ModelScore, cross_validate
 from mlplab.house.data import HouseData, check_schema, load
-from mlplab.house.features import BookPreprocessor, FeatureConfig, HousePreprocessor, OutlierRule
+from mlplab.house.features import (
+    BookPreprocessor,
+    FeatureConfig,
+    HousePreprocessor,
+    OutlierRule,
+)
 from mlplab.house.models import MODELS, Ensemble, MLPConfig, MLPRegressor, get_model
 from mlplab.house.submission import submission_frame, write_submission
 
 __all__ = [
-    "DEFAULT_MODELS", "MODELS", "BookConfig", "BookCVResult", "BookPreprocessor", "CVReport",
-    "FeatureConfig", "HouseData", "HousePreprocessor", "MLPConfig", "MLPRegressor", "ModelScore",
-    "OutlierRule", "book_log_rmse", "book_protocol_cv", "check_schema", "cross_validate",
-    "fit_predict", "get_model", "load", "submission_frame", "write_submission",
+    "DEFAULT_MODELS",
+    "MODELS",
+    "BookCVResult",
+    "BookConfig",
+    "BookPreprocessor",
+    "CVReport",
+    "FeatureConfig",
+    "HouseData",
+    "HousePreprocessor",
+    "MLPConfig",
+    "MLPRegressor",
+    "ModelScore",
+    "OutlierRule",
+    "book_log_rmse",
+    "book_protocol_cv",
+    "check_schema",
+    "cross_validate",
+    "fit_predict",
+    "get_model",
+    "load",
+    "submission_frame",
+    "write_submission",
 ]  # fmt: skip
 
 

@@ -203,7 +203,7 @@ def book_protocol_cv(
     """
     config = config or BookConfig()
     if not (isinstance(k, int) and 2 <= k <= len(train)):
-        raise ConfigError("k", k, f"an integer from 2 to the number of training rows ({len(train)})")
+        raise ConfigError("k", k, f"an integer from 2 to the number of rows ({len(train)})")
     pre = BookPreprocessor().fit(pd.concat([train, test], ignore_index=True))
     X = torch.tensor(pre.transform(train), dtype=torch.float32)
     y = torch.tensor(train[TARGET].to_numpy(), dtype=torch.float32)

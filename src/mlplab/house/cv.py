@@ -7,6 +7,10 @@ training folds alone. The score is the competition's metric, the RMSE between th
 predicted (clamped to >= 1) and true prices, per fold; a model is summarized by the mean and
 standard deviation (``ddof=0``) of its fold scores.
 
+The book's baseline keeps its own preprocessing here: standardization statistics over the
+features of the training and validation rows together, as the book computes them over train and
+test (a price is never used).
+
 Ensembles reuse their members' fold predictions, so asking for ``best`` next to its members
 costs nothing extra.
 """
@@ -14,8 +18,8 @@ costs nothing extra.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import pandas as pd

@@ -160,7 +160,9 @@ def load(
                 raise DataError(_not_found_message(kind, data_dir))
             known = FILES[kind]
             path = sources.cache_dir() / DATASET / known.names[1]
-            sources.download([known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress)
+            sources.download(
+                [known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress
+            )
         elif verify:
             _verify(kind, path)
         paths[kind] = path
@@ -217,7 +219,8 @@ def check_schema(
     required = [ID, *FEATURE_COLUMNS] + ([TARGET] if kind == "train" else [])
     missing = [c for c in required if c not in frame.columns]
     if missing:
-        shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        shown = ", ".join(missing[:10]) + more
         hint = (" (a test table was passed as training data?)"
                 if missing == [TARGET] else "")
         raise DataError(f"{source} ({kind}) lacks required column(s) {shown}{hint}. Fix: use the "
@@ -278,7 +281,8 @@ def _verify(kind: str, path: Path) -> None:
     digest = sources.sha256_of(Path(path).read_bytes())
     if digest != known.sha256:
         raise DataError(
-            f"{path} has SHA-256 {digest}, expected {known.sha256} (the competition's {kind} file). "
+            f"{path} has SHA-256 {digest}, expected {known.sha256} (the competition's {kind} "
+            "file). "
             f"Fix: delete it so a fresh copy is downloaded, or, for a copy of your own, pass "
             f"--no-verify (verify=False)."
         )

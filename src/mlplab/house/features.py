@@ -131,7 +131,11 @@ _AS_CATEGORY = ("MSSubClass", "MoSold", "YrSold")
 
 @dataclass
 class FeatureConfig:
-    """Options of :class:`HousePreprocessor` (defaults: the tuned pipeline)."""
+    """Options of :class:`HousePreprocessor`.
+
+    The defaults are a plain pipeline; the tuned settings of each model family are
+    ``LINEAR_FEATURES``, ``KERNEL_FEATURES`` and ``TREE_FEATURES`` in :mod:`mlplab.house.models`.
+    """
 
     skew_threshold: float = 0.75  # sample skewness on the training rows above which a numeric
     #                               feature gets the signed log, sign(x) * log1p(|x|)
@@ -151,6 +155,8 @@ class FeatureConfig:
             raise ConfigError("skew_threshold", self.skew_threshold, "a number >= 0 (inf: never)")
         if self.min_category_count < 1:
             raise ConfigError("min_category_count", self.min_category_count, "an integer >= 1")
+        if not 0 <= self.clip_quantile < 0.5:
+            raise ConfigError("clip_quantile", self.clip_quantile, "a number in [0, 0.5)")
 
 
 @dataclass
@@ -162,9 +168,10 @@ class HousePreprocessor:
     median or most frequent value), recode numeric codes (``MSSubClass``, ``MoSold``,
     ``YrSold``) as categories, map quality-like text to ordered numbers, add engineered
     features, apply the signed log to numeric features whose training skewness exceeds
-    ``config.skew_threshold``, one-hot the remaining text columns with the training categories
-    (unseen ones give all zeros) and standardize every column with the training mean and
-    standard deviation.
+    ``config.skew_threshold``, optionally add centered squares and products of the strongest
+    features, one-hot the remaining text columns with the training categories (unseen ones give
+    all zeros), standardize every column with the training mean and standard deviation and,
+    optionally, clip each column to its training range (or training quantiles).
     """
 
     config: FeatureConfig = field(default_factory=FeatureConfig)
@@ -195,9 +202,10 @@ class HousePreprocessor:
         self.square_columns_ = [c for c in _SQUARED if c in num.columns] if cfg.squares else []
         self.interaction_pairs_ = [(a, b) for a, b in _INTERACTIONS if a in num.columns
                                    and b in num.columns] if cfg.interactions else []
-        used = sorted(set(self.square_columns_) | {c for pair in self.interaction_pairs_ for c in pair})
-        self.square_center_ = num[used].mean()
-        num = self._squared(num)
+        used = set(self.square_columns_) | {c for pair in self.interaction_pairs_ for c in pair}
+        used = sorted(used)
+        self.poly_center_ = num[used].mean()
+        num = self._polynomial(num)
         self.categories_ = {}
         for col in text.columns:
             counts = text[col].value_counts()
@@ -221,7 +229,8 @@ class HousePreprocessor:
     def transform(self, frame: pd.DataFrame) -> np.ndarray:
         """Encode ``frame`` with the fitted statistics; shape ``(n_rows, len(feature_names_))``."""
         num, text = self._clean(frame)
-        scaled = (self._encode(self._squared(self._logged(num)), text) - self.mean_) / self.scale_
+        raw = self._encode(self._polynomial(self._logged(num)), text)
+        scaled = (raw - self.mean_) / self.scale_
         if self.config.clip_to_train_range:
             scaled = np.clip(scaled, self.min_, self.max_)
         return scaled
@@ -282,10 +291,10 @@ class HousePreprocessor:
             num[col] = np.sign(x) * np.log1p(np.abs(x))
         return num
 
-    def _squared(self, num: pd.DataFrame) -> pd.DataFrame:
+    def _polynomial(self, num: pd.DataFrame) -> pd.DataFrame:
         if not self.square_columns_ and not self.interaction_pairs_:
             return num
-        centered = num[self.square_center_.index] - self.square_center_
+        centered = num[self.poly_center_.index] - self.poly_center_
         extra = {f"{c}_sq": centered[c] ** 2 for c in self.square_columns_}
         extra.update({f"{a}_x_{b}": centered[a] * centered[b] for a, b in self.interaction_pairs_})
         return num.assign(**extra)

@@ -20,9 +20,10 @@ looks one up.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Iterator, Protocol, Union
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
@@ -30,7 +31,12 @@ import torch
 
 from mlplab.errors import ConfigError
 from mlplab.house.baseline import BookConfig, fit_predict_baseline
-from mlplab.house.features import FeatureConfig, HousePreprocessor, OutlierRule, log_target
+from mlplab.house.features import (
+    FeatureConfig,
+    HousePreprocessor,
+    OutlierRule,
+    log_target,
+)
 
 
 @contextmanager
@@ -55,9 +61,9 @@ def one_thread() -> Iterator[None]:
 class Estimator(Protocol):
     """What a :class:`Pipeline` needs from an estimator (scikit-learn's interface)."""
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> Estimator: ...  # noqa: D102
+    def fit(self, X: np.ndarray, y: np.ndarray) -> Estimator: ...
 
-    def predict(self, X: np.ndarray) -> np.ndarray: ...  # noqa: D102
+    def predict(self, X: np.ndarray) -> np.ndarray: ...
 
 
 # --------------------------------------------------------------------------------------------
@@ -67,7 +73,7 @@ class Estimator(Protocol):
 
 @dataclass
 class MLPConfig:
-    """Hyperparameters of :class:`MLPRegressor` (defaults: tuned by 5-fold CV, see docs/house.md)."""
+    """Hyperparameters of :class:`MLPRegressor` (defaults tuned by 5-fold CV: docs/house.md)."""
 
     hidden: int = 64  # units of the hidden ReLU layer
     members: int = 4  # independently initialized nets trained side by side; predictions averaged
@@ -247,7 +253,7 @@ class MLPBuild:
         return MLPRegressor(self.config, seed=seed)
 
 
-EstimatorConfig = Union[RidgeConfig, LassoConfig, SVRConfig, GBMConfig, MLPBuild]
+EstimatorConfig = RidgeConfig | LassoConfig | SVRConfig | GBMConfig | MLPBuild
 
 # --------------------------------------------------------------------------------------------
 # Models
@@ -321,9 +327,8 @@ class Ensemble:
     description: str = ""
 
     def __post_init__(self) -> None:
-        if self.weights is not None and (
-            len(self.weights) != len(self.members) or min(self.weights) < 0 or sum(self.weights) <= 0
-        ):
+        w = self.weights
+        if w is not None and (len(w) != len(self.members) or min(w) < 0 or sum(w) <= 0):
             raise ConfigError("weights", self.weights,
                               f"{len(self.members)} non-negative numbers, not all 0")
 
@@ -353,7 +358,7 @@ class Ensemble:
                              for m in self.leaves()})
 
 
-Model = Union[BookBaseline, Pipeline, Ensemble]
+Model = BookBaseline | Pipeline | Ensemble
 
 # Preprocessing for the linear models, the SVR and the MLP: squares and interactions of the
 # strongest features, rare categories (< 3 training rows) dropped, numeric features winsorized
