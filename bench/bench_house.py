@@ -21,6 +21,7 @@ import time
 import numpy as np
 import torch
 
+from mlplab.cli.house import app as house_app
 from mlplab.house import (
     DEFAULT_MODELS,
     book_protocol_cv,
@@ -114,30 +115,11 @@ def main() -> None:
 
         cli_args = ["cv"] + (["--data-dir", args.data_dir] if args.data_dir else [])
         t = time.perf_counter()
-        result = CliRunner().invoke(house_app(), cli_args, env={"COLUMNS": "120"})
+        result = CliRunner().invoke(house_app, cli_args, env={"COLUMNS": "120"})
         elapsed = time.perf_counter() - t
         print(f"\n## `mlplab house {' '.join(cli_args)}` (exit code {result.exit_code}): "
               f"{elapsed:.1f} s wall time\n")
         print("```\n" + result.output.rstrip() + "\n```")
-
-
-def house_app():
-    """The ``mlplab house`` typer app (importable before the rest of ``mlplab.cli`` exists)."""
-    import importlib
-    import types
-    from pathlib import Path
-
-    import mlplab
-
-    try:
-        from mlplab.cli import house
-    except (ImportError, AttributeError):  # the branch lacks the foundation's other commands
-        if "mlplab.cli.house" not in sys.modules:
-            stub = types.ModuleType("mlplab.cli")
-            stub.__path__ = [str(Path(mlplab.__file__).parent / "cli")]
-            sys.modules["mlplab.cli"] = stub
-        house = importlib.import_module("mlplab.cli.house")
-    return house.app
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ when ``MLPLAB_DATA`` points at the folder holding ``house-prices/``.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import math
 import os
-import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,7 +18,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-import mlplab
 from mlplab.data import sources
 from mlplab.errors import ConfigError, DataError
 from mlplab.house import (
@@ -41,6 +37,8 @@ from mlplab.house import (
     submission_frame,
     write_submission,
 )
+from mlplab.cli import app
+from mlplab.cli.house import app as house_app
 from mlplab.house import data as house_data
 from mlplab.house.baseline import book_folds, train_linear
 from mlplab.house.cv import fold_indices
@@ -509,35 +507,14 @@ def test_write_submission_is_kaggle_format_and_atomic(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-def house_cli():
-    """The ``mlplab house`` typer app.
-
-    Until the foundation's ``mlplab.cli`` (``data``, ``train``) is merged, the package's
-    ``__init__`` cannot run in this branch; then the house commands are imported without it.
-    """
-    try:
-        from mlplab.cli import house
-    except (ImportError, AttributeError):
-        if "mlplab.cli.house" not in sys.modules:
-            stub = types.ModuleType("mlplab.cli")
-            stub.__path__ = [str(Path(mlplab.__file__).parent / "cli")]
-            sys.modules["mlplab.cli"] = stub
-        house = importlib.import_module("mlplab.cli.house")
-    return house.app
-
-
 @pytest.mark.parametrize("args", [["--help"], ["cv", "--help"], ["submit", "--help"]])
 def test_every_house_command_has_help(args):
-    result = CliRunner().invoke(house_cli(), args)
+    result = CliRunner().invoke(house_app, args)
     assert result.exit_code == 0, result.output
     assert "--data-dir" in result.output or "cv" in result.output
 
 
 def test_house_is_registered_in_the_main_app():
-    try:
-        from mlplab.cli import app
-    except (ImportError, AttributeError):
-        pytest.skip("mlplab.cli's other commands are not in this branch yet")
     result = CliRunner().invoke(app, ["house", "--help"])
     assert result.exit_code == 0 and "submit" in result.output
 
@@ -545,7 +522,7 @@ def test_house_is_registered_in_the_main_app():
 def test_cli_cv_prints_a_table_of_models(tmp_path):
     folder = write_csvs(tmp_path / "hp", n_train=80)
     result = CliRunner().invoke(
-        house_cli(), ["cv", "--models", "ridge,lasso", "--folds", "2", "--data-dir", str(folder),
+        house_app, ["cv", "--models", "ridge,lasso", "--folds", "2", "--data-dir", str(folder),
                       "--no-verify"],
     )
     assert result.exit_code == 0, result.output
@@ -556,7 +533,7 @@ def test_cli_submit_writes_the_submission(tmp_path):
     folder = write_csvs(tmp_path / "hp")
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(
-        house_cli(), ["submit", "--model", "ridge", "--out", str(out), "--data-dir", str(folder),
+        house_app, ["submit", "--model", "ridge", "--out", str(out), "--data-dir", str(folder),
                       "--no-verify"],
     )
     assert result.exit_code == 0, result.output
@@ -575,7 +552,7 @@ def test_cli_submit_writes_the_submission(tmp_path):
 )
 def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, args, message):
     folder = write_csvs(tmp_path / "hp")
-    result = CliRunner().invoke(house_cli(), [*args, "--data-dir", str(folder)])
+    result = CliRunner().invoke(house_app, [*args, "--data-dir", str(folder)])
     assert result.exit_code == 2
     assert message in result.output and "Traceback" not in result.output
 
@@ -601,7 +578,7 @@ def test_real_data_book_baseline_reproduces_the_book(real_data):
 
 def test_real_data_submit_writes_1459_rows(real_data, tmp_path):
     out = tmp_path / "submission.csv"
-    result = CliRunner().invoke(house_cli(), ["submit", "--model", "lasso", "--out", str(out)])
+    result = CliRunner().invoke(house_app, ["submit", "--model", "lasso", "--out", str(out)])
     assert result.exit_code == 0, result.output
     sub = pd.read_csv(out)
     assert len(sub) == 1459 and sub["Id"].tolist() == list(range(1461, 2920))
