@@ -44,7 +44,7 @@ from booklike import book_mlp, train_book_style
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep, summarize
+from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep, summarize, train_group
 from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
 
@@ -145,6 +145,39 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
             (("stacked baddbmm (mlplab)", stacked), ("torch.func.vmap", vmapped), ("loop over K models", loop))}  # fmt: skip
 
 
+class _Profiled:
+    """A group callback stepping a torch profiler: ``steps`` steps recorded after 10 warm-up steps."""
+
+    def __init__(self, prof) -> None:
+        self.prof = prof
+
+    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None: ...
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        self.prof.step()
+
+    def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
+
+
+def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
+    """Where one training step of the grid's group spends its time (torch profiler, 1 epoch)."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    from mlplab.sweep.runner import tf32_matmuls
+
+    spec = SweepSpec(base={"hidden": (256, 256), "epochs": 1, "lr": 0.5, "batch_size": 256, "init": "normal:0.01"},
+                     grid={"dropout1": sorted({c[0] for c in cells}), "dropout2": sorted({c[1] for c in cells})})  # fmt: skip
+    trials = spec.trials(n_inputs=data.train.X.shape[1], n_outputs=10)
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with tf32_matmuls(tf32, torch.device(device)), profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof:
+        train_group(trials, data, device, [_Profiled(prof)])
+    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    print(f"\n### Profile: {steps} training steps of one group of {len(trials)} models (sorted by {key})\n")
+    print("```")
+    print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
+    print("```")
+
+
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
@@ -238,6 +271,7 @@ def main() -> None:
     parser.add_argument("--kernel-steps", type=int, default=10, help="steps timed per kernel")
     parser.add_argument("--tf32", action="store_true", help="CUDA: the sweep uses TF32 matmuls (the book loop does not)")
     parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS", help="also profile STEPS steps of the sweep's group")
     parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
     parser.add_argument("--report", metavar="DIR", default=None, help="write DIR/table.md and DIR/heatmap.png and exit")
     parser.add_argument("--study-log", default="../shared/seed/d2l-ch4-mlp-study-log.md", help="for --report")
@@ -254,6 +288,9 @@ def main() -> None:
     raw = fashion_mnist.load(args.data_dir, download=False)
     data = fashion_mnist_data(args.data_dir, download=False).to(args.device)
     spread = [GRID[i] for i in np.linspace(0, 99, max(args.book_cells, args.fit_cells)).round().astype(int)]
+    if args.device.startswith("cuda"):  # CUDA context, cuBLAS handles, kernel loading: once per process, not timed
+        warm_s, _, _ = sweep_cells(data, GRID[:2], 1, args.device, None, args.tf32)
+        print(f"CUDA warm-up (a 2-model sweep, 1 epoch, in the same process): {warm_s:.2f} s, not counted below\n")
 
     sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32)
     n_sweep = len(sub_grid(args.cells)) * args.epochs
@@ -286,6 +323,8 @@ def main() -> None:
     print(f"\nbook-style cells (p1, p2): {cells}; their test accuracy after {args.book_epochs} epoch(s): "
           f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
           f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s).")  # fmt: skip
+    if args.profile:
+        profile_group(data, sub_grid(args.cells), args.profile, args.device, args.tf32)
 
 
 if __name__ == "__main__":

@@ -66,3 +66,16 @@ def fake_fashion_mnist(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+@pytest.fixture(scope="session")
+def device() -> str:
+    """Where the device-parametrized tests train: ``cpu``, or ``$MLPLAB_TEST_DEVICE`` (e.g. ``cuda``).
+
+    CI runs them on the CPU; on a GPU machine ``MLPLAB_TEST_DEVICE=cuda pytest tests/test_sweep_batched.py``
+    checks the same equivalences on CUDA. Asking for a device that is missing fails, never skips.
+    """
+    name = os.environ.get("MLPLAB_TEST_DEVICE", "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        pytest.fail(f"MLPLAB_TEST_DEVICE={name} but CUDA is not available; unset it to test on the CPU")
+    return name

@@ -6,6 +6,7 @@ batched matmuls sum in another order than ``nn.Linear``'s, which changes the las
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -37,8 +38,13 @@ def assert_same_history(a: History, b: History) -> None:
             assert getattr(ra, f) == pytest.approx(getattr(rb, f), abs=ATOL), f"{f} at epoch {ra.epoch}"
 
 
+def on(trial, device: str):
+    """``trial.train`` with its device set to ``device``."""
+    return dataclasses.replace(trial.train, device=device)
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam", "adamw"])
-def test_without_dropout_a_group_trains_exactly_like_fit(data, optimizer):
+def test_without_dropout_a_group_trains_exactly_like_fit(data, optimizer, device):
     lrs = (0.05, 0.3) if optimizer == "sgd" else (1e-3, 1e-2)
     spec = SweepSpec(
         base={"hidden": (16, 8), "epochs": 3, "batch_size": 32, "optimizer": optimizer},
@@ -46,13 +52,13 @@ def test_without_dropout_a_group_trains_exactly_like_fit(data, optimizer):
         seeds=(4,),
     )  # fmt: skip
     trials = spec.trials(12, 5)
-    results = train_group(trials, data)
+    results = train_group(trials, data, device)
     model = BatchedMLP.from_trials(trials)  # initial weights only, to check the export path
     for k, (trial, result) in enumerate(zip(trials, results)):
         net = build_mlp(trial.model, torch.Generator().manual_seed(trial.seed))
         for a, b in zip(net.parameters(), model.to_module(k, trial.model).parameters()):
             assert torch.equal(a, b)  # the same initial weights, bit for bit
-        history = fit(net, data, trial.train)
+        history = fit(net, data, on(trial, device))
         assert_same_history(result.history, history)
     assert results[0].seconds > 0
 
@@ -76,12 +82,13 @@ def test_final_weights_match_fit_and_export_to_modules(data):
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
-def test_other_activations_match_fit(data, activation):
+def test_other_activations_match_fit(data, activation, device):
     spec = SweepSpec(base={"hidden": (8, 8), "epochs": 2, "batch_size": 64, "activation": activation, "init": "xavier"},
                      grid={"lr": (0.5, 1.0)}, seeds=(0,))  # fmt: skip
     trials = spec.trials(12, 5)
-    for trial, result in zip(trials, train_group(trials, data)):
-        assert_same_history(result.history, fit(build_mlp(trial.model, torch.Generator().manual_seed(0)), data, trial.train))
+    for trial, result in zip(trials, train_group(trials, data, device)):
+        net = build_mlp(trial.model, torch.Generator().manual_seed(0))
+        assert_same_history(result.history, fit(net, data, on(trial, device)))
 
 
 class StreamDropout(nn.Module):
@@ -94,19 +101,20 @@ class StreamDropout(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return x
-        u = torch.rand(x.shape, generator=self.generator)
+        u = torch.rand(x.shape, generator=self.generator, device=x.device)
         return x * (u >= self.p).float() / (1.0 - self.p)
 
 
-def sequential_reference(trial, data: Data) -> History:
+def sequential_reference(trial, data: Data, device: str = "cpu") -> History:
     """One model, torch.optim.SGD, nn layers, masks from per-layer generators: no sweep code."""
-    net = build_mlp(trial.model, torch.Generator().manual_seed(trial.seed))
+    data = data.to(device)
+    net = build_mlp(trial.model, torch.Generator().manual_seed(trial.seed)).to(device)
     layer = -1
     for i, module in enumerate(net):
         if isinstance(module, (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.PReLU)):
             layer += 1
         if isinstance(module, nn.Dropout):
-            gen = torch.Generator().manual_seed(dropout_seed(trial.seed, layer))
+            gen = torch.Generator(device=device).manual_seed(dropout_seed(trial.seed, layer))
             net[i] = StreamDropout(module.p, gen)
     cfg = trial.train
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -129,12 +137,12 @@ def sequential_reference(trial, data: Data) -> History:
     return history
 
 
-def test_with_dropout_a_group_matches_a_sequential_loop_with_the_same_masks(data):
+def test_with_dropout_a_group_matches_a_sequential_loop_with_the_same_masks(data, device):
     spec = SweepSpec(base={"hidden": (16, 16), "epochs": 3, "batch_size": 32, "lr": 0.3},
                      grid={"dropout1": (0.0, 0.3, 0.8), "dropout2": (0.0, 0.5)}, seeds=(2,))  # fmt: skip
     trials = spec.trials(12, 5)
-    for trial, result in zip(trials, train_group(trials, data)):
-        assert_same_history(result.history, sequential_reference(trial, data))
+    for trial, result in zip(trials, train_group(trials, data, device)):
+        assert_same_history(result.history, sequential_reference(trial, data, device))
 
 
 def test_a_trial_trains_the_same_in_any_group(data):

@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# The CUDA measurements and checks of BENCHMARKS.md in one short run (issue #4's GPU targets).
+#
+#   bash bench/gpu.sh [FASHION_MNIST_DIR] [OUT_DIR]
+#
+# 1. the machine (GPU, driver, torch);
+# 2. bench_sweep.py on CUDA: the full 10 x 10 dropout grid x 10 epochs as one batched sweep, in
+#    FP32 and in TF32, against the book-style loop and mlplab fit on the same card, plus a torch
+#    profile of the sweep's training step;
+# 3. the issue's CLI command (3 seeds: 300 models x 10 epochs) timed end to end;
+# 4. the batched-vs-fit equivalence tests on CUDA, then the whole test suite on that machine.
+# Each step's output goes to OUT_DIR (default bench/gpu-out); a failing step does not stop the rest.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-../shared/data/fashion-mnist}
+OUT=${2:-bench/gpu-out}
+mkdir -p "$OUT"
+export PYTHONPATH=src:bench${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 MPLBACKEND=Agg
+PY=${PYTHON:-python3}
+step() { echo; echo "=== $1"; }
+
+step "machine" | tee "$OUT/env.txt"
+nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv 2>&1 | tee -a "$OUT/env.txt"
+$PY -c "import sys, torch; print(sys.version.split()[0], torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name())" 2>&1 | tee -a "$OUT/env.txt"
+nproc | tee -a "$OUT/env.txt"
+
+step "sweep vs book loop, FP32"
+$PY bench/bench_sweep.py --device cuda --data-dir "$DATA" --full-grid --book-cells 3 --fit-cells 2 2>&1 \
+  | grep -v '^USDT' | tee "$OUT/sweep_fp32.md"
+
+step "sweep, TF32, with a profile"
+$PY bench/bench_sweep.py --device cuda --data-dir "$DATA" --full-grid --tf32 --book-cells 1 --fit-cells 0 \
+  --kernel-models 0 --profile 20 2>&1 | grep -v '^USDT' | tee "$OUT/sweep_tf32.md"
+
+step "the issue's command: 100 cells x 3 seeds x 10 epochs, CLI end to end (TF32)"
+rm -rf /tmp/mlplab-gpu-sweep
+/usr/bin/time -f "wall %e s" $PY -m mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 --batch-size 256 \
+  --optimizer sgd --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 --seeds 3 \
+  --device cuda --tf32 --data-dir "$DATA" --out /tmp/mlplab-gpu-sweep 2>&1 | tail -4 | tee "$OUT/cli.txt"
+$PY -m mlplab sweep show /tmp/mlplab-gpu-sweep --sort final_test_acc 2>&1 | head -8 | tee -a "$OUT/cli.txt"
+
+step "equivalence tests on CUDA"
+MLPLAB_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_sweep_batched.py 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
+
+step "whole test suite on this machine"
+MLPLAB_DATA=$(dirname "$DATA") timeout 240 $PY -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/tests_all.txt"
