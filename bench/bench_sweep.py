@@ -66,7 +66,8 @@ def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0)
     return time.perf_counter() - t0, history.final.test_acc
 
 
-def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False) -> tuple[float, float, int]:
+def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False,
+                cuda_graphs: bool | None = None) -> tuple[float, float, int]:  # fmt: skip
     """``cells`` trained by ``run_sweep``: (seconds, mean test acc, models per group)."""
     p1s = sorted({c[0] for c in cells})
     p2s = sorted({c[1] for c in cells})
@@ -76,7 +77,7 @@ def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, t
     )  # fmt: skip
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        report = run_sweep(spec, data, out, device=device, max_models=max_models, tf32=tf32)
+        report = run_sweep(spec, data, out, device=device, max_models=max_models, tf32=tf32, cuda_graphs=cuda_graphs)
         seconds = time.perf_counter() - t0
         acc = float(load_results(out)["final_test_acc"].mean())
     return seconds, acc, report.max_models
@@ -170,9 +171,9 @@ def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
     trials = spec.trials(n_inputs=data.train.X.shape[1], n_outputs=10)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
     with tf32_matmuls(tf32, torch.device(device)), profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof:
-        train_group(trials, data, device, [_Profiled(prof)])
+        train_group(trials, data, device, [_Profiled(prof)], cuda_graphs=False)  # eager: the kernels one by one
     key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
-    print(f"\n### Profile: {steps} training steps of one group of {len(trials)} models (sorted by {key})\n")
+    print(f"\n### Profile: {steps} eager training steps of one group of {len(trials)} models (sorted by {key})\n")
     print("```")
     print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
     print("```")
@@ -294,6 +295,9 @@ def main() -> None:
 
     sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32)
     n_sweep = len(sub_grid(args.cells)) * args.epochs
+    cuda = args.device.startswith("cuda")
+    if cuda:  # the same sweep with every step launched kernel by kernel, for comparison
+        eager_s, eager_acc, _ = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32, False)
     book = [book_style(raw, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.book_cells]]
     fits = [fit_one(data, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.fit_cells]]
     book_per = sum(s for s, _ in book) / (len(book) * args.book_epochs)
@@ -302,7 +306,12 @@ def main() -> None:
     if fits:
         rows.append(("mlplab fit, one model at a time", len(fits), args.book_epochs, sum(s for s, _ in fits),
                      sum(s for s, _ in fits) / (len(fits) * args.book_epochs)))  # fmt: skip
-    rows.append((f"mlplab sweep, batched groups of <= {k}" + (", TF32" if args.tf32 else ""), n_sweep // args.epochs, args.epochs, sweep_s, sweep_s / n_sweep))
+    tf32 = ", TF32" if args.tf32 else ""
+    if cuda:
+        rows.append((f"mlplab sweep, batched groups of <= {k}{tf32}, eager steps (--no-cuda-graphs)", n_sweep // args.epochs,
+                     args.epochs, eager_s, eager_s / n_sweep))  # fmt: skip
+    rows.append((f"mlplab sweep, batched groups of <= {k}{tf32}" + (", CUDA graphs" if cuda else ""), n_sweep // args.epochs,
+                 args.epochs, sweep_s, sweep_s / n_sweep))  # fmt: skip
 
     print("## Dropout grid (784-256-256-10, SGD lr 0.5, batch 256): seconds per model-epoch\n")
     print(f"machine: {machine(args.device)}; torch {torch.__version__}; device {args.device}\n")
@@ -322,7 +331,8 @@ def main() -> None:
     cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
     print(f"\nbook-style cells (p1, p2): {cells}; their test accuracy after {args.book_epochs} epoch(s): "
           f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
-          f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s).")  # fmt: skip
+          f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s)"
+          + (f" (eager steps: {eager_acc:.4f})." if cuda else "."))  # fmt: skip
     if args.profile:
         profile_group(data, sub_grid(args.cells), args.profile, args.device, args.tf32)
 

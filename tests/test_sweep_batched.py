@@ -172,23 +172,41 @@ def test_dropout_gates_keep_one_minus_p_and_are_unbiased():
     assert DropoutStreams(7, torch.zeros(2, 2), torch.device("cpu")).gates(8, [4, 4]) == [None, None]
 
 
+def test_refilled_uniforms_are_the_stream_s_next_draws(device):
+    # what a CUDA-graphed step relies on: refilling static buffers gives the numbers fresh draws give
+    p = torch.tensor([[0.0, 0.3], [0.0, 0.6]])  # layer 0 dropped by no model: no stream, no buffer
+    fresh, refilled = DropoutStreams(5, p, torch.device(device)), DropoutStreams(5, p, torch.device(device))
+    buffers = refilled.draw(16, [8, 6])
+    assert buffers[0] is None and torch.equal(buffers[1], fresh.draw(16, [8, 6])[1])
+    for _ in range(3):
+        expected = fresh.draw(16, [8, 6])[1]
+        out = refilled.draw(16, [8, 6], out=buffers)
+        assert out[1] is buffers[1] and torch.equal(buffers[1], expected)
+    reference = torch.Generator(device=device).manual_seed(dropout_seed(5, 1))
+    first = torch.rand(16, 6, generator=reference, device=device)
+    assert torch.equal(DropoutStreams(5, p, torch.device(device)).draw(16, [8, 6])[1], first)
+
+
 def test_dropout_seeds_differ_by_seed_and_layer():
     seeds = {dropout_seed(s, layer) for s in range(20) for layer in range(3)}
     assert len(seeds) == 60 and all(0 <= s < 2**63 for s in seeds)
 
 
-def test_a_diverging_model_is_frozen_and_the_others_are_unaffected(data):
+def test_a_diverging_model_is_frozen_and_the_others_are_unaffected(data, device):
     spec = SweepSpec(base={"hidden": (16,), "epochs": 4, "batch_size": 32, "init": "normal:1"},
                      grid={"lr": (0.1, 1000.0, 0.05)}, seeds=(3,))  # fmt: skip
     trials = spec.trials(12, 5)
-    results = train_group(trials, data)
+    model = BatchedMLP.from_trials(trials, device)
+    before = [W[1].clone() for W in model.weights]
+    results = train_group(trials, data, device, model=model)
     bad = results[1].history
     assert bad.status == "diverged" and len(bad.records) < 4
     assert not math.isfinite(bad.final.train_loss)
     for k in (0, 2):
         assert results[k].history.status == "ok"
         assert_same_history(results[k].history, fit(build_mlp(trials[k].model, torch.Generator().manual_seed(3)),
-                                                     data, trials[k].train))  # fmt: skip
+                                                     data, on(trials[k], device)))  # fmt: skip
+    assert all(torch.isfinite(W[1]).all() and not torch.equal(W[1], b) for W, b in zip(model.weights, before))  # frozen finite
 
 
 def test_all_models_diverging_ends_the_group_early(data):
@@ -209,15 +227,16 @@ def test_sgd_step_by_hand_and_frozen_models_stay_put():
     assert w[1, 0].tolist() == [3.0, 4.0]
 
 
+@pytest.mark.parametrize("device_step", [False, True], ids=["host-step", "device-step"])
 @pytest.mark.parametrize("decoupled", [False, True])
-def test_adam_matches_torch_optim_per_model(decoupled):
+def test_adam_matches_torch_optim_per_model(decoupled, device_step):
     gen = torch.Generator().manual_seed(0)
     K, lrs, wds = 3, [1e-3, 1e-2, 3e-2], [0.0, 0.1, 0.5]
     w = torch.randn(K, 4, 5, generator=gen)
     refs = [w[k].clone().requires_grad_(True) for k in range(K)]
     cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     torch_opts = [cls([refs[k]], lr=lrs[k], weight_decay=wds[k], betas=BETAS, eps=EPS, foreach=False) for k in range(K)]
-    ours = BatchedAdam([w], torch.tensor(lrs), [torch.tensor(wds)], decoupled=decoupled)
+    ours = BatchedAdam([w], torch.tensor(lrs), [torch.tensor(wds)], decoupled=decoupled, device_step=device_step)
     for _ in range(5):
         g = torch.randn(K, 4, 5, generator=gen)
         for k in range(K):
@@ -240,3 +259,23 @@ def test_group_needs_integer_labels_in_run_sweep(tmp_path):
     regression = Data(Split(torch.randn(8, 3), torch.randn(8, 1)), Split(torch.randn(4, 3), torch.randn(4, 1)))
     with pytest.raises(ConfigError, match="labels"):
         run_sweep(SweepSpec(), regression, tmp_path / "s")
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
+def test_cuda_graph_steps_compute_what_eager_steps_compute(data, device, optimizer):
+    # on the CPU (CI) this checks the clear error; MLPLAB_TEST_DEVICE=cuda checks the graphs themselves
+    spec = SweepSpec(base={"hidden": (16, 16), "epochs": 3, "batch_size": 40, "optimizer": optimizer,
+                           "lr": 0.3 if optimizer == "sgd" else 0.01},
+                     grid={"dropout1": (0.0, 0.4), "weight_decay": (0.0, 0.01)}, seeds=(6,))  # fmt: skip
+    trials = spec.trials(12, 5)  # 384 rows: 9 full batches of 40 (3 eager, a capture, replays) and one of 24
+    if not device.startswith("cuda"):
+        with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
+            train_group(trials, data, device, cuda_graphs=True)
+        return
+    eager_model, graphed_model = BatchedMLP.from_trials(trials, device), BatchedMLP.from_trials(trials, device)
+    eager = train_group(trials, data, device, model=eager_model, cuda_graphs=False)
+    graphed = train_group(trials, data, device, model=graphed_model, cuda_graphs=True)
+    for a, b in zip(eager, graphed):
+        assert_same_history(a.history, b.history)
+    for a, b in zip(eager_model.parameters(), graphed_model.parameters()):
+        torch.testing.assert_close(a, b, atol=ATOL, rtol=0)

@@ -110,6 +110,8 @@ def run(
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
     max_models: Optional[int] = typer.Option(None, help="Models per batched group (default: fit the device's cache or memory)."),
     tf32: bool = typer.Option(False, help="CUDA only: TF32 matmuls (faster, ~3 significant digits per product)."),
+    cuda_graphs: bool = typer.Option(True, help="CUDA only: replay each training step from a CUDA graph (same results, "
+                                     "fewer launches); --no-cuda-graphs launches kernels one by one."),
     data: str = typer.Option("fashion-mnist", help=f"Data set: {' or '.join(DATA_SETS)} (small Gaussian blobs, for tests and demos)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
 ) -> None:
@@ -135,7 +137,8 @@ def run(
                TimeRemainingColumn())  # fmt: skip
     with Progress(*columns, console=console, transient=True) as progress:
         report = run_sweep(spec, dataset, out, device=device, max_models=max_models,
-                           callbacks=[SweepProgress(progress)], tf32=tf32)  # fmt: skip
+                           callbacks=[SweepProgress(progress)], tf32=tf32,
+                           cuda_graphs=None if cuda_graphs else False)  # fmt: skip
     console.print(f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
                   f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
                   f"See: mlplab sweep show {out}")  # fmt: skip

@@ -13,6 +13,11 @@ batched model trains as ``mlplab.train.fit`` would train each model), written on
 A model marked dead (its loss became non-finite) is frozen: its gradients are replaced by zeros
 (``masked_fill``, because ``0 * nan`` is nan) and its learning rate is zero, so its parameters
 never move again, whatever values they hold, and nothing of it reaches the other models.
+
+Every step is a fixed sequence of tensor operations with no value read back to the host, so a
+step can be captured in a CUDA graph; Adam then keeps its step count on the device
+(``device_step=True``), as ``torch.optim.Adam(capturable=True)`` does, because a Python counter
+would be frozen into the graph.
 """
 
 from __future__ import annotations
@@ -67,20 +72,27 @@ class BatchedSGD(BatchedOptimizer):
 class BatchedAdam(BatchedOptimizer):
     """Adam (``decoupled=False``, L2 in the gradient) or AdamW (``decoupled=True``)."""
 
-    def __init__(self, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], decoupled: bool) -> None:
+    def __init__(self, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], decoupled: bool,
+                 device_step: bool = False) -> None:  # fmt: skip
         super().__init__(params, lr, weight_decay)
         self.decoupled = decoupled
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
         self.t = 0
+        # the step count as a float64 scalar on the device (CUDA graphs), else a Python int
+        self.t_device = torch.zeros((), dtype=torch.float64, device=lr.device) if device_step else None
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor], alive: Tensor) -> None:
-        self.t += 1
         b1, b2 = BETAS
         dead = ~alive.view(-1, 1, 1)  # (K, 1, 1)
         lr = self.lr * alive.view(-1, 1, 1)  # (K, 1, 1)
-        bc1, bc2 = 1 - b1**self.t, 1 - b2**self.t
+        if self.t_device is not None:
+            self.t_device += 1
+            bc1, sqrt_bc2 = 1 - b1**self.t_device, (1 - b2**self.t_device).sqrt()  # 0-d tensors
+        else:
+            self.t += 1
+            bc1, sqrt_bc2 = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
         for p, g, m, v, wd, decay in zip(self.params, grads, self.m, self.v, self.weight_decay, self.has_decay):
             if decay and self.decoupled:
                 p.mul_(1 - lr * wd)
@@ -89,14 +101,17 @@ class BatchedAdam(BatchedOptimizer):
             g.masked_fill_(dead, 0.0)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v.sqrt() / math.sqrt(bc2)).add_(EPS)
+            denom = (v.sqrt() / sqrt_bc2).add_(EPS)
             p.addcdiv_(m * (lr / bc1), denom, value=-1.0)
 
 
 def make_batched_optimizer(
-    name: str, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor]
+    name: str, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], device_step: bool = False
 ) -> BatchedOptimizer:
-    """The batched counterpart of ``mlplab.train.make_optimizer`` for ``sgd``, ``adam``, ``adamw``."""
+    """The batched counterpart of ``mlplab.train.make_optimizer`` for ``sgd``, ``adam``, ``adamw``.
+
+    ``device_step``: keep Adam's step count on the device, for steps replayed from a CUDA graph.
+    """
     if name == "sgd":
         return BatchedSGD(params, lr, weight_decay)
-    return BatchedAdam(params, lr, weight_decay, decoupled=(name == "adamw"))
+    return BatchedAdam(params, lr, weight_decay, decoupled=(name == "adamw"), device_step=device_step)

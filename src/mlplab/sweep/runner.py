@@ -105,6 +105,7 @@ def run_sweep(
     max_models: int | None = None,
     callbacks: Sequence[GroupCallback] = (),
     tf32: bool = False,
+    cuda_graphs: bool | None = None,
 ) -> SweepReport:
     """Train every trial of ``spec`` not yet stored in ``out/sweep.sqlite``, one group at a time.
 
@@ -128,6 +129,9 @@ def run_sweep(
         CUDA only: matmuls in TF32 (several times faster on A100/H100-class GPUs, about 3 decimal
         digits per product instead of 7). Off by default; results then differ from ``fit``'s at
         the 1e-3 level.
+    cuda_graphs : bool, optional
+        CUDA only: replay each training step from a CUDA graph (default on CUDA; see
+        ``mlplab.sweep.batched.train_group``). Same results, fewer kernel launches.
 
     Returns
     -------
@@ -153,7 +157,7 @@ def run_sweep(
         trained = 0
         data = data.to(resolved)
         for group in todo:
-            results = train_group(group.trials, data, resolved, callbacks)
+            results = train_group(group.trials, data, resolved, callbacks, cuda_graphs=cuda_graphs)
             store.add_group(results, group.index, str(resolved))
             trained += len(results)
             for cb in callbacks:
