@@ -197,7 +197,7 @@ def test_a_diverging_model_is_frozen_and_the_others_are_unaffected(data, device)
                      grid={"lr": (0.1, 1000.0, 0.05)}, seeds=(3,))  # fmt: skip
     trials = spec.trials(12, 5)
     model = BatchedMLP.from_trials(trials, device)
-    before = [W[1].clone() for W in model.weights]
+    before = [W[1].detach().clone() for W in model.weights]  # no autograd link to the weights
     results = train_group(trials, data, device, model=model)
     bad = results[1].history
     assert bad.status == "diverged" and len(bad.records) < 4

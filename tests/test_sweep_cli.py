@@ -113,7 +113,7 @@ def test_random_search_from_flags(tmp_path):
         (["run", "--data", "synthetic", "--grid", "dropout3=0.5", "--hidden", "8"], "dropout3"),
         (["run", "--data", "mnist"], "data"),
         (["run", "--data", "synthetic", "--seeds", "0"], "--seeds"),
-        (["run", "--data", "synthetic", "--device", "cuda:7"], "device"),
+        (["run", "--data", "synthetic", "--device", "cuda:99"], "device"),
         (["run", "--data", "synthetic", "--hidden", "8,x"], "--hidden"),
         (["run", "--data", "synthetic", "--tf32"], "tf32"),
     ],

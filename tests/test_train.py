@@ -12,7 +12,7 @@ from torch import nn
 from mlplab.data import Data, Split, synthetic
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.train import Callback, History, TrainConfig, evaluate, fit
+from mlplab.train import Callback, History, TrainConfig, evaluate, fit, resolve_device
 
 
 def blobs(gen, n=256, d=20, k=4) -> Data:
@@ -163,6 +163,12 @@ def test_bad_train_configs_name_field_value_and_range(kwargs, field, hint):
 def test_asking_for_cuda_without_it_is_a_clear_error(gen):
     with pytest.raises(ConfigError, match="CUDA is not available on this machine; use --device cpu"):
         fit(nn.Linear(20, 4), blobs(gen), TrainConfig(device="cuda"))
+
+
+def test_a_cuda_device_this_machine_lacks_is_a_clear_error():
+    # without CUDA: "not available"; with fewer than 100 GPUs: the ordinals that exist
+    with pytest.raises(ConfigError, match=r"device.*cuda:99.*(not available|CUDA device\(s\))"):
+        resolve_device("cuda:99")
 
 
 def test_history_round_trips_through_its_dict(gen):

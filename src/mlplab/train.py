@@ -72,6 +72,9 @@ def resolve_device(name: str) -> torch.device:
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", name, "CUDA is not available on this machine; use --device cpu")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise ConfigError("device", name, f"this machine has {n} CUDA device(s): use cuda or cuda:0 to cuda:{n - 1}")
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError("device", name, "MPS is not available on this machine; use --device cpu")
     return device
