@@ -83,7 +83,7 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
     args = ["run", "--data", "synthetic", "--hidden", "64,64", "--epochs", "12", "--batch-size", "64", "--lr", "0.3",
             "--grid", "dropout1=0:0.9:0.1", "--grid", "weight_decay=0,0.001", "--seeds", "1", "--max-models", "2",
             "--out", str(out)]  # fmt: skip
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     proc = subprocess.Popen([sys.executable, "-m", "mlplab", "sweep", *args], env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
     try:
@@ -98,7 +98,9 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
                 if count >= 2:
                     break
             time.sleep(0.01)
-        os.kill(proc.pid, signal.SIGKILL)
+        if proc.poll() is not None and proc.returncode != 0:
+            pytest.fail(f"the sweep process failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+        proc.send_signal(signal.SIGKILL)  # a no-op if it already finished: the assertion below says so
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
