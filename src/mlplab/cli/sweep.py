@@ -175,10 +175,10 @@ def show(
     table = Table(title=f"{directory}: {len(results)} model(s), {len(summary)} configuration(s) shown")
     for c in shown:
         table.add_column(c, justify="right", no_wrap=True)
-    table.add_column("seeds", justify="right")
-    table.add_column("div.", justify="right")
+    table.add_column("seeds", justify="right", min_width=5)
+    table.add_column("div.", justify="right", min_width=4)
     for m in metrics:
-        table.add_column(m.removeprefix("final_").replace("_", " "), justify="right", no_wrap=True)
+        table.add_column(m.removeprefix("final_").replace("_", " "), justify="right")  # "mean ± ci" wraps at a space
     for cells in table_rows(summary, shown, metrics):
         table.add_row(*cells)
     console.print(table)
