@@ -39,7 +39,7 @@ def data() -> Data:
 def small_config() -> StudyConfig:
     seeds = (0, 1)
     return StudyConfig(
-        source=SourceConfig(hidden=(32,), epochs=4, lr=5e-3, holdout_per_class=40),
+        source=SourceConfig(hidden=(32,), epochs=4, optimizer="adam", lr=5e-3, holdout_per_class=40),
         label=LabelShiftConfig(n_target=400, seeds=seeds, estimators=("bbse", "em+bcts"), retrain_with="bbse"),
         covariate=CovariateShiftConfig(seeds=seeds, models=((), (16,)), epochs=2, n_components=10, gaussian_n=100),
         concept=ConceptShiftConfig(n_train=(100,), epochs=2, seeds=seeds, batch_size=32),
@@ -62,7 +62,7 @@ def test_study_returns_every_part_as_json_ready_rows(results, small_config):
 def test_label_part_measures_every_estimator(results):
     rows = results["label"].rows
     names = {r["estimator"] for r in rows}
-    assert names == {"none", "oracle", "oracle+bcts", "bbse", "em+bcts", "bbse (retrain)"}
+    assert names == {"none", "none+bcts", "oracle", "oracle+bcts", "bbse", "em+bcts", "bbse (retrain)"}
     for r in rows:
         w_true, w_hat = np.array(r["w_true"]), np.array(r["w_hat"])
         assert r["weight_mse"] == pytest.approx(np.mean((w_hat - w_true) ** 2))
@@ -70,6 +70,8 @@ def test_label_part_measures_every_estimator(results):
     oracle = [r for r in rows if r["estimator"].startswith("oracle")]
     assert all(r["weight_mse"] == 0 for r in oracle)
     assert all(r["gain"] == 0 for r in rows if r["estimator"] == "none")
+    assert all(r["weight_mse"] == next(n["weight_mse"] for n in rows if n["seed"] == r["seed"] and n["estimator"] == "none")
+               for r in rows if r["estimator"] == "none+bcts")  # calibration alone: w_hat = 1 too  # fmt: skip
     # the synthetic classes are easy (C is nearly diagonal), so BBSE is close to the truth
     mse = {name: np.mean([r["weight_mse"] for r in rows if r["estimator"] == name]) for name in names}
     assert mse["bbse"] < 0.05 < mse["none"]
@@ -126,6 +128,16 @@ def test_configs_reject_bad_values():
         CovariateShiftConfig(strength=-1.0)
     with pytest.raises(ConfigError, match="parts"):
         StudyConfig(parts=("labels",))
+    with pytest.raises(ConfigError, match="optimizer = 'rmsprop'"):
+        SourceConfig(optimizer="rmsprop")
+
+
+def test_source_classifier_settings():
+    default = SourceConfig().train_config()
+    assert (default.optimizer, default.lr, default.epochs, default.batch_size) == ("adam", 1e-3, 10, 256)
+    chapter = SourceConfig(optimizer="sgd").train_config()  # d2l 4.3's recipe
+    assert (chapter.optimizer, chapter.lr) == ("sgd", 0.1) and SourceConfig().model_config().init == "normal:0.01"
+    assert SourceConfig(optimizer="adam", lr=0.01).lr == 0.01 and SourceConfig().hidden == (256,)
 
 
 # --- CLI -------------------------------------------------------------------------------------
@@ -145,6 +157,7 @@ def test_cli_help(args):
     (["shift", "label", "--estimators", "bbse,mle"], "mle"),
     (["shift", "label", "--seeds", "0"], "--seeds"),
     (["shift", "run", "--retrain", "bbse_soft+ts"], "retrain_with"),
+    (["shift", "label", "--source-optimizer", "lbfgs"], "optimizer"),
 ])  # fmt: skip
 def test_cli_reports_bad_flags_without_traceback(args, message, tmp_path):
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])

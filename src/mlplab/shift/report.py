@@ -50,7 +50,8 @@ def label_table(result: PartResult) -> str:
         "`none` = no correction (ŵ = 1); `oracle` = predictions adjusted by the true w; "
         "`+ts`/`+bcts` = probabilities (temperature / bias-corrected temperature) calibrated on the "
         "held-out source first, then used both to estimate w and to make the adjusted predictions "
-        "(`oracle+bcts`: true w on calibrated probabilities); `(retrain)` = MLP retrained with "
+        "(`oracle+bcts`: true w on calibrated probabilities; `none+bcts`: calibration alone, ŵ = 1); "
+        "`(retrain)` = MLP retrained with "
         "class-weighted loss.",
     ]
     estimators = [s for s in summary if s["estimator"] in cfg["estimators"]]
