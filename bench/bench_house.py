@@ -4,7 +4,7 @@ Prints a markdown report (machine, command, tables, wall times) to stdout. Run i
 machine (the numbers are wall times), e.g.::
 
     MLPLAB_DATA=../shared/data PYTHONPATH=src flock /tmp/mlplab-bench.lock \\
-        python bench/bench_house.py --seeds 0,1,2 > bench/house_results.md
+        python bench/bench_house.py --seeds 0,1,2,3,4 > bench/house_results.md
 
 The first seed is the headline (it is what ``mlplab house cv`` uses by default); further seeds
 reshuffle the folds and reseed the models, to show how much the figures move.
@@ -109,6 +109,18 @@ def main() -> None:
             print(f"| {score.name} | " + " | ".join(f"{m:.4f}" for m in means)
                   + f" | {np.mean(means):.4f} |")
         print("\nWall time per seed: " + ", ".join(f"{runs[s][1]:.1f} s" for s in seeds) + ".")
+
+    print("\n## Stacking weights (fitted by inner CV inside each training fold)\n")
+    print("`best` fits its member weights in every outer fold by non-negative least squares on "
+          "out-of-fold predictions of an inner K-fold split of that fold's training rows; no "
+          "validation row takes part. Mean weight over the folds, per seed:\n")
+    for name in [s.name for s in head.scores if s.weights and get_model(s.name).stack_folds]:
+        members = get_model(name).members
+        print(f"| {name} | " + " | ".join(members) + " |")
+        print("|---|" + "---|" * len(members))
+        for seed in seeds:
+            w = np.mean(runs[seed][0][name].weights, axis=0)
+            print(f"| seed {seed} | " + " | ".join(f"{v:.2f}" for v in w) + " |")
 
     if not args.no_cli:
         from typer.testing import CliRunner
