@@ -403,7 +403,11 @@ def test_preprocessor_statistics_come_from_training_rows_only(houses):
     ids=lambda m: m.name,
 )
 def test_predictions_do_not_depend_on_other_rows_to_predict(houses, model):
-    train, test = houses
+    assert_other_rows_to_predict_do_not_matter(model, *houses)
+
+
+def assert_other_rows_to_predict_do_not_matter(model, train, test) -> None:
+    """Changing test rows 0..9 drastically leaves the predictions of rows 10.. unchanged."""
     before = model.fit_predict_log(train, test, seed=3)
     changed = drastic(test, test.index[:10])  # rows 0..9 changed, rows 10.. untouched
     after = model.fit_predict_log(train, changed, seed=3)
@@ -415,7 +419,7 @@ def test_cross_validation_never_lets_a_row_see_its_own_price(houses, monkeypatch
     train, _ = houses
     monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
     monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
-    names = ["ridge", "mlp", "gbm", "mean", "best"]  # "best" fits stacking weights per fold
+    names = ["ridge", "mlp", "gbm", "best", "stack"]  # "stack" fits its weights per fold
     report = cross_validate(train, names, folds=4, seed=5)
     _, val0 = fold_indices(len(train), 4, 5)[0]
     # change fold 0's prices (and only those): its own out-of-fold predictions must not move
@@ -475,17 +479,20 @@ def test_fit_predict_best_returns_one_price_per_test_row(houses, monkeypatch):
     prices = fit_predict(train, test.assign(SalePrice=1.0), progress=lambda *a: steps.append(a))
     assert isinstance(prices, np.ndarray) and prices.shape == (len(test),)
     assert np.isfinite(prices).all() and (prices > 0).all()
+    assert [s[2] for s in steps] == ["fitting lasso", "fitting svr", "fitting gbm",
+                                     "fitting mlp", "done"]
+    # the ensemble is the mean of its members in log space
+    members = [np.log(fit_predict(train, test, model=m)) for m in ("lasso", "svr", "gbm", "mlp")]
+    np.testing.assert_allclose(np.log(prices), np.mean(members, axis=0), rtol=1e-12)
+    # "stack" weighs the same members with weights fitted on the training rows
+    steps.clear()
+    stacked = fit_predict(train, test, model="stack", progress=lambda *a: steps.append(a))
     assert [s[2] for s in steps] == ["fitting stacking weights", "fitting lasso", "fitting svr",
                                      "fitting gbm", "fitting mlp", "done"]
     assert [s[:2] for s in steps] == [(i, 5) for i in range(6)]
-    # "best" is its members in log space, weighted by weights fitted on the training rows
-    members = [np.log(fit_predict(train, test, model=m)) for m in ("lasso", "svr", "gbm", "mlp")]
-    weights = MODELS["best"].fit_weights(train, seed=0)
+    weights = MODELS["stack"].fit_weights(train, seed=0)
     assert weights.shape == (4,) and (weights >= 0).all() and weights.sum() == pytest.approx(1)
-    np.testing.assert_allclose(np.log(prices), weights @ np.array(members), rtol=1e-12)
-    # "mean" is the plain mean
-    mean = fit_predict(train, test, model="mean")
-    np.testing.assert_allclose(np.log(mean), np.mean(members, axis=0), rtol=1e-12)
+    np.testing.assert_allclose(np.log(stacked), weights @ np.array(members), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -535,7 +542,7 @@ def test_stacked_ensemble_configuration_is_checked(monkeypatch):
     monkeypatch.setitem(MODELS, "s", Ensemble("s", ("lasso", "svr"), stack_folds=2))
     with pytest.raises(ConfigError, match="stacked"):
         Ensemble("outer", ("s", "ridge")).leaves()
-    assert Ensemble("outer", ("mean", "ridge")).leaves() == ["lasso", "svr", "gbm", "mlp",
+    assert Ensemble("outer", ("best", "ridge")).leaves() == ["lasso", "svr", "gbm", "mlp",
                                                               "ridge"]
 
 
@@ -551,10 +558,7 @@ def tiny_stack(monkeypatch) -> Ensemble:
 
 def test_stacked_weights_depend_on_training_rows_only(houses, tiny_stack):
     train, test = houses
-    before = tiny_stack.fit_predict_log(train, test, seed=3)
-    changed = drastic(test, test.index[:10])  # rows 0..9 changed, rows 10.. untouched
-    after = tiny_stack.fit_predict_log(train, changed, seed=3)
-    np.testing.assert_allclose(after[10:], before[10:], rtol=1e-12, atol=0)
+    assert_other_rows_to_predict_do_not_matter(tiny_stack, train, test)
     # the weights are fitted from inner out-of-fold predictions of the training rows
     weights = tiny_stack.fit_weights(train, seed=3)
     oof = np.zeros((len(train), 4))
@@ -646,6 +650,21 @@ def test_cli_cv_prints_a_table_of_models(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "ridge" in result.output and "lasso" in result.output and "wall time" in result.output
+
+
+def test_cli_defaults_name_the_registered_models():
+    import inspect
+
+    from mlplab.cli.house import cv, submit
+    from mlplab.house import DEFAULT_MODELS
+
+    # the CLI spells its defaults out (importing the models at start-up would slow every command)
+    models = inspect.signature(cv).parameters["models"].default
+    assert models.default == ",".join(DEFAULT_MODELS)
+    assert set(DEFAULT_MODELS) == set(MODELS)
+    for name in MODELS:
+        assert name in models.help and name in inspect.signature(submit).parameters[
+            "model"].default.help
 
 
 def test_cli_submit_writes_the_submission(tmp_path):

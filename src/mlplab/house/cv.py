@@ -31,7 +31,7 @@ from mlplab.house.models import Ensemble, get_model
 
 #: The models ``mlplab house cv`` compares by default, in table order.
 DEFAULT_MODELS: tuple[str, ...] = (
-    "baseline", "ridge", "lasso", "svr", "gbm", "mlp", "mean", "best",
+    "baseline", "ridge", "lasso", "svr", "gbm", "mlp", "stack", "best",
 )
 
 #: ``progress(done, total, label)``: called before each fit (label "model fold i/k") and at the end.

@@ -378,9 +378,9 @@ class Ensemble:
         if w is not None and (len(w) != len(self.members) or min(w) < 0 or sum(w) <= 0):
             raise ConfigError("weights", self.weights,
                               f"{len(self.members)} non-negative numbers, not all 0")
-        if not (isinstance(self.stack_folds, int) and (self.stack_folds == 0
-                                                       or self.stack_folds >= 2)):
-            raise ConfigError("stack_folds", self.stack_folds, "0 (fixed weights) or an integer >= 2")
+        folds = self.stack_folds
+        if not (isinstance(folds, int) and (folds == 0 or folds >= 2)):
+            raise ConfigError("stack_folds", folds, "0 (fixed weights) or an integer >= 2")
 
     def leaves(self) -> list[str]:
         """The models that must be fitted: members, and members of member ensembles, once each."""
@@ -477,10 +477,10 @@ MODELS: dict[str, Model] = {
         Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss"),
         Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
                  description="torch MLP, dropout + weight decay"),
-        Ensemble("mean", ("lasso", "svr", "gbm", "mlp"),
-                 description="equal-weight mean of lasso, svr, gbm, mlp"),
-        Ensemble("best", ("lasso", "svr", "gbm", "mlp"), stack_folds=STACK_FOLDS,
+        Ensemble("stack", ("lasso", "svr", "gbm", "mlp"), stack_folds=STACK_FOLDS,
                  description="lasso, svr, gbm, mlp; weights by inner-CV stacking"),
+        Ensemble("best", ("lasso", "svr", "gbm", "mlp"),
+                 description="equal-weight mean of lasso, svr, gbm, mlp"),
     )
 }
 
