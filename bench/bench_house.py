@@ -4,10 +4,15 @@ Prints a markdown report (machine, command, tables, wall times) to stdout. Run i
 machine (the numbers are wall times), e.g.::
 
     MLPLAB_DATA=../shared/data PYTHONPATH=src flock /tmp/mlplab-bench.lock \\
-        python bench/bench_house.py --seeds 0,1,2 > bench/house_results.md
+        python bench/bench_house.py --seeds 0,1,2,3,4 --confirm-seeds 5,6,7,8,9 \\
+        > bench/house_results.md
 
 The first seed is the headline (it is what ``mlplab house cv`` uses by default); further seeds
-reshuffle the folds and reseed the models, to show how much the figures move.
+reshuffle the folds and reseed the models, to show how much the figures move. ``--confirm-seeds``
+adds shuffles that were not looked at while choosing models and settings (the development
+seeds are 0-4), reported in their own column::
+
+    python bench/bench_house.py --seeds 0,1,2,3,4 --confirm-seeds 5,6,7,8,9
 """
 
 from __future__ import annotations
@@ -45,13 +50,17 @@ def cpu_name() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated CV seeds (first: headline)")
+    parser.add_argument("--confirm-seeds", default="",
+                        help="comma-separated CV seeds kept out of model choice (confirmation)")
     parser.add_argument("--book-seeds", type=int, default=5,
                         help="initialization/shuffle seeds for the book protocol")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-cli", action="store_true",
                         help="skip timing the `mlplab house cv` command itself")
     args = parser.parse_args()
-    seeds = [int(s) for s in args.seeds.split(",")]
+    dev_seeds = [int(s) for s in args.seeds.split(",")]
+    confirm_seeds = [int(s) for s in args.confirm_seeds.split(",") if s.strip()]
+    seeds = dev_seeds + [s for s in confirm_seeds if s not in dev_seeds]
 
     import os
 
@@ -102,13 +111,33 @@ def main() -> None:
 
     if len(seeds) > 1:
         print("## Other fold shuffles (mean log-RMSE per seed)\n")
-        print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | mean over seeds |")
-        print("|---|" + "---|" * (len(seeds) + 1))
+        groups = [("development seeds", dev_seeds)]
+        if confirm_seeds:
+            print(f"Seeds {', '.join(map(str, dev_seeds))} are the development seeds (models and "
+                  f"settings were chosen on them); seeds {', '.join(map(str, confirm_seeds))} "
+                  "were run only after the choice, to confirm it.\n")
+            groups.append(("confirmation seeds", confirm_seeds))
+        print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | "
+              + " | ".join(f"mean, {label}" for label, _ in groups) + " | worst seed |")
+        print("|---|" + "---|" * (len(seeds) + len(groups) + 1))
         for score in head.scores:
-            means = [runs[s][0][score.name].mean for s in seeds]
-            print(f"| {score.name} | " + " | ".join(f"{m:.4f}" for m in means)
-                  + f" | {np.mean(means):.4f} |")
+            means = {s: runs[s][0][score.name].mean for s in seeds}
+            print(f"| {score.name} | " + " | ".join(f"{means[s]:.4f}" for s in seeds) + " | "
+                  + " | ".join(f"{np.mean([means[s] for s in group]):.4f}" for _, group in groups)
+                  + f" | {max(means.values()):.4f} |")
         print("\nWall time per seed: " + ", ".join(f"{runs[s][1]:.1f} s" for s in seeds) + ".")
+
+    print("\n## Stacking weights (fitted by inner CV inside each training fold)\n")
+    print("`stack` fits its member weights in every outer fold by non-negative least squares on "
+          "out-of-fold predictions of an inner K-fold split of that fold's training rows; no "
+          "validation row takes part. Mean weight over the folds, per seed:\n")
+    for name in [s.name for s in head.scores if s.weights and get_model(s.name).stack_folds]:
+        members = get_model(name).members
+        print(f"| {name} | " + " | ".join(members) + " |")
+        print("|---|" + "---|" * len(members))
+        for seed in seeds:
+            w = np.mean(runs[seed][0][name].weights, axis=0)
+            print(f"| seed {seed} | " + " | ".join(f"{v:.2f}" for v in w) + " |")
 
     if not args.no_cli:
         from typer.testing import CliRunner

@@ -40,17 +40,20 @@ from mlplab.house import (
 from mlplab.cli import app
 from mlplab.cli.house import app as house_app
 from mlplab.house import data as house_data
+from mlplab.house import models as house_models
 from mlplab.house.baseline import book_folds, train_linear
-from mlplab.house.cv import fold_indices
+from mlplab.house.cv import fold_indices, fold_seed
 from mlplab.house.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
 from mlplab.house.models import (
     MODELS,
+    Ensemble,
     GBMConfig,
     LassoConfig,
     MLPBuild,
     Pipeline,
     RidgeConfig,
     SVRConfig,
+    stack_weights,
 )
 
 torch.set_num_threads(1)  # tiny tensors: one thread is as fast and immune to a busy core
@@ -400,7 +403,11 @@ def test_preprocessor_statistics_come_from_training_rows_only(houses):
     ids=lambda m: m.name,
 )
 def test_predictions_do_not_depend_on_other_rows_to_predict(houses, model):
-    train, test = houses
+    assert_other_rows_to_predict_do_not_matter(model, *houses)
+
+
+def assert_other_rows_to_predict_do_not_matter(model, train, test) -> None:
+    """Changing test rows 0..9 drastically leaves the predictions of rows 10.. unchanged."""
     before = model.fit_predict_log(train, test, seed=3)
     changed = drastic(test, test.index[:10])  # rows 0..9 changed, rows 10.. untouched
     after = model.fit_predict_log(train, changed, seed=3)
@@ -412,7 +419,7 @@ def test_cross_validation_never_lets_a_row_see_its_own_price(houses, monkeypatch
     train, _ = houses
     monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
     monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
-    names = ["ridge", "mlp", "gbm", "best"]
+    names = ["ridge", "mlp", "gbm", "best", "stack"]  # "stack" fits its weights per fold
     report = cross_validate(train, names, folds=4, seed=5)
     _, val0 = fold_indices(len(train), 4, 5)[0]
     # change fold 0's prices (and only those): its own out-of-fold predictions must not move
@@ -477,6 +484,122 @@ def test_fit_predict_best_returns_one_price_per_test_row(houses, monkeypatch):
     # the ensemble is the mean of its members in log space
     members = [np.log(fit_predict(train, test, model=m)) for m in ("lasso", "svr", "gbm", "mlp")]
     np.testing.assert_allclose(np.log(prices), np.mean(members, axis=0), rtol=1e-12)
+    # "stack" weighs the same members with weights fitted on the training rows
+    steps.clear()
+    stacked = fit_predict(train, test, model="stack", progress=lambda *a: steps.append(a))
+    assert [s[2] for s in steps] == ["fitting stacking weights", "fitting lasso", "fitting svr",
+                                     "fitting gbm", "fitting mlp", "done"]
+    assert [s[:2] for s in steps] == [(i, 5) for i in range(6)]
+    weights = MODELS["stack"].fit_weights(train, seed=0)
+    assert weights.shape == (4,) and (weights >= 0).all() and weights.sum() == pytest.approx(1)
+    np.testing.assert_allclose(np.log(stacked), weights @ np.array(members), rtol=1e-12)
+
+
+# --------------------------------------------------------------------------------------------
+# Stacking
+# --------------------------------------------------------------------------------------------
+
+
+def brute_force_nnls(P: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Non-negative least squares by trying every support: the best unconstrained least-squares
+    fit on a subset of columns whose coefficients are all >= 0 (an independent reference)."""
+    best, best_res = np.zeros(P.shape[1]), float(y @ y)
+    for mask in range(1, 2 ** P.shape[1]):
+        cols = [j for j in range(P.shape[1]) if mask >> j & 1]
+        coef = np.linalg.lstsq(P[:, cols], y, rcond=None)[0]
+        if (coef >= 0).all():
+            w = np.zeros(P.shape[1])
+            w[cols] = coef
+            res = float(np.sum((P @ w - y) ** 2))
+            if res < best_res - 1e-12:
+                best, best_res = w, res
+    return best
+
+
+def test_stack_weights_are_normalized_non_negative_least_squares():
+    rng = np.random.default_rng(0)
+    truth = rng.normal(12.0, 0.4, 60)
+    # members: two good ones with independent noise, one biased, one anti-correlated
+    P = np.column_stack([truth + rng.normal(0, 0.1, 60), truth + rng.normal(0, 0.2, 60),
+                         truth + 0.5, 24.0 - truth + rng.normal(0, 0.1, 60)])
+    w = stack_weights(P, truth)
+    reference = brute_force_nnls(P, truth)
+    np.testing.assert_allclose(w, reference / reference.sum(), rtol=1e-8, atol=1e-10)
+    assert (w >= 0).all() and w.sum() == pytest.approx(1.0)
+    assert w[0] > w[1] > 0  # the less noisy member weighs more
+    # an exact blend is recovered exactly
+    exact = 0.3 * P[:, 0] + 0.7 * P[:, 2]
+    np.testing.assert_allclose(stack_weights(P, exact), [0.3, 0, 0.7, 0], atol=1e-10)
+    # nothing helps: equal weights rather than a division by zero
+    np.testing.assert_allclose(stack_weights(P, -truth), np.full(4, 0.25))
+    with pytest.raises(ConfigError, match="predictions"):
+        stack_weights(P[:10], truth)
+
+
+def test_stacked_ensemble_configuration_is_checked(monkeypatch):
+    with pytest.raises(ConfigError, match="stack_folds"):
+        Ensemble("x", ("lasso", "svr"), stack_folds=1)
+    monkeypatch.setitem(MODELS, "s", Ensemble("s", ("lasso", "svr"), stack_folds=2))
+    with pytest.raises(ConfigError, match="stacked"):
+        Ensemble("outer", ("s", "ridge")).leaves()
+    assert Ensemble("outer", ("best", "ridge")).leaves() == ["lasso", "svr", "gbm", "mlp",
+                                                              "ridge"]
+
+
+@pytest.fixture()
+def tiny_stack(monkeypatch) -> Ensemble:
+    """A registered stacked ensemble of cheap members (tiny MLP and GBM included)."""
+    monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
+    monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
+    stack = Ensemble("t-stack", ("ridge", "svr", "gbm", "mlp"), stack_folds=3)
+    monkeypatch.setitem(MODELS, "t-stack", stack)
+    return stack
+
+
+def test_stacked_weights_depend_on_training_rows_only(houses, tiny_stack):
+    train, test = houses
+    assert_other_rows_to_predict_do_not_matter(tiny_stack, train, test)
+    # the weights are fitted from inner out-of-fold predictions of the training rows
+    weights = tiny_stack.fit_weights(train, seed=3)
+    oof = np.zeros((len(train), 4))
+    for i, (tr, va) in enumerate(fold_indices(len(train), 3, 3)):
+        for j, name in enumerate(tiny_stack.members):
+            oof[va, j] = MODELS[name].fit_predict_log(
+                train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True),
+                fold_seed(3, i))
+    y = np.log(train["SalePrice"].to_numpy())
+    reference = brute_force_nnls(oof, y)
+    np.testing.assert_allclose(weights, reference / reference.sum(), rtol=1e-6, atol=1e-9)
+
+
+def test_stacking_leaves_out_outlier_rows_like_the_pipelines(houses, tiny_stack, monkeypatch):
+    train, _ = houses
+    odd = train.copy()
+    odd.loc[:2, "GrLivArea"] = 5000.0
+    odd.loc[:2, "SalePrice"] = 1_000.0  # flagged by the outlier rule: must not move the weights
+    clean = odd.copy()
+    clean.loc[:2, "SalePrice"] = 2_000.0
+    np.testing.assert_allclose(tiny_stack.fit_weights(odd, seed=1),
+                               tiny_stack.fit_weights(clean, seed=1), rtol=1e-12)
+    fitted_rows = []
+    monkeypatch.setattr(house_models, "stack_weights",
+                        lambda P, y: fitted_rows.append(len(y)) or stack_weights(P, y))
+    tiny_stack.fit_weights(odd, seed=1)
+    replace(tiny_stack, outliers=None).fit_weights(odd, seed=1)
+    assert fitted_rows == [len(odd) - 3, len(odd)]
+
+
+def test_cross_validated_stack_matches_fitting_it_on_each_fold(houses, tiny_stack):
+    train, _ = houses
+    report = cross_validate(train, ["t-stack", "ridge"], folds=4, seed=2)
+    tr, va = fold_indices(len(train), 4, 2)[1]
+    direct = tiny_stack.fit_predict_log(train.iloc[tr].reset_index(drop=True),
+                                        train.iloc[va].reset_index(drop=True), fold_seed(2, 1))
+    np.testing.assert_allclose(report["t-stack"].oof_log[va], direct, rtol=1e-12)
+    assert len(report["t-stack"].weights) == 4 and report["ridge"].weights is None
+    np.testing.assert_allclose(report["t-stack"].weights[1],
+                               tiny_stack.fit_weights(train.iloc[tr].reset_index(drop=True),
+                                                      fold_seed(2, 1)), rtol=1e-12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -527,6 +650,21 @@ def test_cli_cv_prints_a_table_of_models(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert "ridge" in result.output and "lasso" in result.output and "wall time" in result.output
+
+
+def test_cli_defaults_name_the_registered_models():
+    import inspect
+
+    from mlplab.cli.house import cv, submit
+    from mlplab.house import DEFAULT_MODELS
+
+    # the CLI spells its defaults out (importing the models at start-up would slow every command)
+    models = inspect.signature(cv).parameters["models"].default
+    assert models.default == ",".join(DEFAULT_MODELS)
+    assert set(DEFAULT_MODELS) == set(MODELS)
+    for name in MODELS:
+        assert name in models.help and name in inspect.signature(submit).parameters[
+            "model"].default.help
 
 
 def test_cli_submit_writes_the_submission(tmp_path):

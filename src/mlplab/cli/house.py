@@ -52,8 +52,8 @@ def _load(data_dir: Path | None, verify: bool):
 @reports_errors
 def cv(
     models: str = typer.Option(
-        "baseline,ridge,lasso,svr,gbm,mlp,best", "--models",
-        help="Comma-separated model names: baseline, ridge, lasso, svr, gbm, mlp, best.",
+        "baseline,ridge,lasso,svr,gbm,mlp,stack,best", "--models",
+        help="Comma-separated model names: baseline, ridge, lasso, svr, gbm, mlp, stack, best.",
     ),
     folds: int = typer.Option(5, help="Number of shuffled folds (every row validated once)."),
     seed: int = typer.Option(0, help="Seeds the fold shuffle and every model."),
@@ -104,7 +104,7 @@ def cv(
 @reports_errors
 def submit(
     model: str = typer.Option(
-        "best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm."
+        "best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm, stack."
     ),
     out: Path = typer.Option(Path("submission.csv"), "--out", help="File to write (atomically)."),
     seed: int = typer.Option(0, help="Seeds every model."),

@@ -12,7 +12,8 @@ features of the training and validation rows together, as the book computes them
 test (a price is never used).
 
 Ensembles reuse their members' fold predictions, so asking for ``best`` next to its members
-costs nothing extra.
+costs nothing extra beyond, for a stacked ensemble, fitting its weights in each fold: an inner
+cross-validation of the members over that fold's training rows only.
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ from mlplab.house.data import TARGET, check_schema
 from mlplab.house.models import Ensemble, get_model
 
 #: The models ``mlplab house cv`` compares by default, in table order.
-DEFAULT_MODELS: tuple[str, ...] = ("baseline", "ridge", "lasso", "svr", "gbm", "mlp", "best")
+DEFAULT_MODELS: tuple[str, ...] = (
+    "baseline", "ridge", "lasso", "svr", "gbm", "mlp", "stack", "best",
+)
 
 #: ``progress(done, total, label)``: called before each fit (label "model fold i/k") and at the end.
 ProgressFn = Callable[[int, int, str], None]
@@ -48,12 +51,15 @@ class ModelScore:
         Wall time spent fitting and predicting (for an ensemble: its members' total).
     oof_log : ndarray, shape (n_train,)
         Out-of-fold predicted ``log(price)`` of every training row.
+    weights : tuple of tuple of float, optional
+        For an ensemble: its member weights in each fold (fitted there if it is stacked).
     """
 
     name: str
     fold_scores: tuple[float, ...]
     seconds: float
     oof_log: np.ndarray
+    weights: tuple[tuple[float, ...], ...] | None = None
 
     @property
     def mean(self) -> float:
@@ -140,27 +146,45 @@ def cross_validate(
     y_log = np.log(train[TARGET].to_numpy(np.float64))
     oof = {name: np.zeros(len(train)) for name in fitted}
     seconds = dict.fromkeys(fitted, 0.0)
-    total, done, start = len(fitted) * folds, 0, time.perf_counter()
+    ensembles = [name for name in names if isinstance(resolved[name], Ensemble)]
+    stacked = [name for name in ensembles if resolved[name].stack_folds]
+    weights: dict[str, list[np.ndarray]] = {name: [] for name in ensembles}
+    total, done, start = (len(fitted) + len(stacked)) * folds, 0, time.perf_counter()
+
+    def fold_frames(i: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        tr, va = splits[i]
+        return train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True)
+
     for name in fitted:
         model = get_model(name)
-        for i, (tr, va) in enumerate(splits):
+        for i in range(folds):
             if progress is not None:
                 progress(done, total, f"{name} fold {i + 1}/{folds}")
             t0 = time.perf_counter()
-            oof[name][va] = model.fit_predict_log(
-                train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True),
-                fold_seed(seed, i),
-            )
+            oof[name][splits[i][1]] = model.fit_predict_log(*fold_frames(i), fold_seed(seed, i))
             seconds[name] += time.perf_counter() - t0
             done += 1
+    for name in ensembles:
+        model = resolved[name]
+        for i in range(folds):
+            if model.stack_folds and progress is not None:
+                progress(done, total, f"{name} weights {i + 1}/{folds}")
+            t0 = time.perf_counter()
+            weights[name].append(model.fit_weights(fold_frames(i)[0], fold_seed(seed, i)))
+            seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
+            done += int(model.stack_folds > 0)
     if progress is not None:
         progress(total, total, "done")
     scores = []
     for name in names:
         model = resolved[name]
+        fold_weights = None
         if isinstance(model, Ensemble):
-            pred = model.combine(oof)
-            secs = sum(seconds[m] for m in model.leaves())
+            pred = np.zeros(len(train))
+            for (_, va), w in zip(splits, weights[name]):
+                pred[va] = model.combine({m: oof[m][va] for m in model.leaves()}, w)
+            secs = seconds[name] + sum(seconds[m] for m in model.leaves())
+            fold_weights = tuple(tuple(float(v) for v in w) for w in weights[name])
         else:
             pred, secs = oof[name], seconds[name]
         # log(max(pred, 1)) - log(price): the book's clamp, in log space
@@ -168,6 +192,6 @@ def cross_validate(
             float(np.sqrt(np.mean((np.maximum(pred[va], 0.0) - y_log[va]) ** 2)))
             for _, va in splits
         )
-        scores.append(ModelScore(name, fold_scores, secs, pred))
+        scores.append(ModelScore(name, fold_scores, secs, pred, fold_weights))
     return CVReport(tuple(scores), folds, seed, len(train), time.perf_counter() - start)
 

@@ -11,7 +11,8 @@ which fits on the checked training rows ``train`` only and returns predicted ``l
 * :class:`Pipeline` -- optional outlier removal (training rows only), a
   :class:`~mlplab.house.features.HousePreprocessor` fitted on the training rows, and an estimator
   (ridge, lasso, SVR, gradient boosting or :class:`MLPRegressor`) on ``log1p(SalePrice)``.
-* :class:`Ensemble` -- the weighted mean, in log space, of other models' predictions.
+* :class:`Ensemble` -- the weighted mean, in log space, of other models' predictions, with fixed
+  weights or weights stacked by an inner cross-validation of the training rows.
 
 :data:`MODELS` holds the tuned configurations under their public names; :func:`get_model`
 looks one up.
@@ -31,6 +32,7 @@ import torch
 
 from mlplab.errors import ConfigError
 from mlplab.house.baseline import BookConfig, fit_predict_baseline
+from mlplab.house.data import TARGET
 from mlplab.house.features import (
     FeatureConfig,
     HousePreprocessor,
@@ -309,42 +311,125 @@ class Pipeline:
         return np.log(np.clip(np.expm1(z), 1.0, None))
 
 
+def stack_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Blend weights: non-negative least squares of ``target`` on the columns, then normalized.
+
+    Solves ``min ||predictions @ w - target||^2`` subject to ``w >= 0`` (Lawson and Hanson's
+    active-set method, ``scipy.optimize.nnls``) and rescales ``w`` to sum to 1, so the blend
+    stays a weighted mean. If every weight comes out 0, the weights are equal.
+
+    Parameters
+    ----------
+    predictions : ndarray, shape (n, m)
+        One column per member: its out-of-fold predictions (here: ``log(price)``).
+    target : ndarray, shape (n,)
+
+    Returns
+    -------
+    ndarray, shape (m,)
+        Non-negative weights summing to 1.
+    """
+    from scipy.optimize import nnls
+
+    predictions = np.asarray(predictions, dtype=np.float64)
+    target = np.asarray(target, dtype=np.float64)
+    if predictions.ndim != 2 or predictions.shape[0] != target.shape[0] or not len(target):
+        raise ConfigError("predictions", predictions.shape,
+                          f"a 2-D array with one row per target value ({target.shape[0]})")
+    w, _ = nnls(predictions, target)
+    total = w.sum()
+    return w / total if total > 0 else np.full(predictions.shape[1], 1.0 / predictions.shape[1])
+
+
 @dataclass
 class Ensemble:
-    """Weighted mean of member models' ``log(price)`` predictions.
+    """Weighted mean of member models' ``log(price)`` predictions, weights fixed or stacked.
+
+    With ``stack_folds = 0`` the weights are fixed (``weights``, or equal). With
+    ``stack_folds = K >= 2`` they are fitted on the training rows alone, every time the ensemble
+    is fitted: a shuffled K-fold split *of the training rows* gives each member's out-of-fold
+    predictions, and :func:`stack_weights` (non-negative least squares, normalized) regresses the
+    training prices on them. The rows to predict never take part, so the weights are tuned
+    without looking at validation or test rows.
 
     Attributes
     ----------
     members : tuple of str
         Names of models in the registry.
     weights : tuple of float, optional
-        One per member (normalized); equal weights when omitted.
+        Fixed weights, one per member (normalized); equal weights when omitted. Not used with
+        stacking.
+    stack_folds : int
+        0: fixed weights; K >= 2: weights fitted by K-fold inner cross-validation.
+    outliers : OutlierRule or None
+        Training rows the weight fit leaves out, as the pipelines leave them out of their fits
+        (``None``: every training row counts).
     """
 
     name: str
     members: tuple[str, ...]
     weights: tuple[float, ...] | None = None
     description: str = ""
+    stack_folds: int = 0
+    outliers: OutlierRule | None = field(default_factory=OutlierRule)
 
     def __post_init__(self) -> None:
         w = self.weights
         if w is not None and (len(w) != len(self.members) or min(w) < 0 or sum(w) <= 0):
             raise ConfigError("weights", self.weights,
                               f"{len(self.members)} non-negative numbers, not all 0")
+        folds = self.stack_folds
+        if not (isinstance(folds, int) and (folds == 0 or folds >= 2)):
+            raise ConfigError("stack_folds", folds, "0 (fixed weights) or an integer >= 2")
 
     def leaves(self) -> list[str]:
         """The models that must be fitted: members, and members of member ensembles, once each."""
         out: list[str] = []
         for name in self.members:
             model = get_model(name)
+            if isinstance(model, Ensemble) and model.stack_folds:
+                raise ConfigError("members", self.members,
+                                  f"models other than stacked ensembles ({name} is one)")
             for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
                 if leaf not in out:
                     out.append(leaf)
         return out
 
-    def combine(self, leaf_logs: dict[str, np.ndarray]) -> np.ndarray:
-        """Blend predictions of the :meth:`leaves` (name -> shape (m,)) into one, shape (m,)."""
+    def fixed_weights(self) -> np.ndarray:
+        """The fixed weights, normalized to sum to 1; shape (len(members),)."""
         w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights)
+        return w / w.sum()
+
+    def fit_weights(self, train: pd.DataFrame, seed: int) -> np.ndarray:
+        """Member weights for an ensemble fitted on ``train``; shape (len(members),).
+
+        Fixed weights come back as they are. Stacked weights come from ``stack_folds``-fold
+        cross-validation of every member on ``train`` (folds shuffled with ``seed``), then
+        :func:`stack_weights` on the out-of-fold ``log(price)`` predictions of the rows that
+        ``outliers`` keeps.
+        """
+        if not self.stack_folds:
+            return self.fixed_weights()
+        from mlplab.house.cv import fold_indices, fold_seed
+
+        oof = np.zeros((len(train), len(self.members)))
+        for i, (tr, va) in enumerate(fold_indices(len(train), self.stack_folds, seed)):
+            inner_train = train.iloc[tr].reset_index(drop=True)
+            inner_val = train.iloc[va].reset_index(drop=True)
+            for j, name in enumerate(self.members):
+                oof[va, j] = get_model(name).fit_predict_log(inner_train, inner_val,
+                                                             fold_seed(seed, i))
+        keep = np.ones(len(train), bool) if self.outliers is None else ~self.outliers.mask(train)
+        y_log = np.log(train[TARGET].to_numpy(np.float64))
+        return stack_weights(oof[keep], y_log[keep])
+
+    def combine(self, leaf_logs: dict[str, np.ndarray],
+                weights: np.ndarray | None = None) -> np.ndarray:
+        """Blend predictions of the :meth:`leaves` (name -> shape (m,)) into one, shape (m,).
+
+        ``weights`` (one per member, e.g. from :meth:`fit_weights`) default to the fixed ones.
+        """
+        w = self.fixed_weights() if weights is None else np.asarray(weights, dtype=np.float64)
         stacked = []
         for name in self.members:
             model = get_model(name)
@@ -353,9 +438,10 @@ class Ensemble:
         return (w[:, None] * np.stack(stacked)).sum(0) / w.sum()
 
     def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
-        """Fit every leaf model on ``train`` and blend their predictions for ``test``."""
+        """Fit the weights and every leaf model on ``train``; blended predictions for ``test``."""
+        weights = self.fit_weights(train, seed)
         return self.combine({m: get_model(m).fit_predict_log(train, test, seed)
-                             for m in self.leaves()})
+                             for m in self.leaves()}, weights)
 
 
 Model = BookBaseline | Pipeline | Ensemble
@@ -374,6 +460,10 @@ KERNEL_FEATURES = FeatureConfig(
 # Trees need neither squares nor clipping; fewer one-hot columns help "sqrt" feature sampling.
 TREE_FEATURES = FeatureConfig(min_category_count=10)
 
+# Inner folds of the stacked ensemble: 3 keeps its weight fit to about twice the members' own
+# fitting time (the inner fits use 2/3 of the training rows each).
+STACK_FOLDS = 3
+
 #: The tuned models under their public names (``mlplab house cv --models ...``).
 MODELS: dict[str, Model] = {
     m.name: m
@@ -387,8 +477,10 @@ MODELS: dict[str, Model] = {
         Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss"),
         Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
                  description="torch MLP, dropout + weight decay"),
+        Ensemble("stack", ("lasso", "svr", "gbm", "mlp"), stack_folds=STACK_FOLDS,
+                 description="lasso, svr, gbm, mlp; weights by inner-CV stacking"),
         Ensemble("best", ("lasso", "svr", "gbm", "mlp"),
-                 description="mean of lasso, svr, gbm, mlp"),
+                 description="equal-weight mean of lasso, svr, gbm, mlp"),
     )
 }
 
