@@ -661,7 +661,7 @@ def test_cli_defaults_name_the_registered_models():
     # the CLI spells its defaults out (importing the models at start-up would slow every command)
     models = inspect.signature(cv).parameters["models"].default
     assert models.default == ",".join(DEFAULT_MODELS)
-    assert set(DEFAULT_MODELS) == set(MODELS)
+    assert set(DEFAULT_MODELS) == set(MODELS) - {"stack"}  # stack: 3x the time, no better (--models stack)
     for name in MODELS:
         assert name in models.help and name in inspect.signature(submit).parameters[
             "model"].default.help
