@@ -45,6 +45,7 @@ from booklike import book_mlp, train_book_style
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep, summarize, train_group
+from mlplab.sweep.batched import GroupCallback
 from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
 
@@ -66,15 +67,18 @@ def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0)
     return time.perf_counter() - t0, history.final.test_acc
 
 
+def grid_spec(cells, epochs: int) -> SweepSpec:
+    """The study log's dropout-grid cells ``(p1, p2)`` as a sweep (the rows and columns they span)."""
+    return SweepSpec(
+        base={"hidden": (256, 256), "epochs": epochs, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
+        grid={"dropout1": sorted({c[0] for c in cells}), "dropout2": sorted({c[1] for c in cells})},
+    )  # fmt: skip
+
+
 def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False,
                 cuda_graphs: bool | None = None) -> tuple[float, float, int]:  # fmt: skip
     """``cells`` trained by ``run_sweep``: (seconds, mean test acc, models per group)."""
-    p1s = sorted({c[0] for c in cells})
-    p2s = sorted({c[1] for c in cells})
-    spec = SweepSpec(
-        base={"hidden": (256, 256), "epochs": epochs, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
-        grid={"dropout1": p1s, "dropout2": p2s},
-    )  # fmt: skip
+    spec = grid_spec(cells, epochs)
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
         report = run_sweep(spec, data, out, device=device, max_models=max_models, tf32=tf32, cuda_graphs=cuda_graphs)
@@ -146,18 +150,14 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
             (("stacked baddbmm (mlplab)", stacked), ("torch.func.vmap", vmapped), ("loop over K models", loop))}  # fmt: skip
 
 
-class _Profiled:
-    """A group callback stepping a torch profiler: ``steps`` steps recorded after 10 warm-up steps."""
+class _Profiled(GroupCallback):
+    """Steps a torch profiler after every batch (its schedule decides which steps it records)."""
 
     def __init__(self, prof) -> None:
         self.prof = prof
 
-    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None: ...
-
     def on_batch_end(self, epoch: int, batch: int) -> None:
         self.prof.step()
-
-    def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
 
 
 def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
@@ -166,13 +166,12 @@ def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
 
     from mlplab.sweep.runner import tf32_matmuls
 
-    spec = SweepSpec(base={"hidden": (256, 256), "epochs": 1, "lr": 0.5, "batch_size": 256, "init": "normal:0.01"},
-                     grid={"dropout1": sorted({c[0] for c in cells}), "dropout2": sorted({c[1] for c in cells})})  # fmt: skip
-    trials = spec.trials(n_inputs=data.train.X.shape[1], n_outputs=10)
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    trials = grid_spec(cells, 1).trials(n_inputs=data.train.X.shape[1], n_outputs=10)
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     with tf32_matmuls(tf32, torch.device(device)), profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof:
         train_group(trials, data, device, [_Profiled(prof)], cuda_graphs=False)  # eager: the kernels one by one
-    key = "self_cuda_time_total" if device.startswith("cuda") else "self_cpu_time_total"
+    key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(f"\n### Profile: {steps} eager training steps of one group of {len(trials)} models (sorted by {key})\n")
     print("```")
     print(prof.key_averages().table(sort_by=key, row_limit=18, max_name_column_width=48))
@@ -289,15 +288,16 @@ def main() -> None:
     raw = fashion_mnist.load(args.data_dir, download=False)
     data = fashion_mnist_data(args.data_dir, download=False).to(args.device)
     spread = [GRID[i] for i in np.linspace(0, 99, max(args.book_cells, args.fit_cells)).round().astype(int)]
-    if args.device.startswith("cuda"):  # CUDA context, cuBLAS handles, kernel loading: once per process, not timed
+    cuda = args.device.startswith("cuda")
+    if cuda:  # CUDA context, cuBLAS handles, kernel loading: once per process, not timed
         warm_s, _, _ = sweep_cells(data, GRID[:2], 1, args.device, None, args.tf32)
         print(f"CUDA warm-up (a 2-model sweep, 1 epoch, in the same process): {warm_s:.2f} s, not counted below\n")
 
-    sweep_s, sweep_acc, k = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32)
-    n_sweep = len(sub_grid(args.cells)) * args.epochs
-    cuda = args.device.startswith("cuda")
+    cells = sub_grid(args.cells)
+    sweep_s, sweep_acc, k = sweep_cells(data, cells, args.epochs, args.device, args.max_models, args.tf32)
+    n_sweep = len(cells) * args.epochs
     if cuda:  # the same sweep with every step launched kernel by kernel, for comparison
-        eager_s, eager_acc, _ = sweep_cells(data, sub_grid(args.cells), args.epochs, args.device, args.max_models, args.tf32, False)
+        eager_s, eager_acc, _ = sweep_cells(data, cells, args.epochs, args.device, args.max_models, args.tf32, False)
     book = [book_style(raw, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.book_cells]]
     fits = [fit_one(data, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.fit_cells]]
     book_per = sum(s for s, _ in book) / (len(book) * args.book_epochs)
@@ -328,13 +328,13 @@ def main() -> None:
         print("|---|---|---|---|")
         for name, sec in times.items():
             print(f"| {name} | {sec * 1e3:.1f} | {sec * 1e3 / K:.2f} | {sec / fastest:.2f}x |")
-    cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
-    print(f"\nbook-style cells (p1, p2): {cells}; their test accuracy after {args.book_epochs} epoch(s): "
+    book_cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
+    print(f"\nbook-style cells (p1, p2): {book_cells}; their test accuracy after {args.book_epochs} epoch(s): "
           f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
           f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s)"
           + (f" (eager steps: {eager_acc:.4f})." if cuda else "."))  # fmt: skip
     if args.profile:
-        profile_group(data, sub_grid(args.cells), args.profile, args.device, args.tf32)
+        profile_group(data, cells, args.profile, args.device, args.tf32)
 
 
 if __name__ == "__main__":

@@ -130,9 +130,7 @@ def run(
     """
     part_list = parse_csv("--parts", parts, str, ", ".join(PARTS))
     if quick:
-        config = StudyConfig.quick(part_list, device)
-        if source_optimizer != config.source.optimizer:
-            config = dataclasses.replace(config, source=dataclasses.replace(config.source, optimizer=source_optimizer, lr=None))
+        config = StudyConfig.quick(part_list, device, source_optimizer)
     else:
         s = _seeds(seeds)
         config = StudyConfig(part_list, SourceConfig(optimizer=source_optimizer, device=device), LabelShiftConfig(seeds=s),

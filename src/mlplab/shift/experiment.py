@@ -8,8 +8,8 @@ Protocol (what is trained on what):
 - **Source classifier** (:func:`train_source`): the chapter's 784-256-10 MLP, trained with Adam
   (lr 1e-3, batch 256, 10 epochs: test accuracy about 0.87) on 50,000 training images;
   ``SourceConfig(optimizer="sgd")`` trains it the chapter's way (d2l 4.3: SGD lr 0.1), which
-  ends about 0.82-0.84 and less well calibrated. The other 10,000 training images (1,000 per class, drawn with the
-  source seed) are the *held-out source* data: never trained on, they give BBSE's confusion
+  ends about 0.82-0.84 and less well calibrated. The other 10,000 training images (1,000 per
+  class, drawn with the source seed) are the *held-out source* data: never trained on, they give BBSE's confusion
   matrix, the calibration fit, and the concept-shift training examples. One source classifier
   serves every label-shift seed and every concept-shift seed.
 - **Label shift** (:func:`label_shift_study`): per seed, target priors ``q`` (Dirichlet(alpha),
@@ -242,14 +242,14 @@ class StudyConfig:
                 raise ConfigError("parts", p, f"expected some of {', '.join(PARTS)}")
 
     @classmethod
-    def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu") -> "StudyConfig":
+    def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu", source_optimizer: str = "adam") -> "StudyConfig":
         """A smaller study for a first look, about 20 s on one core: 3 seeds, a 3-epoch source
         classifier, covariate shift with softmax regression only (trained as long as in the full
         study: with fewer epochs the weighted model is not converged and the verdict flips)."""
         seeds = (0, 1, 2)
         return cls(
             parts=tuple(parts),
-            source=SourceConfig(epochs=3, device=device),
+            source=SourceConfig(epochs=3, optimizer=source_optimizer, device=device),
             label=LabelShiftConfig(seeds=seeds),
             covariate=CovariateShiftConfig(seeds=seeds, models=((),), device=device),
             concept=ConceptShiftConfig(seeds=seeds, n_train=(500,), epochs=4),
@@ -427,9 +427,10 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
 
         base = row("none", np.ones(k), probs)
         rows.append(base)
-        rows.append(row("none+bcts", np.ones(k), bcts(probs)))  # calibration alone: what +bcts owes to no w
+        calibrated = bcts(probs)
+        rows.append(row("none+bcts", np.ones(k), calibrated))  # calibration alone: what +bcts owes to no w
         rows.append(row("oracle", w_true, adjust_predictions(probs, w_true)))
-        rows.append(row("oracle+bcts", w_true, adjust_predictions(bcts(probs), w_true)))
+        rows.append(row("oracle+bcts", w_true, adjust_predictions(calibrated, w_true)))
         estimates = {}
         for spec in config.estimators:
             method, calibration = parse_estimator(spec)

@@ -16,10 +16,7 @@ __all__ = ["concept_figure", "concept_table", "covariate_table", "label_table", 
 
 
 def _fmt(ci: MeanCI | None, digits: int = 4, scale: float = 1.0) -> str:
-    if ci is None:
-        return "-"
-    mean, half = ci.mean * scale, ci.half_width * scale
-    return f"{mean:.{digits}f}" if np.isnan(half) else f"{mean:.{digits}f} ± {half:.{digits}f}"
+    return "-" if ci is None else MeanCI(ci.mean * scale, ci.half_width * scale, ci.n).format(digits)
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -51,8 +48,7 @@ def label_table(result: PartResult) -> str:
         "`+ts`/`+bcts` = probabilities (temperature / bias-corrected temperature) calibrated on the "
         "held-out source first, then used both to estimate w and to make the adjusted predictions "
         "(`oracle+bcts`: true w on calibrated probabilities; `none+bcts`: calibration alone, ŵ = 1); "
-        "`(retrain)` = MLP retrained with "
-        "class-weighted loss.",
+        "`(retrain)` = MLP retrained with class-weighted loss.",
     ]
     estimators = [s for s in summary if s["estimator"] in cfg["estimators"]]
     if estimators:

@@ -301,7 +301,8 @@ class _Step:
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
         self.graphed = graphed
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[Tensor, Tensor, list[Tensor | None]] | None = None
+        self.static: tuple[Tensor, Tensor, list[Tensor | None]] | None = None  # batch and uniforms
+        self.side: torch.cuda.Stream | None = None  # the warm-up steps' stream
         self.warm = 0
 
     def run(self, X: Tensor, y: Tensor, U: Sequence[Tensor | None]) -> None:
@@ -320,20 +321,18 @@ class _Step:
         if not (self.graphed and full):
             self.run(X, y, self.streams.draw(len(y), self.widths))
             return
+        Us = self.streams.draw(len(y), self.widths, out=self.static[2] if self.static else None)
         if self.static is None:
-            self.static = (torch.empty_like(X), torch.empty_like(y), self.streams.draw(len(y), self.widths))
-            Xs, ys, Us = self.static  # the first draw fills Us: this step's uniforms
-        else:
-            Xs, ys, Us = self.static
-            self.streams.draw(len(y), self.widths, out=Us)
+            self.static = (torch.empty_like(X), torch.empty_like(y), Us)
+            self.side = torch.cuda.Stream(device=X.device)
+        Xs, ys, _ = self.static
         Xs.copy_(X)
         ys.copy_(y)
         if self.graph is None and self.warm < self.WARMUP:
-            side = torch.cuda.Stream(device=X.device)
-            side.wait_stream(torch.cuda.current_stream(X.device))
-            with torch.cuda.stream(side):
+            self.side.wait_stream(torch.cuda.current_stream(X.device))
+            with torch.cuda.stream(self.side):
                 self.run(Xs, ys, Us)
-            torch.cuda.current_stream(X.device).wait_stream(side)
+            torch.cuda.current_stream(X.device).wait_stream(self.side)
             self.warm += 1
             return
         if self.graph is None:  # capturing records the work without running it: replay it below
@@ -341,11 +340,6 @@ class _Step:
             with torch.cuda.graph(self.graph):
                 self.run(Xs, ys, Us)
         self.graph.replay()
-
-
-def cuda_graphs_default(device: torch.device) -> bool:
-    """Whether :func:`train_group` replays its steps as CUDA graphs by default: on CUDA devices."""
-    return device.type == "cuda" and hasattr(torch.cuda, "CUDAGraph")
 
 
 def train_group(
@@ -386,7 +380,7 @@ def train_group(
     if any(group_key(t) != group_key(first) for t in trials):
         raise ConfigError("trials", len(trials), "all trials of a group must share shape, optimizer, batch size, epochs and seed")
     device = resolve_device(str(device))
-    graphed = cuda_graphs_default(device) if cuda_graphs is None else bool(cuda_graphs)
+    graphed = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
     if graphed and device.type != "cuda":
         raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")
     data = data.to(device)
@@ -405,8 +399,7 @@ def train_group(
     lr = per_model([t.train.lr for t in trials])
     wd = per_model([t.train.weight_decay for t in trials])
     wd_bias = per_model([t.train.weight_decay if t.train.decay_biases else 0.0 for t in trials])
-    optimizer = make_batched_optimizer(cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()],
-                                       device_step=graphed)  # fmt: skip
+    optimizer = make_batched_optimizer(cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()])
     streams = DropoutStreams(cfg.seed, torch.tensor([t.model.dropout_per_layer for t in trials]).reshape(K, len(first.model.hidden)), device)
 
     order = torch.Generator().manual_seed(cfg.seed)  # the same batch order as fit for this seed

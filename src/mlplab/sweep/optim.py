@@ -15,14 +15,12 @@ A model marked dead (its loss became non-finite) is frozen: its gradients are re
 never move again, whatever values they hold, and nothing of it reaches the other models.
 
 Every step is a fixed sequence of tensor operations with no value read back to the host, so a
-step can be captured in a CUDA graph; Adam then keeps its step count on the device
-(``device_step=True``), as ``torch.optim.Adam(capturable=True)`` does, because a Python counter
-would be frozen into the graph.
+step can be captured in a CUDA graph; that is why Adam keeps its step count on the device, as
+``torch.optim.Adam(capturable=True)`` does: a Python counter would be frozen into the graph.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Sequence
 
 import torch
@@ -72,27 +70,20 @@ class BatchedSGD(BatchedOptimizer):
 class BatchedAdam(BatchedOptimizer):
     """Adam (``decoupled=False``, L2 in the gradient) or AdamW (``decoupled=True``)."""
 
-    def __init__(self, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], decoupled: bool,
-                 device_step: bool = False) -> None:  # fmt: skip
+    def __init__(self, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], decoupled: bool) -> None:
         super().__init__(params, lr, weight_decay)
         self.decoupled = decoupled
         self.m = [torch.zeros_like(p) for p in self.params]
         self.v = [torch.zeros_like(p) for p in self.params]
-        self.t = 0
-        # the step count as a float64 scalar on the device (CUDA graphs), else a Python int
-        self.t_device = torch.zeros((), dtype=torch.float64, device=lr.device) if device_step else None
+        self.t = torch.zeros((), dtype=torch.float64, device=lr.device)  # steps taken, on the device
 
     @torch.no_grad()
     def step(self, grads: Sequence[Tensor], alive: Tensor) -> None:
         b1, b2 = BETAS
         dead = ~alive.view(-1, 1, 1)  # (K, 1, 1)
         lr = self.lr * alive.view(-1, 1, 1)  # (K, 1, 1)
-        if self.t_device is not None:
-            self.t_device += 1
-            bc1, sqrt_bc2 = 1 - b1**self.t_device, (1 - b2**self.t_device).sqrt()  # 0-d tensors
-        else:
-            self.t += 1
-            bc1, sqrt_bc2 = 1 - b1**self.t, math.sqrt(1 - b2**self.t)
+        self.t += 1
+        bc1, sqrt_bc2 = 1 - b1**self.t, (1 - b2**self.t).sqrt()  # 0-d tensors
         for p, g, m, v, wd, decay in zip(self.params, grads, self.m, self.v, self.weight_decay, self.has_decay):
             if decay and self.decoupled:
                 p.mul_(1 - lr * wd)
@@ -106,12 +97,9 @@ class BatchedAdam(BatchedOptimizer):
 
 
 def make_batched_optimizer(
-    name: str, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor], device_step: bool = False
+    name: str, params: Sequence[Tensor], lr: Tensor, weight_decay: Sequence[Tensor]
 ) -> BatchedOptimizer:
-    """The batched counterpart of ``mlplab.train.make_optimizer`` for ``sgd``, ``adam``, ``adamw``.
-
-    ``device_step``: keep Adam's step count on the device, for steps replayed from a CUDA graph.
-    """
+    """The batched counterpart of ``mlplab.train.make_optimizer`` for ``sgd``, ``adam``, ``adamw``."""
     if name == "sgd":
         return BatchedSGD(params, lr, weight_decay)
-    return BatchedAdam(params, lr, weight_decay, decoupled=(name == "adamw"), device_step=device_step)
+    return BatchedAdam(params, lr, weight_decay, decoupled=(name == "adamw"))

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from mlplab.errors import ConfigError
-from mlplab.stats import aggregate
+from mlplab.stats import MeanCI, aggregate
 from mlplab.sweep.store import SweepStore
 
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
@@ -120,11 +120,7 @@ def format_value(value: object) -> str:
 
 def format_metric(mean: float, ci: float, digits: int = 4) -> str:
     """``0.8512 ± 0.0031``; the mean alone when there is no interval; ``nan`` when undefined."""
-    if math.isnan(mean):
-        return "nan"
-    if math.isnan(ci):
-        return f"{mean:.{digits}f}"
-    return f"{mean:.{digits}f} ± {ci:.{digits}f}"
+    return MeanCI(mean, ci, 0).format(digits)
 
 
 def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str]) -> list[list[str]]:
@@ -140,7 +136,7 @@ def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[
 
 def markdown_table(summary: pd.DataFrame, metrics: Sequence[str] = ("final_test_acc", "final_train_loss")) -> str:
     """The summary as a markdown table (varying hyperparameters, seeds, metrics with 95% CI)."""
-    columns = [c for c in hyperparameters(summary) if summary[c].nunique(dropna=False) > 1]
+    columns = varying(summary)
     header = [*columns, "seeds", "diverged", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(summary, columns, metrics)]
