@@ -45,7 +45,7 @@ from booklike import book_mlp, train_book_style
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, run_sweep, summarize, train_group
-from mlplab.sweep.batched import GroupCallback
+from mlplab.sweep.batched import GroupCallback, per_model_cross_entropy
 from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
 
@@ -118,7 +118,7 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
 
     def stacked() -> None:
         logits = model.forward(X, streams.gates(256, [256, 256]))
-        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)
+        losses = per_model_cross_entropy(logits, y).mean(1)
         opt.step(torch.autograd.grad(losses.sum(), params), alive)
 
     nets = [build_mlp(t.model, torch.Generator().manual_seed(0)).to(device) for t in trials]
@@ -131,7 +131,7 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
 
     def vmapped() -> None:
         logits = torch.func.vmap(call, in_dims=(0, 0, None), randomness="different")(weights, buffers, X)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)
+        losses = per_model_cross_entropy(logits, y).mean(1)
         grads = torch.autograd.grad(losses.sum(), list(weights.values()))
         with torch.no_grad():
             for w, g in zip(weights.values(), grads):

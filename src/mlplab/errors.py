@@ -19,5 +19,11 @@ class ConfigError(MlplabError, ValueError):
         super().__init__(f"{field} = {value!r} is invalid: {allowed}")
 
 
+def check_int(name: str, value: object, minimum: int) -> None:
+    """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(name, value, f"must be an integer >= {minimum}")
+
+
 class DataError(MlplabError):
     """A data file or folder that is missing, corrupt or does not match what was expected."""

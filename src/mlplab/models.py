@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_int
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -104,9 +104,7 @@ class ModelConfig:
             if isinstance(width, bool) or not isinstance(width, int) or width < 1:
                 raise ConfigError(f"hidden[{i}]", width, "layer widths must be integers >= 1")
         for name in ("n_inputs", "n_outputs"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(name, value, "must be an integer >= 1")
+            check_int(name, getattr(self, name), 1)
         if self.activation not in ACTIVATIONS:
             raise ConfigError("activation", self.activation, f"expected one of {', '.join(ACTIVATIONS)}")
         if self.dropout and not self.hidden:

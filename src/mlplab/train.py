@@ -23,7 +23,7 @@ from torch import nn
 
 from mlplab.atomic import atomic_path
 from mlplab.data.batching import Data, Split, batches, num_batches
-from mlplab.errors import ConfigError, MlplabError
+from mlplab.errors import ConfigError, MlplabError, check_int
 from mlplab.scratch.sgd import SGD as ScratchSGD
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -46,9 +46,9 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 1)
-        _check_int("seed", self.seed, 0)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_int("seed", self.seed, 0)
         if self.optimizer not in OPTIMIZERS:
             raise ConfigError("optimizer", self.optimizer, f"expected one of {', '.join(OPTIMIZERS)}")
         if self.loss not in LOSSES:
@@ -60,11 +60,6 @@ class TrainConfig:
             raise ConfigError("weight_decay", wd, "weight decay must be a finite number >= 0")
         if not _DEVICE_RE.match(str(self.device)):
             raise ConfigError("device", self.device, "expected cpu, cuda, cuda:N or mps")
-
-
-def _check_int(name: str, value: object, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(name, value, f"must be an integer >= {minimum}")
 
 
 def resolve_device(name: str) -> torch.device:

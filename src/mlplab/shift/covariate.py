@@ -32,7 +32,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from mlplab.errors import ConfigError
-from mlplab.shift.inputs import ShiftInputError, as_numpy, check_matrix
+from mlplab.shift.inputs import as_numpy, check_matrix, check_weights
 
 DEFAULT_CLIP = 20.0  # c: weights above 20x the average source example's are cut
 
@@ -152,7 +152,5 @@ def covariate_weights(
 
 def effective_sample_size(weights: object) -> float:
     """Kish's effective sample size ``(sum w)^2 / sum w^2`` of non-negative weights (n,)."""
-    w = as_numpy(weights).astype(np.float64).ravel()
-    if w.size == 0 or not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
-        raise ShiftInputError("weights must be a non-empty array of finite numbers >= 0, not all zero")
+    w = check_weights("weights", as_numpy(weights).ravel())
     return float(w.sum() ** 2 / np.sum(w**2))

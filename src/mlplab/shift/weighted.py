@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlplab.data.batching import Split, batches, num_batches
-from mlplab.shift.inputs import ShiftInputError, as_numpy
+from mlplab.shift.inputs import ShiftInputError, as_numpy, check_weights
 from mlplab.train import Callback, EpochRecord, History, TrainConfig, evaluate, make_optimizer, resolve_device
 
 
@@ -39,8 +39,7 @@ def normalized_weights(weights: object, n: int) -> torch.Tensor:
     w = as_numpy(weights).astype(np.float64).ravel()
     if len(w) != n:
         raise ShiftInputError(f"sample_weight has {len(w)} entries but the training split has {n} examples")
-    if not np.all(np.isfinite(w)) or np.any(w < 0) or not np.any(w > 0):
-        raise ShiftInputError("sample_weight must be finite, >= 0 and not all zero")
+    w = check_weights("sample_weight", w)
     return torch.from_numpy(w / w.mean()).float()
 
 

@@ -192,10 +192,9 @@ class DropoutStreams:
     def __init__(self, seed: int, p: Tensor, device: torch.device) -> None:
         self.p = p.to(device=device, dtype=torch.float32)  # (K, L)
         self.scale = 1.0 / (1.0 - self.p)  # (K, L)
-        self.active = [bool((p[:, layer] > 0).any()) for layer in range(p.shape[1])]
-        self.generators = [
-            torch.Generator(device=device).manual_seed(dropout_seed(seed, layer)) if on else None
-            for layer, on in enumerate(self.active)
+        self.generators = [  # a stream only for layers that some model drops
+            torch.Generator(device=device).manual_seed(dropout_seed(seed, layer)) if bool((p[:, layer] > 0).any()) else None
+            for layer in range(p.shape[1])
         ]  # fmt: skip
         self.device = device
 
@@ -252,6 +251,12 @@ class GroupCallback:
     def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
 
 
+def per_model_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of each of K models' logits (K, B, C) against the shared labels y (B,): (K, B)."""
+    K = logits.shape[0]
+    return F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1)
+
+
 @torch.no_grad()
 def evaluate_batched(model: BatchedMLP, split: Split, rows: int = 2048) -> tuple[Tensor, Tensor]:
     """Mean cross-entropy and accuracy of every model on ``split`` (no dropout, no grad).
@@ -265,7 +270,7 @@ def evaluate_batched(model: BatchedMLP, split: Split, rows: int = 2048) -> tuple
     correct = torch.zeros(K, dtype=torch.int64, device=split.X.device)
     for X, y in batches(split, rows, shuffle=False):
         logits = model.forward(X)  # (K, b, C)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1)  # (K, b)
+        loss = per_model_cross_entropy(logits, y)  # (K, b)
         total += loss.mean(1).double() * len(y)
         correct += (logits.argmax(-1) == y).sum(1)
     n = len(split)
@@ -307,9 +312,8 @@ class _Step:
 
     def run(self, X: Tensor, y: Tensor, U: Sequence[Tensor | None]) -> None:
         """The step itself, on whatever tensors it is given (eager, or being captured)."""
-        K = self.model.n_models
         logits = self.model.forward(X, self.streams.gates_from(U))  # (K, B, C)
-        losses = F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1).mean(1)  # (K,)
+        losses = per_model_cross_entropy(logits, y).mean(1)  # (K,)
         grads = torch.autograd.grad(losses.sum(), self.params)
         with torch.no_grad():
             self.alive &= torch.isfinite(losses)

@@ -47,7 +47,7 @@ else:  # Python 3.10: the same parser, as a package (a dependency there)
 
 import numpy as np
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_int
 from mlplab.models import ACTIVATIONS, ModelConfig, parse_init
 from mlplab.train import OPTIMIZERS, TrainConfig
 
@@ -367,8 +367,7 @@ class SweepSpec:
         object.__setattr__(self, "seeds", seeds)
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
             raise ConfigError("samples", self.samples, "the number of random draws must be an integer >= 1")
-        if isinstance(self.search_seed, bool) or not isinstance(self.search_seed, int) or self.search_seed < 0:
-            raise ConfigError("search_seed", self.search_seed, "must be an integer >= 0")
+        check_int("search_seed", self.search_seed, 0)
         n = len(seeds) * math.prod(len(v) for v in grid.values()) * (self.samples if random else 1)
         if n > MAX_TRIALS:
             raise ConfigError("sweep", f"{n} trials", f"at most {MAX_TRIALS} models per sweep; shrink the grid or the seeds")
