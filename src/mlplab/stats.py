@@ -15,6 +15,8 @@ which covers the true mean with probability ``c`` when the per-seed results are 
 
 from __future__ import annotations
 
+import functools
+
 import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -31,6 +33,7 @@ def _check_confidence(confidence: float) -> None:
         raise ConfigError("confidence", confidence, "a confidence level must be in (0, 1), e.g. 0.95")
 
 
+@functools.lru_cache(maxsize=256)  # a sweep summary asks for the same few values thousands of times
 def t_critical(dof: int, confidence: float = 0.95) -> float:
     """The two-sided critical value ``t_{(1+c)/2, dof}`` of Student's t distribution.
 

@@ -276,7 +276,7 @@ def fit(
         torch.manual_seed(config.seed)
         ckpt = Path(checkpoint) if checkpoint is not None else None
         if resume and ckpt is not None and ckpt.exists():
-            history = _restore(ckpt, model, optimizer, order, config, device)
+            history = _restore(ckpt, model, optimizer, order, config, device, rng_devices)
         start = len(history.records)
         for cb in callbacks:
             cb.on_train_begin(config, n_batches, start)
@@ -338,7 +338,8 @@ def save_atomic(obj: object, path: Path) -> None:
         torch.save(obj, tmp)
 
 
-def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device) -> History:
+def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device,
+             rng_devices: list[torch.device]) -> History:  # fmt: skip
     try:
         state = torch.load(path, map_location=device, weights_only=False)
     except Exception as exc:  # torch raises many kinds for a damaged file
@@ -358,6 +359,6 @@ def _restore(path: Path, model, optimizer, order: torch.Generator, config: Train
     optimizer.load_state_dict(state["optimizer"])
     order.set_state(state["order_rng"].cpu())
     torch.set_rng_state(state["cpu_rng"].cpu())
-    for d, s in zip([device] if device.type == "cuda" else [], state["cuda_rng"]):
+    for d, s in zip(rng_devices, state["cuda_rng"]):
         torch.cuda.set_rng_state(s.cpu(), d)
     return History.from_dict(state["history"])

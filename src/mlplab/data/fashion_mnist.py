@@ -9,6 +9,8 @@ upstream ``.gz`` files are both accepted. A missing file is downloaded into the 
 
 from __future__ import annotations
 
+import functools
+
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,25 +75,16 @@ class FashionMNIST:
     paths: dict[str, Path] = field(default_factory=dict)
 
 
-def _candidates(spec: FileSpec, folder: Path) -> list[Path]:
-    return [folder / f"{spec.name}.gz", folder / spec.name]
-
-
 def find_file(key: str, data_dir: str | os.PathLike[str] | None = None) -> Path | None:
-    """The first existing file for ``key`` in the search order, or None."""
-    spec = FILES[key]
-    for place in sources.search_dirs(DATASET, data_dir, SYSTEM_DIR):
-        for path in _candidates(spec, place.path):
-            if path.is_file():
-                return path
-    return None
+    """The first existing file for ``key`` (gzipped or not) in the search order, or None."""
+    name = FILES[key].name
+    return sources.find_first(DATASET, [f"{name}.gz", name], data_dir, SYSTEM_DIR)
 
 
-def load_file(key: str, path: Path, *, content: bytes | None = None) -> np.ndarray:
+def load_file(key: str, path: Path) -> np.ndarray:
     """Read and verify one file: IDX structure, SHA-256 of the content, shape, label range."""
     spec = FILES[key]
-    if content is None:
-        content = read_bytes(path)
+    content = read_bytes(path)
     digest = sources.sha256_of(content)
     if digest != spec.sha256:
         raise DataError(
@@ -102,13 +95,6 @@ def load_file(key: str, path: Path, *, content: bytes | None = None) -> np.ndarr
     if array.shape != spec.shape or array.dtype != np.uint8:  # cannot happen with a good hash
         raise IdxError(f"{path}: shape {array.shape} {array.dtype}, expected {spec.shape} uint8")
     return array
-
-
-def _verify_download(key: str):
-    def verify(tmp: Path) -> None:
-        load_file(key, tmp)
-
-    return verify
 
 
 def fetch(
@@ -139,7 +125,7 @@ def fetch(
                 )
             dest = sources.cache_dir() / DATASET / f"{spec.name}.gz"
             path = sources.download(
-                [m + f"{spec.name}.gz" for m in MIRRORS], dest, _verify_download(key),
+                [m + f"{spec.name}.gz" for m in MIRRORS], dest, functools.partial(load_file, key),
                 timeout=timeout, retries=retries,
                 progress=progress,
             )  # fmt: skip

@@ -61,6 +61,18 @@ def search_dirs(
     return dirs
 
 
+def find_first(
+    dataset: str, names: Sequence[str], data_dir: str | os.PathLike[str] | None = None, system_dir: str | None = None
+) -> Path | None:
+    """The first existing file called one of ``names`` in the :func:`search_dirs` order, or None."""
+    for place in search_dirs(dataset, data_dir, system_dir):
+        for name in names:
+            path = place.path / name
+            if path.is_file():
+                return path
+    return None
+
+
 def sha256_of(data: bytes) -> str:
     """Hex SHA-256 of ``data``."""
     return hashlib.sha256(data).hexdigest()

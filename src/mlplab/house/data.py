@@ -154,7 +154,7 @@ def load(
     """
     paths = {}
     for kind in ("train", "test"):
-        path = _find(kind, data_dir)
+        path = sources.find_first(DATASET, FILES[kind].names, data_dir)
         if path is None:
             if not download:
                 raise DataError(_not_found_message(kind, data_dir))
@@ -265,15 +265,6 @@ def _text(col: pd.Series) -> pd.Series:
     arr = np.full(len(col), np.nan, dtype=object)
     arr[present] = col[present].astype(str).to_numpy(dtype=object)
     return pd.Series(arr, index=col.index, dtype=object)
-
-
-def _find(kind: str, data_dir: str | os.PathLike[str] | None) -> Path | None:
-    for place in sources.search_dirs(DATASET, data_dir):
-        for name in FILES[kind].names:
-            candidate = place.path / name
-            if candidate.is_file():
-                return candidate
-    return None
 
 
 def _verify(kind: str, path: Path) -> None:
