@@ -142,3 +142,27 @@ def test_run_shift_is_the_shift_study_command():
     alias, original = root.commands["run"].commands["shift"], root.commands["shift"].commands["run"]
     assert [p.name for p in alias.params] == [p.name for p in original.params]
     assert len(alias.params) > 3
+
+
+def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tmp_path):
+    # a run killed while resuming must leave every epoch so far in history.json, not only the new ones
+    from rich.progress import Progress
+
+    from mlplab.cli.train import TerminalProgress
+    from mlplab.data import Data, Split
+    from mlplab.train import Callback, TrainConfig, fit
+
+    X = torch.randn(64, 5, generator=gen)
+    data = Data(Split(X, (X[:, 0] > 0).long()), Split(X[:16], (X[:16, 0] > 0).long()))
+    seen = []
+
+    class Watch(Callback):
+        def on_epoch_end(self, record) -> None:
+            seen.append([r["epoch"] for r in json.loads((tmp_path / "history.json").read_text())])
+
+    net, ckpt = torch.nn.Linear(5, 2), tmp_path / "ckpt.pt"
+    fit(net, data, TrainConfig(epochs=1, batch_size=16), checkpoint=ckpt)
+    with Progress(transient=True) as progress:
+        fit(net, data, TrainConfig(epochs=3, batch_size=16), callbacks=[TerminalProgress(progress, tmp_path), Watch()],
+            checkpoint=ckpt, resume=True)  # fmt: skip
+    assert seen == [[1, 2], [1, 2, 3]]

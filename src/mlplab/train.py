@@ -127,7 +127,9 @@ class History:
 class Callback:
     """Hooks called by :func:`fit`; override the ones you need (progress bars, logging)."""
 
-    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, start_epoch: int) -> None: ...
+    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, history: History) -> None:
+        """``history`` is the run's own: it holds the epochs restored from a checkpoint, and each
+        new epoch is appended to it before :meth:`on_epoch_end` is called."""
 
     def on_batch_end(self, epoch: int, batch: int) -> None: ...
 
@@ -279,7 +281,7 @@ def fit(
             history = _restore(ckpt, model, optimizer, order, config, device, rng_devices)
         start = len(history.records)
         for cb in callbacks:
-            cb.on_train_begin(config, n_batches, start)
+            cb.on_train_begin(config, n_batches, history)
         for epoch in range(start + 1, config.epochs + 1):
             if history.status != "ok":
                 break

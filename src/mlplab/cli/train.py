@@ -39,11 +39,13 @@ class TerminalProgress(Callback):
     def __init__(self, progress: Progress, out: Path | None = None) -> None:
         self.progress, self.out = progress, out
         self.task = None
-        self.history = History()
+        self.history: History | None = None  # fit's own, restored epochs included
 
-    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, start_epoch: int) -> None:
+    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, history: History) -> None:
+        self.history = history
         total = batches_per_epoch * config.epochs
-        self.task = self.progress.add_task("training", total=total, completed=batches_per_epoch * start_epoch)
+        done = batches_per_epoch * len(history.records)
+        self.task = self.progress.add_task("training", total=total, completed=done)
         self.progress.console.print(HEADER)
 
     def on_batch_end(self, epoch: int, batch: int) -> None:
@@ -51,7 +53,6 @@ class TerminalProgress(Callback):
 
     def on_epoch_end(self, record: EpochRecord) -> None:
         self.progress.console.print(format_record(record))
-        self.history.records.append(record)
         if self.out is not None:  # keep the files current, so a killed run leaves its curves so far
             save_history(self.out, self.history)
 

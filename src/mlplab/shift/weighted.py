@@ -88,7 +88,7 @@ def fit_weighted(
     history = History()
     n = len(train)
     for cb in callbacks:
-        cb.on_train_begin(config, num_batches(n, config.batch_size), 0)
+        cb.on_train_begin(config, num_batches(n, config.batch_size), history)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
         for epoch in range(1, config.epochs + 1):
