@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import platform
-import subprocess
 import sys
 import time
 
 import numpy as np
 import torch
 
+from machine import cpu_name
 from mlplab.cli.house import app as house_app
 from mlplab.house import (
     DEFAULT_MODELS,
@@ -34,17 +34,6 @@ from mlplab.house import (
     get_model,
     load,
 )
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return platform.processor() or "unknown"
 
 
 def main() -> None:

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import torch
 
+from machine import cpu_name
 from mlplab.data import fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.atomic import write_text
@@ -30,14 +29,6 @@ from mlplab.scratch import MLP
 from mlplab.train import TrainConfig, fit
 
 IMPLS = ("concise", "scratch")
-
-
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, check=True).stdout
-        return next(line.split(":", 1)[1].strip() for line in out.splitlines() if line.startswith("Model name"))
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        return platform.processor() or "unknown CPU"
 
 
 def build(impl: str, seed: int):

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from machine import cpu_name
+from mlplab.atomic import write_text
 from mlplab.data import fashion_mnist_data
 from mlplab.shift import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
                           concept_shift_study, covariate_shift_study, covariate_weights,
@@ -37,12 +38,7 @@ from mlplab.shift.report import concept_table, covariate_table, label_table
 
 
 def machine() -> str:
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True, check=True).stdout.splitlines() if line.startswith("Model name"))  # fmt: skip
-    except (OSError, subprocess.CalledProcessError, StopIteration):
-        cpu = platform.processor() or "unknown CPU"
-    return (f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
+    return (f"{cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} thread(s)), "
             f"Python {platform.python_version()}")  # fmt: skip
 
 
@@ -207,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     report = "\n".join(lines)
     print(report)
     if args.out is not None:
-        args.out.write_text(report, encoding="utf-8")
+        write_text(args.out, report)
     return 0
 
 

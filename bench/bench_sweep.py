@@ -30,9 +30,7 @@ from __future__ import annotations
 import argparse
 import copy
 import math
-import platform
 import re
-import subprocess
 import tempfile
 import time
 
@@ -41,6 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from booklike import book_mlp, train_book_style
+from machine import cpu_name
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
@@ -181,12 +180,7 @@ def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
 def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
-    try:
-        names = [ln.split(":", 1)[1].strip() for ln in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines()
-                 if ln.startswith("Model name")]  # fmt: skip
-    except OSError:
-        names = []
-    return f"{names[0] if names else platform.processor()}, {torch.get_num_threads()} torch threads"
+    return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
 
 
 def sub_grid(n: int) -> list[tuple[float, float]]:

@@ -19,7 +19,6 @@ chapter's normal(0, 0.01) init. Prints a markdown table. Usage: ``python bench/b
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 import warnings
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from booklike import book_mlp, train_book_style
+from machine import cpu_name
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
@@ -89,7 +89,7 @@ def main() -> None:
     sgd_s = statistics.median(r[0] for r in sgd)
     adam_s = statistics.median(r[0] for r in adam)
     print(f"## Chapter MLP, 784-256-10, batch 256, {args.epochs} epochs")
-    print(f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__}, "
+    print(f"machine: {cpu_name()}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads; data load+convert for mlplab: {statistics.median(r[2] for r in sgd):.2f} s\n")
     print("| run | seconds (train+eval) | test accuracy | speed-up |")
     print("|---|---|---|---|")

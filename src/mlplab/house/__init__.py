@@ -7,7 +7,8 @@ Public API (stable):
 * :func:`cross_validate` -- the strict shuffled K-fold protocol, one score row per model.
 * :func:`book_protocol_cv` -- the book's own protocol (contiguous folds), for the baseline.
 * :data:`MODELS` -- the models by name: ``baseline``, ``ridge``, ``lasso``, ``svr``, ``gbm``,
-  ``mlp``, ``mean`` (their equal-weight ensemble) and ``best`` (the stacked ensemble).
+  ``mlp``, ``best`` (the equal-weight ensemble of lasso, svr, gbm and mlp) and ``stack`` (the same
+  members, weights fitted by an inner cross-validation).
 
 Example
 -------
@@ -82,8 +83,8 @@ def fit_predict(
     test_df : DataFrame, shape (n_test, 80)
         Kaggle schema without ``SalePrice`` (a ``SalePrice`` column, if any, is ignored).
     model : str
-        ``"best"`` (the stacked ensemble), ``"mlp"``, ``"baseline"`` (the book's linear net), or any
-        other name in :data:`MODELS`.
+        ``"best"`` (the equal-weight ensemble), ``"mlp"``, ``"baseline"`` (the book's linear net),
+        or any other name in :data:`MODELS`.
     seed : int
         Seeds every random choice of the model (initialization, dropout, subsampling).
     progress : callable, optional
@@ -105,23 +106,11 @@ def fit_predict(
     chosen = get_model(model)
     train = check_schema(train_df, "train", source="train_df")
     test = check_schema(test_df, "test", source="test_df")
-    if not isinstance(chosen, Ensemble):
-        if progress is not None:
-            progress(0, 1, f"fitting {model}")
-        logs = chosen.fit_predict_log(train, test, seed)
-        if progress is not None:
-            progress(1, 1, "done")
-        return np.exp(logs)
-    leaves = chosen.leaves()
-    stacked = int(chosen.stack_folds > 0)  # the stacking weights count as one more step
-    if stacked and progress is not None:
-        progress(0, len(leaves) + 1, "fitting stacking weights")
-    weights = chosen.fit_weights(train, seed)
-    leaf_logs = {}
-    for i, name in enumerate(leaves, start=stacked):
-        if progress is not None:
-            progress(i, len(leaves) + stacked, f"fitting {name}")
-        leaf_logs[name] = get_model(name).fit_predict_log(train, test, seed)
+    if isinstance(chosen, Ensemble):
+        return np.exp(chosen.fit_predict_log(train, test, seed, progress))
     if progress is not None:
-        progress(len(leaves) + stacked, len(leaves) + stacked, "done")
-    return np.exp(chosen.combine(leaf_logs, weights))
+        progress(0, 1, f"fitting {model}")
+    logs = chosen.fit_predict_log(train, test, seed)
+    if progress is not None:
+        progress(1, 1, "done")
+    return np.exp(logs)

@@ -27,7 +27,7 @@ import pandas as pd
 
 from mlplab.errors import ConfigError
 from mlplab.house.data import TARGET, check_schema
-from mlplab.house.models import Ensemble, get_model
+from mlplab.house.models import Ensemble, get_model, leaves_of
 
 #: The models ``mlplab house cv`` compares by default, in table order: all but ``stack``, whose
 #: inner cross-validation triples the run's time and measured no better than ``best``.
@@ -134,13 +134,7 @@ def cross_validate(
     if not names:
         raise ConfigError("models", models, "at least one model name")
     resolved = {name: get_model(name) for name in names}
-    # fitted models: the requested ones and every ensemble member, members first
-    fitted: list[str] = []
-    for name in names:
-        model = resolved[name]
-        for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
-            if leaf not in fitted:
-                fitted.append(leaf)
+    fitted = leaves_of(names)  # the requested models and every ensemble member, once each
     splits = fold_indices(len(train), folds, seed)
     y_log = np.log(train[TARGET].to_numpy(np.float64))
     oof = {name: np.zeros(len(train)) for name in fitted}
@@ -150,9 +144,8 @@ def cross_validate(
     weights: dict[str, list[np.ndarray]] = {name: [] for name in ensembles}
     total, done, start = (len(fitted) + len(stacked)) * folds, 0, time.perf_counter()
 
-    def fold_frames(i: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        tr, va = splits[i]
-        return train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True)
+    frames = [(train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True))
+              for tr, va in splits]  # (training rows, validation rows) of each fold
 
     for name in fitted:
         model = get_model(name)
@@ -160,7 +153,7 @@ def cross_validate(
             if progress is not None:
                 progress(done, total, f"{name} fold {i + 1}/{folds}")
             t0 = time.perf_counter()
-            oof[name][splits[i][1]] = model.fit_predict_log(*fold_frames(i), fold_seed(seed, i))
+            oof[name][splits[i][1]] = model.fit_predict_log(*frames[i], fold_seed(seed, i))
             seconds[name] += time.perf_counter() - t0
             done += 1
     for name in ensembles:
@@ -169,7 +162,7 @@ def cross_validate(
             if model.stack_folds and progress is not None:
                 progress(done, total, f"{name} weights {i + 1}/{folds}")
             t0 = time.perf_counter()
-            weights[name].append(model.fit_weights(fold_frames(i)[0], fold_seed(seed, i)))
+            weights[name].append(model.fit_weights(frames[i][0], fold_seed(seed, i)))
             seconds[name] = seconds.get(name, 0.0) + time.perf_counter() - t0
             done += int(model.stack_folds > 0)
     if progress is not None:

@@ -42,18 +42,8 @@ NUMERIC_COLUMNS: tuple[str, ...] = (
     "3SsnPorch", "ScreenPorch", "PoolArea", "MiscVal", "MoSold", "YrSold",
 )  # fmt: skip
 
-#: The 43 categorical (text) feature columns of the Kaggle schema (in file order).
-CATEGORICAL_COLUMNS: tuple[str, ...] = (
-    "MSZoning", "Street", "Alley", "LotShape", "LandContour", "Utilities", "LotConfig",
-    "LandSlope", "Neighborhood", "Condition1", "Condition2", "BldgType", "HouseStyle",
-    "RoofStyle", "RoofMatl", "Exterior1st", "Exterior2nd", "MasVnrType", "ExterQual",
-    "ExterCond", "Foundation", "BsmtQual", "BsmtCond", "BsmtExposure", "BsmtFinType1",
-    "BsmtFinType2", "Heating", "HeatingQC", "CentralAir", "Electrical", "KitchenQual",
-    "Functional", "FireplaceQu", "GarageType", "GarageFinish", "GarageQual", "GarageCond",
-    "PavedDrive", "PoolQC", "Fence", "MiscFeature", "SaleType", "SaleCondition",
-)  # fmt: skip
-
-_FILE_ORDER = (
+#: The 79 feature columns, in the order of the Kaggle files.
+FEATURE_COLUMNS: tuple[str, ...] = (
     "MSSubClass", "MSZoning", "LotFrontage", "LotArea", "Street", "Alley", "LotShape",
     "LandContour", "Utilities", "LotConfig", "LandSlope", "Neighborhood", "Condition1",
     "Condition2", "BldgType", "HouseStyle", "OverallQual", "OverallCond", "YearBuilt",
@@ -69,9 +59,8 @@ _FILE_ORDER = (
     "MoSold", "YrSold", "SaleType", "SaleCondition",
 )  # fmt: skip
 
-#: The 79 feature columns, in the order of the Kaggle files.
-FEATURE_COLUMNS: tuple[str, ...] = _FILE_ORDER
-assert set(FEATURE_COLUMNS) == set(NUMERIC_COLUMNS) | set(CATEGORICAL_COLUMNS)
+#: The 43 categorical (text) feature columns: the rest (in file order).
+CATEGORICAL_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in NUMERIC_COLUMNS)
 
 
 @dataclass(frozen=True)

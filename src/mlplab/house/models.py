@@ -21,7 +21,7 @@ looks one up.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -356,11 +356,8 @@ class Ensemble:
     ----------
     members : tuple of str
         Names of models in the registry.
-    weights : tuple of float, optional
-        Fixed weights, one per member (normalized); equal weights when omitted. Not used with
-        stacking.
     stack_folds : int
-        0: fixed weights; K >= 2: weights fitted by K-fold inner cross-validation.
+        0: equal weights; K >= 2: weights fitted by K-fold inner cross-validation.
     outliers : OutlierRule or None
         Training rows the weight fit leaves out, as the pipelines leave them out of their fits
         (``None``: every training row counts).
@@ -368,42 +365,32 @@ class Ensemble:
 
     name: str
     members: tuple[str, ...]
-    weights: tuple[float, ...] | None = None
     description: str = ""
     stack_folds: int = 0
     outliers: OutlierRule | None = field(default_factory=OutlierRule)
 
     def __post_init__(self) -> None:
-        w = self.weights
-        if w is not None and (len(w) != len(self.members) or min(w) < 0 or sum(w) <= 0):
-            raise ConfigError("weights", self.weights,
-                              f"{len(self.members)} non-negative numbers, not all 0")
         folds = self.stack_folds
         if not (isinstance(folds, int) and (folds == 0 or folds >= 2)):
-            raise ConfigError("stack_folds", folds, "0 (fixed weights) or an integer >= 2")
+            raise ConfigError("stack_folds", folds, "0 (equal weights) or an integer >= 2")
 
     def leaves(self) -> list[str]:
         """The models that must be fitted: members, and members of member ensembles, once each."""
-        out: list[str] = []
         for name in self.members:
             model = get_model(name)
             if isinstance(model, Ensemble) and model.stack_folds:
                 raise ConfigError("members", self.members,
                                   f"models other than stacked ensembles ({name} is one)")
-            for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
-                if leaf not in out:
-                    out.append(leaf)
-        return out
+        return leaves_of(self.members)
 
     def fixed_weights(self) -> np.ndarray:
-        """The fixed weights, normalized to sum to 1; shape (len(members),)."""
-        w = np.ones(len(self.members)) if self.weights is None else np.asarray(self.weights)
-        return w / w.sum()
+        """Equal weights summing to 1, the weights of an unstacked ensemble; shape (len(members),)."""
+        return np.full(len(self.members), 1.0 / len(self.members))
 
     def fit_weights(self, train: pd.DataFrame, seed: int) -> np.ndarray:
         """Member weights for an ensemble fitted on ``train``; shape (len(members),).
 
-        Fixed weights come back as they are. Stacked weights come from ``stack_folds``-fold
+        Without stacking these are the equal :meth:`fixed_weights`. Stacked weights come from ``stack_folds``-fold
         cross-validation of every member on ``train`` (folds shuffled with ``seed``), then
         :func:`stack_weights` on the out-of-fold ``log(price)`` predictions of the rows that
         ``outliers`` keeps.
@@ -437,14 +424,40 @@ class Ensemble:
                            else leaf_logs[name])
         return (w[:, None] * np.stack(stacked)).sum(0) / w.sum()
 
-    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
-        """Fit the weights and every leaf model on ``train``; blended predictions for ``test``."""
+    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int,
+                        progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:  # fmt: skip
+        """Fit the weights and every leaf model on ``train``; blended predictions for ``test``.
+
+        ``progress(done, total, label)`` is called before each fit (the stacking weights count as
+        one) and once at the end.
+        """
+        leaves = self.leaves()
+        stacked = int(self.stack_folds > 0)
+        total = len(leaves) + stacked
+        report = progress if progress is not None else (lambda done, total, label: None)
+        if stacked:
+            report(0, total, "fitting stacking weights")
         weights = self.fit_weights(train, seed)
-        return self.combine({m: get_model(m).fit_predict_log(train, test, seed)
-                             for m in self.leaves()}, weights)
+        leaf_logs = {}
+        for i, name in enumerate(leaves, start=stacked):
+            report(i, total, f"fitting {name}")
+            leaf_logs[name] = get_model(name).fit_predict_log(train, test, seed)
+        report(total, total, "done")
+        return self.combine(leaf_logs, weights)
 
 
 Model = BookBaseline | Pipeline | Ensemble
+
+
+def leaves_of(names: Sequence[str]) -> list[str]:
+    """The models that fitting ``names`` fits: each one, or an ensemble's leaves, once each, in order."""
+    out: list[str] = []
+    for name in names:
+        model = get_model(name)
+        for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
+            if leaf not in out:
+                out.append(leaf)
+    return out
 
 # Preprocessing for the linear models, the SVR and the MLP: squares and interactions of the
 # strongest features, rare categories (< 3 training rows) dropped, numeric features winsorized

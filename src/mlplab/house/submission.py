@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mlplab.atomic import atomic_path
 from mlplab.errors import DataError
 from mlplab.house.data import ID, TARGET
 
@@ -39,7 +39,7 @@ def submission_frame(ids: np.ndarray | pd.Series, prices: np.ndarray) -> pd.Data
 def write_submission(
     path: str | os.PathLike[str], ids: np.ndarray | pd.Series, prices: np.ndarray
 ) -> Path:
-    """Write ``Id,SalePrice`` to ``path`` atomically (temporary file, then ``os.replace``).
+    """Write ``Id,SalePrice`` to ``path`` atomically (:func:`mlplab.atomic.atomic_path`).
 
     Returns the path written. An interrupted write never leaves a partial file under ``path``.
     """
@@ -48,12 +48,6 @@ def write_submission(
     if path.is_dir():
         raise DataError(f"submission: {path} is a folder. Fix: give a file name, e.g. "
                         f"{path / 'submission.csv'}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as out:
-            frame.to_csv(out, index=False)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, index=False)
     return path
