@@ -175,3 +175,14 @@ def test_history_round_trips_through_its_dict(gen):
     data = blobs(gen)
     history = fit(build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen), data, TrainConfig(epochs=2, batch_size=64))
     assert History.from_dict(history.to_dict()) == history
+
+
+def test_sample_weights_must_match_the_training_rows_and_need_autograd(gen):
+    data = blobs(gen)
+    with pytest.raises(ConfigError, match="sample_weight"):
+        fit(nn.Linear(20, 4), data, TrainConfig(epochs=1), sample_weight=torch.ones(len(data.train) - 1))
+    from mlplab.scratch import MLP
+
+    with pytest.raises(ConfigError, match="sample_weight"):
+        fit(MLP([20, 4]), data, TrainConfig(epochs=1), sample_weight=torch.ones(len(data.train)))
+    assert evaluate(nn.Linear(20, 4), Split(data.test.X[:0], data.test.y[:0]))[1] is None  # nothing to evaluate

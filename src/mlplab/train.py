@@ -15,7 +15,7 @@ import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -179,8 +179,15 @@ def loss_function(name: str):
     return lambda out, y: F.mse_loss(out, y.reshape(out.shape))
 
 
+def per_example_loss(name: str):
+    """Unreduced loss (B,): cross-entropy on logits, or squared error averaged over outputs."""
+    if name == "cross_entropy":
+        return lambda out, y: F.cross_entropy(out, y, reduction="none")
+    return lambda out, y: F.mse_loss(out, y.reshape(out.shape), reduction="none").reshape(len(out), -1).mean(dim=1)
+
+
 def _train_step(model, optimizer, loss: str):
-    """One update on a mini-batch, ``step(X, y) -> (loss, outputs)``.
+    """One update on a mini-batch, ``step(X, y[, w]) -> (loss, outputs)``; ``w`` weighs each example.
 
     By autograd for an ``nn.Module``; by the model's own gradients for a model with
     ``loss_and_grads`` (:class:`mlplab.scratch.MLP`, whose backward pass starts from softmax
@@ -196,11 +203,11 @@ def _train_step(model, optimizer, loss: str):
             return value, out
 
         return manual_step
-    loss_fn = loss_function(loss)
+    loss_fn, per_example = loss_function(loss), per_example_loss(loss)
 
-    def autograd_step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def autograd_step(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(X)
-        value = loss_fn(out, y)
+        value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
         optimizer.zero_grad(set_to_none=True)
         value.backward()
         optimizer.step()
@@ -226,7 +233,26 @@ def evaluate(model: nn.Module, split: Split, loss: str = "cross_entropy", batch_
     finally:
         model.train(was_training)
     n = len(split)
+    if n == 0:  # nothing to evaluate on (e.g. importance-weighted training without target labels)
+        return math.nan, None
     return total.item() / n, (correct.item() / n if loss == "cross_entropy" else None)
+
+
+def _weighted_batches(
+    split: Split, weights: torch.Tensor | None, batch_size: int, order: torch.Generator
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]:
+    """``batches(split, batch_size, order)`` with each example's weight, or None without weights.
+
+    With weights the batches index a split of row numbers, so the permutation drawn from
+    ``order`` is the same one, and the examples, labels and weights are picked together.
+    """
+    if weights is None:
+        for X, y in batches(split, batch_size, order):
+            yield X, y, None
+        return
+    index = Split(split.X, torch.arange(len(split), device=split.X.device))
+    for X, idx in batches(index, batch_size, order):
+        yield X, split.y.index_select(0, idx), weights.index_select(0, idx)
 
 
 def fit(
@@ -237,6 +263,7 @@ def fit(
     callbacks: Sequence[Callback] = (),
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    sample_weight: torch.Tensor | None = None,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after every epoch.
 
@@ -255,6 +282,10 @@ def fit(
     resume : bool
         Continue from ``checkpoint`` if it exists. Its config must equal ``config`` except for
         ``epochs`` (which may grow). The result equals an uninterrupted run's, bit for bit on CPU.
+    sample_weight : Tensor of shape (n_train,), optional
+        Loss weight of each training example: a mini-batch's loss is ``(1/B) sum_i w_i l_i``
+        (d2l 4.7.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
+        model; the reported ``train_loss`` is the weighted one.
 
     Returns
     -------
@@ -267,6 +298,13 @@ def fit(
     data = data.to(device)
     optimizer = make_optimizer(model, config)
     step = _train_step(model, optimizer, config.loss)
+    weights = None
+    if sample_weight is not None:
+        if hasattr(model, "loss_and_grads"):
+            raise ConfigError("sample_weight", "given", "the scratch MLP's gradients are for the plain mean loss only")
+        if sample_weight.shape != (len(data.train),):
+            raise ConfigError("sample_weight", tuple(sample_weight.shape), f"one weight per training example: ({len(data.train)},)")
+        weights = sample_weight.to(device=device, dtype=torch.float32)
     classify = config.loss == "cross_entropy"
     order = torch.Generator().manual_seed(config.seed)  # mini-batch order (CPU generator)
     history = History()
@@ -289,8 +327,8 @@ def fit(
             model.train()
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
-            for b, (X, y) in enumerate(batches(data.train, config.batch_size, order)):
-                loss, out = step(X, y)
+            for b, (X, y, w) in enumerate(_weighted_batches(data.train, weights, config.batch_size, order)):
+                loss, out = step(X, y) if w is None else step(X, y, w)
                 with torch.no_grad():
                     loss_sum += loss.detach().double() * len(y)
                     if classify:

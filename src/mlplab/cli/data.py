@@ -28,12 +28,10 @@ def fetch(
     """Make sure Fashion-MNIST is available and verified, downloading missing files to the cache."""
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
-        tasks: dict[str, int] = {}
+        task = progress.add_task("download", total=None)
 
-        def report(done: int, total: int | None, name: str = "download") -> None:
-            if name not in tasks:
-                tasks[name] = progress.add_task(name, total=total)
-            progress.update(tasks[name], completed=done, total=total)
+        def report(done: int, total: int | None) -> None:  # one file at a time
+            progress.update(task, completed=done, total=total)
 
         paths = fashion_mnist.fetch(data_dir, progress=report, timeout=timeout, retries=retries)
     for key, path in paths.items():

@@ -36,6 +36,16 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
+def _steps(bar: Progress, description: str):
+    """A ``progress(done, total, label)`` callback that drives one task of ``bar``."""
+    task = bar.add_task(description, total=None)
+
+    def report(done: int, total: int, label: str) -> None:
+        bar.update(task, completed=done, total=total, description=label)
+
+    return report
+
+
 def _load(data_dir: Path | None, verify: bool):
     from mlplab.house import load
 
@@ -77,12 +87,7 @@ def cv(
         raise ConfigError("--folds", folds, "an integer >= 2 (5 is the protocol)")
     data = _load(data_dir, verify)
     with _progress() as bar:
-        task = bar.add_task("cross-validating", total=None)
-
-        def report(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
-
-        result = cross_validate(data.train, names, folds=folds, seed=seed, progress=report)
+        result = cross_validate(data.train, names, folds=folds, seed=seed, progress=_steps(bar, "cross-validating"))
     table = Table(title=f"House Prices, {folds}-fold shuffled CV (seed {seed}), "
                         f"{result.n_rows} houses: log-RMSE")
     table.add_column("model")
@@ -118,12 +123,7 @@ def submit(
     get_model(model)
     data = _load(data_dir, verify)
     with _progress() as bar:
-        task = bar.add_task(f"fitting {model}", total=None)
-
-        def report(done: int, total: int, label: str) -> None:
-            bar.update(task, completed=done, total=total, description=label)
-
-        prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=report)
+        prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=_steps(bar, f"fitting {model}"))
     path = write_submission(out, data.test["Id"], prices)
     console.print(f"wrote {path}: {len(prices)} predictions by {model} "
                   f"(median ${float(sorted(prices)[len(prices) // 2]):,.0f})", soft_wrap=True)
