@@ -146,10 +146,8 @@ def test_run_shift_is_the_shift_study_command():
 
 def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tmp_path):
     # a run killed while resuming must leave every epoch so far in history.json, not only the new ones
-    from rich.progress import Progress
-
-    from mlplab.cli.train import TerminalProgress
     from mlplab.data import Data, Split
+    from mlplab.runs import RunDir
     from mlplab.train import Callback, TrainConfig, fit
 
     X = torch.randn(64, 5, generator=gen)
@@ -162,7 +160,6 @@ def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tm
 
     net, ckpt = torch.nn.Linear(5, 2), tmp_path / "ckpt.pt"
     fit(net, data, TrainConfig(epochs=1, batch_size=16), checkpoint=ckpt)
-    with Progress(transient=True) as progress:
-        fit(net, data, TrainConfig(epochs=3, batch_size=16), callbacks=[TerminalProgress(progress, tmp_path), Watch()],
-            checkpoint=ckpt, resume=True)  # fmt: skip
+    fit(net, data, TrainConfig(epochs=3, batch_size=16), callbacks=[RunDir(tmp_path).writer(), Watch()],
+        checkpoint=ckpt, resume=True)
     assert seen == [[1, 2], [1, 2, 3]]

@@ -170,3 +170,19 @@ def remove_stale(directory: str | os.PathLike[str]) -> list[Path]:
                 os.unlink(entry.path)
                 removed.append(Path(entry.path))
     return removed
+
+
+def save_torch(obj: object, path: str | os.PathLike[str]) -> Path:
+    """``torch.save(obj)`` to ``path`` atomically.
+
+    Serialized in memory first, then written with :func:`write_bytes`: torch's own file writer
+    reports a full disk as ``unexpected pos 2112 vs 2006``, while a plain write says ENOSPC, which
+    :class:`OutputError` turns into "no space left on the device" with the path.
+    """
+    import io
+
+    import torch  # here, not at the top: the rest of this module is needed by commands that never load torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    return write_bytes(path, buffer.getvalue())

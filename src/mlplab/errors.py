@@ -42,7 +42,7 @@ def check_int(name: str, value: object, minimum: int, maximum: int | None = None
 def check_seed(name: str, value: object, maximum: int = MAX_SEED) -> None:
     """A seed: an integer in ``[0, maximum]`` (default ``2**63 - 1``)."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
-        raise ConfigError(name, value, f"a seed must be an integer from 0 to {maximum}")
+        raise ConfigError(name, value, f"a seed must be an integer >= 0 and <= {maximum}")
 
 
 def check_real(

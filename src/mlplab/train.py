@@ -8,9 +8,11 @@ epoch lets an interrupted run resume to exactly the weights an uninterrupted run
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
+import pickle
 import re
 import time
 from dataclasses import dataclass, field
@@ -21,14 +23,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mlplab.atomic import atomic_path
+from mlplab.atomic import save_torch
 from mlplab.data.batching import Data, Split, batches, num_batches
-from mlplab.errors import ConfigError, MlplabError, check_int
+from mlplab.errors import ConfigError, MlplabError, check_choice, check_int, check_real, check_seed
+from mlplab.lock import folder_lock
 from mlplab.scratch.sgd import SGD as ScratchSGD
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 LOSSES = ("cross_entropy", "mse")
-_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps)$")
+_DEVICE_RE = re.compile(r"^(cpu|cuda(:\d{1,4})?|mps)$")
+MAX_EPOCHS = 1_000_000  # a typo guard: more passes than anyone trains an MLP for
+MAX_BATCH_SIZE = 2**31 - 1  # torch index limit
 
 
 @dataclass(frozen=True)
@@ -46,24 +51,26 @@ class TrainConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
 
     def __post_init__(self) -> None:
-        check_int("epochs", self.epochs, 1)
-        check_int("batch_size", self.batch_size, 1)
-        check_int("seed", self.seed, 0)
-        if self.optimizer not in OPTIMIZERS:
-            raise ConfigError("optimizer", self.optimizer, f"expected one of {', '.join(OPTIMIZERS)}")
-        if self.loss not in LOSSES:
-            raise ConfigError("loss", self.loss, f"expected one of {', '.join(LOSSES)}")
-        if not (isinstance(self.lr, (int, float)) and math.isfinite(self.lr) and self.lr > 0):
-            raise ConfigError("lr", self.lr, "the learning rate must be a finite number > 0")
-        wd = self.weight_decay
-        if not (isinstance(wd, (int, float)) and math.isfinite(wd) and wd >= 0):
-            raise ConfigError("weight_decay", wd, "weight decay must be a finite number >= 0")
-        if not _DEVICE_RE.match(str(self.device)):
-            raise ConfigError("device", self.device, "expected cpu, cuda, cuda:N or mps")
+        check_int("epochs", self.epochs, 1, MAX_EPOCHS)
+        check_int("batch_size", self.batch_size, 1, MAX_BATCH_SIZE)
+        check_seed("seed", self.seed)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("loss", self.loss, LOSSES)
+        # the float32 maximum bounds both: a larger factor cannot even multiply a float32 weight
+        check_real("lr", self.lr, 0.0, low_open=True, what="the learning rate")
+        check_real("weight_decay", self.weight_decay, 0.0, what="weight decay")
+        check_device(self.device)
+
+
+def check_device(name: object, field: str = "device") -> None:
+    """Raise :class:`ConfigError` unless ``name`` is spelled cpu, cuda, cuda:N or mps."""
+    if not (isinstance(name, str) and _DEVICE_RE.match(name)):
+        raise ConfigError(field, name, "expected cpu, cuda, cuda:N or mps")
 
 
 def resolve_device(name: str) -> torch.device:
     """The torch device for ``name``, with a clear error when it is not available here."""
+    check_device(name)
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device", name, "CUDA is not available on this machine; use --device cpu")
@@ -311,10 +318,12 @@ def fit(
     rng_devices = [device] if device.type == "cuda" else []
     n_batches = num_batches(len(data.train), config.batch_size)
 
+    ckpt = Path(checkpoint) if checkpoint is not None else None
+    # One writer per checkpoint folder (re-entrant: `mlplab train` already holds it for the whole run).
+    lock = folder_lock(ckpt.parent, RUN_LOCK, "mlplab train") if ckpt is not None else contextlib.nullcontext()
     # Dropout draws from the global RNG; fork it so fit neither depends on nor disturbs the caller's.
-    with torch.random.fork_rng(devices=rng_devices):
+    with lock, torch.random.fork_rng(devices=rng_devices):
         torch.manual_seed(config.seed)
-        ckpt = Path(checkpoint) if checkpoint is not None else None
         if resume and ckpt is not None and ckpt.exists():
             history = _restore(ckpt, model, optimizer, order, config, device, rng_devices)
         start = len(history.records)
@@ -355,6 +364,7 @@ def fit(
 
 
 CHECKPOINT_VERSION = 1
+RUN_LOCK = "run.lock"  # the lock file of a run folder (see mlplab.lock)
 
 
 def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig,
@@ -369,23 +379,12 @@ def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainCon
         "cuda_rng": [torch.cuda.get_rng_state(d) for d in rng_devices],
         "history": history.to_dict(),
     }
-    save_atomic(state, path)
-
-
-def save_atomic(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file beside ``path``, then rename: never a half-written file."""
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    save_torch(state, path)
 
 
 def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device,
              rng_devices: list[torch.device]) -> History:  # fmt: skip
-    try:
-        state = torch.load(path, map_location=device, weights_only=False)
-    except Exception as exc:  # torch raises many kinds for a damaged file
-        raise MlplabError(f"cannot read checkpoint {path}: {exc}. Fix: delete it to start over.") from exc
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise MlplabError(f"checkpoint {path} has version {state.get('version')}, expected {CHECKPOINT_VERSION}")
+    state = load_checkpoint(path, device)
     stored = dict(state["config"])
     current = dataclasses.asdict(config)
     changed = [k for k in current if k != "epochs" and stored.get(k) != current[k]]
@@ -395,10 +394,54 @@ def _restore(path: Path, model, optimizer, order: torch.Generator, config: Train
             f"cannot resume from {path}: the config changed ({diffs}). "
             "Fix: use the original settings, or a new output folder to start over."
         )
-    model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
+    history = History.from_dict(state["history"])
+    if len(history.records) > config.epochs:
+        raise ConfigError("epochs", config.epochs, f"the run in {path.parent} has already trained "
+                          f"{len(history.records)} epochs; give --epochs {len(history.records)} or more to resume it")  # fmt: skip
+    try:
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+    except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MlplabError(f"cannot resume from {path}: its weights do not fit this model ({first}). "
+                          "Fix: resume with the run's own settings (see its config.json), or use a new "
+                          "output folder.") from None  # fmt: skip
     order.set_state(state["order_rng"].cpu())
     torch.set_rng_state(state["cpu_rng"].cpu())
     for d, s in zip(rng_devices, state["cuda_rng"]):
         torch.cuda.set_rng_state(s.cpu(), d)
-    return History.from_dict(state["history"])
+    return history
+
+
+_CHECKPOINT_KEYS = ("version", "config", "model", "optimizer", "order_rng", "cpu_rng", "cuda_rng", "history")
+
+
+def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> dict:
+    """Read a checkpoint written by :func:`fit`, safely: it can never run code.
+
+    ``torch.load(weights_only=True)`` unpickles tensors and plain containers only, so a crafted
+    file that would execute something on load is refused. The structure is then checked, so a
+    damaged or foreign file is a clear :class:`MlplabError`, not a ``KeyError`` mid-resume.
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise MlplabError(f"refusing checkpoint {path}: it holds objects other than tensors and plain "
+                          f"data, which mlplab never writes ({str(exc).splitlines()[0]}). It may be crafted "
+                          "to run code. Fix: delete it and train again, or resume from a checkpoint "
+                          "mlplab wrote.") from None  # fmt: skip
+    except Exception as exc:  # torch raises many kinds for a damaged file
+        raise MlplabError(f"cannot read checkpoint {path}: {exc}. Fix: delete it to start over.") from None
+    if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
+        raise MlplabError(f"{path} is not an mlplab checkpoint (it lacks the expected entries). "
+                          "Fix: delete it to start over, or use another output folder.")  # fmt: skip
+    if state.get("version") != CHECKPOINT_VERSION:
+        raise MlplabError(f"checkpoint {path} has version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
+    try:
+        History.from_dict(state["history"])
+        dict(state["config"])
+    except Exception:
+        raise MlplabError(f"checkpoint {path} is damaged (its history or config is not what mlplab writes). "
+                          "Fix: delete it to start over.") from None  # fmt: skip
+    return state

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import Optional
@@ -14,10 +13,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.data import fashion_mnist_data
-from mlplab.errors import ConfigError, MlplabError
+from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.plots import save_figure, training_curves
-from mlplab.runs import save_history, write_json
+from mlplab.resources import check_fits, mlp_training_bytes
+from mlplab.runs import RunDir
 from mlplab.scratch import MLP
 from mlplab.train import Callback, EpochRecord, History, TrainConfig, fit, make_optimizer, resolve_device
 
@@ -34,15 +33,13 @@ def format_record(r: EpochRecord) -> str:
 
 
 class TerminalProgress(Callback):
-    """A progress bar over batches and epochs, and a table row per finished epoch."""
+    """A progress bar over batches and epochs, and a table row per finished epoch (it only draws)."""
 
-    def __init__(self, progress: Progress, out: Path | None = None) -> None:
-        self.progress, self.out = progress, out
+    def __init__(self, progress: Progress) -> None:
+        self.progress = progress
         self.task = None
-        self.history: History | None = None  # fit's own, restored epochs included
 
     def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, history: History) -> None:
-        self.history = history
         total = batches_per_epoch * config.epochs
         done = batches_per_epoch * len(history.records)
         self.task = self.progress.add_task("training", total=total, completed=done)
@@ -53,8 +50,6 @@ class TerminalProgress(Callback):
 
     def on_epoch_end(self, record: EpochRecord) -> None:
         self.progress.console.print(format_record(record))
-        if self.out is not None:  # keep the files current, so a killed run leaves its curves so far
-            save_history(self.out, self.history)
 
 
 @reports_errors
@@ -91,43 +86,36 @@ def train(
         epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
         decay_biases=not wd_weights_only, seed=seed, device=device,
     )  # fmt: skip
-    if out is None:
-        out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
-    checkpoint = out / "checkpoint.pt"
-    if checkpoint.exists() and not resume:
-        raise MlplabError(
-            f"{out} already holds a run (checkpoint.pt). Fix: add --resume to continue it, "
-            "or pick another --out."
-        )
     if impl not in IMPLS:
         raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
-    stored = out / "config.json"
-    if resume and checkpoint.exists() and stored.exists():
-        stored_impl = json.loads(stored.read_text(encoding="utf-8")).get("impl", "concise")
-        if stored_impl != impl:
-            raise MlplabError(f"{out} holds a run with --impl {stored_impl}. Fix: resume it with --impl {stored_impl}, "
-                              "or pick another --out.")  # fmt: skip
+    if out is None:
+        out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
     resolve_device(train_cfg.device)  # fail before any work when the device is missing
+    check_fits(f"an MLP {'-'.join(map(str, model_cfg.sizes))} trained in batches of {batch_size}",
+               mlp_training_bytes(model_cfg.sizes, batch_size, optimizer), train_cfg.device,
+               "use narrower --hidden layers or a smaller --batch-size")  # fmt: skip
     generator = torch.Generator().manual_seed(seed)
     if impl == "scratch":
         net = MLP(model_cfg.sizes, model_cfg.activation, model_cfg.dropout_per_layer, model_cfg.init, generator)
     else:
         net = build_mlp(model_cfg, generator)
     make_optimizer(net, train_cfg)  # rejects what this implementation cannot train (scratch + adam)
-    if impl == "scratch":
-        saved = net.saved_bytes_per_sample()
-        console.print(f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
-                      f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none")  # fmt: skip
-    with console.status("loading Fashion-MNIST"):
-        data = fashion_mnist_data(data_dir, device=train_cfg.device)
-    write_json(out / "config.json", config)
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, transient=True) as progress:
-        history = fit(net, data, train_cfg, callbacks=[TerminalProgress(progress, out)],
-                      checkpoint=checkpoint, resume=resume)  # fmt: skip
-    save_history(out, history)
-    save_figure(training_curves(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}"), out / "curves.png")
+    with RunDir(out).open(resume) as run:  # locked before any work: a second train on --out is refused at once
+        if resume:
+            run.check_resume(config, train_cfg)
+        if impl == "scratch":
+            saved = net.saved_bytes_per_sample()
+            console.print(f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
+                          f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none")  # fmt: skip
+        with console.status("loading Fashion-MNIST"):
+            data = fashion_mnist_data(data_dir, device=train_cfg.device)
+        run.write_config(config)
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as progress:
+            history = fit(net, data, train_cfg, callbacks=[TerminalProgress(progress), run.writer()],
+                          checkpoint=run.checkpoint, resume=resume)  # fmt: skip
+        run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}")
     final = history.final
     acc = f"test accuracy {final.test_acc:.4f}" if final.test_acc is not None else f"test loss {final.test_loss:.4f}"
     total = sum(r.seconds for r in history.records)
