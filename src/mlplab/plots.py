@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from mlplab.atomic import atomic_path  # noqa: E402
+from mlplab.atomic import atomic_path, output_error  # noqa: E402
 from mlplab.train import History  # noqa: E402
 
 
@@ -38,7 +38,10 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     """Save ``fig`` atomically (temporary file, then rename) and close it."""
     try:
         with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=dpi)
+            try:
+                fig.savefig(tmp, dpi=dpi)
+            except OSError as exc:
+                raise output_error(path, exc) from exc
     finally:
         plt.close(fig)
     return path

@@ -6,10 +6,13 @@ prints; anything a command does, a notebook can do with the same library call.
 
 from __future__ import annotations
 
+import os
+
 import torch
 import typer
 
 from mlplab import __version__
+from mlplab.cli._common import DEBUG_ENV
 from mlplab.cli import data as _data
 from mlplab.cli import house as _house
 from mlplab.cli import run as _run
@@ -35,8 +38,11 @@ def _show_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an unexpected error (a bug) instead of one line."),
 ) -> None:
     """Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore."""
+    if debug:
+        os.environ[DEBUG_ENV] = "1"
 
 
 app.command("train")(_train.train)

@@ -14,8 +14,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from mlplab.cli._common import console, err_console, reports_errors
-from mlplab.errors import ConfigError
+from mlplab.cli._common import console, err_console, path_option, reports_errors
+from mlplab.errors import ConfigError, check_seed
 
 app = typer.Typer(
     help="Kaggle House Prices: the book's baseline, then a leak-free pipeline that competes.",
@@ -76,7 +76,7 @@ def cv(
     Shuffled K-fold over all 1,460 training houses; every statistic and every outlier rule is
     fitted on the training folds only, and no validation row is ever dropped.
     """
-    from mlplab.house import cross_validate, get_model
+    from mlplab.house import HOUSE_MAX_SEED, cross_validate, get_model
 
     names = [m.strip() for m in models.split(",") if m.strip()]
     if not names:
@@ -85,6 +85,7 @@ def cv(
         get_model(name)  # unknown names fail before any loading or fitting
     if folds < 2:
         raise ConfigError("--folds", folds, "an integer >= 2 (5 is the protocol)")
+    check_seed("--seed", seed, HOUSE_MAX_SEED)
     data = _load(data_dir, verify)
     with _progress() as bar:
         result = cross_validate(data.train, names, folds=folds, seed=seed, progress=_steps(bar, "cross-validating"))
@@ -112,18 +113,26 @@ def submit(
     model: str = typer.Option(
         "best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm, stack."
     ),
-    out: Path = typer.Option(Path("submission.csv"), "--out", help="File to write (atomically)."),
+    out: str = typer.Option("runs/house/submission.csv", "--out", help="File to write (atomically); never one of "
+                            "the data files, and an existing file only if it is a submission (or with --force)."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file that is not a submission."),
     seed: int = typer.Option(0, help="Seeds every model."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
     verify: bool = typer.Option(True, "--verify/--no-verify", help=VERIFY_HELP),
 ) -> None:
     """Fit a model on all training houses and write a Kaggle submission (Id,SalePrice)."""
-    from mlplab.house import fit_predict, get_model, write_submission
+    from mlplab.house import HOUSE_MAX_SEED, fit_predict, get_model, write_submission
+    from mlplab.house.submission import check_submission_path
 
     get_model(model)
+    check_seed("--seed", seed, HOUSE_MAX_SEED)
+    path = path_option("--out", out)
+    check_submission_path(path, force=force)  # before the minutes of fitting; inputs are checked once known
     data = _load(data_dir, verify)
+    inputs = (data.train_path, data.test_path)
+    check_submission_path(path, inputs, force)
     with _progress() as bar:
         prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=_steps(bar, f"fitting {model}"))
-    path = write_submission(out, data.test["Id"], prices)
+    path = write_submission(path, data.test["Id"], prices, inputs=inputs, force=force)
     console.print(f"wrote {path}: {len(prices)} predictions by {model} "
                   f"(median ${float(sorted(prices)[len(prices) // 2]):,.0f})", soft_wrap=True)

@@ -16,12 +16,13 @@ from typing import Optional
 
 import typer
 
-from mlplab.cli._common import console, parse_csv, reports_errors
+from mlplab.cli._common import console, parse_csv, path_option, reports_errors
 from mlplab.data import fashion_mnist_data
-from mlplab.errors import ConfigError, MlplabError
-from mlplab.atomic import write_text
+from mlplab.errors import ConfigError, MlplabError, check_int, check_real
+from mlplab.atomic import remove_stale, write_text
+from mlplab.lock import folder_lock
 from mlplab.runs import write_json
-from mlplab.train import resolve_device
+from mlplab.train import RUN_LOCK, resolve_device
 from mlplab.shift.experiment import (PARTS, ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, PartResult,
                                      SourceConfig, StudyConfig, part_config, run_study)  # fmt: skip
 from mlplab.shift.report import concept_figure, save_figure, study_markdown
@@ -33,9 +34,11 @@ app = typer.Typer(
 )
 
 
+MAX_SEEDS = 1000  # a typo guard: a study over more seeds than this would run for weeks
+
+
 def _seeds(n: int) -> tuple[int, ...]:
-    if n < 1:
-        raise ConfigError("--seeds", n, "the number of seeds must be >= 1")
+    check_int("--seeds", n, 1, MAX_SEEDS)
     return tuple(range(n))
 
 
@@ -58,9 +61,16 @@ def _canonical(config: dict) -> str:
     return json.dumps(json.loads(json.dumps(config)), sort_keys=True)  # tuples and lists compare equal
 
 
-def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Path], device: str) -> None:
+def _execute(config: StudyConfig, out_text: str, resume: bool, data_dir: Optional[Path], device: str) -> None:
     """Run ``config`` into ``out``: load finished parts on --resume, store each part as it finishes."""
     resolve_device(device)  # fail before any work when the device is missing
+    out = path_option("--out", out_text)
+    with folder_lock(out, RUN_LOCK, "mlplab shift"):  # one study per folder, taken before any work
+        remove_stale(out)
+        _execute_locked(config, out, resume, data_dir, device)
+
+
+def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Path], device: str) -> None:
     stored = {p: out / f"{p}.json" for p in config.parts}
     checkpoint = out / "source.pt"
     existing = [path.name for path in [*stored.values(), checkpoint] if path.exists()]
@@ -84,7 +94,6 @@ def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Pa
         write_json(stored[result.part], result.to_dict())
         progress(f"{result.part} shift done ({result.seconds:.0f} s); wrote {stored[result.part]}")
 
-    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "config.json", dataclasses.asdict(config))
     with console.status("loading Fashion-MNIST"):
         data = fashion_mnist_data(data_dir, device=device)
@@ -98,7 +107,7 @@ def _execute(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Pa
     console.print(f"wrote {out}/ ({time.perf_counter() - t0:.0f} s)")
 
 
-COMMON_OUT = typer.Option(Path("runs/shift"), help="Folder for <part>.json, results.md, concept_curves.png, source.pt.")
+COMMON_OUT = typer.Option("runs/shift", help="Folder for <part>.json, results.md, concept_curves.png, source.pt.")
 COMMON_RESUME = typer.Option(False, help="Reuse the parts (and source classifier) already stored in --out.")
 COMMON_DATA = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download).")
 COMMON_DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or mps.")
@@ -116,7 +125,7 @@ def run(
     seeds: int = typer.Option(5, help="Seeds 0..N-1 for every part (ignored with --quick)."),
     retrain: Optional[str] = typer.Option(None, help="Label shift: also retrain a class-weighted MLP with this estimator's weights (e.g. bbse)."),
     source_optimizer: str = COMMON_SOURCE_OPTIMIZER,
-    out: Path = COMMON_OUT,
+    out: str = COMMON_OUT,
     resume: bool = COMMON_RESUME,
     data_dir: Optional[Path] = COMMON_DATA,
     device: str = COMMON_DEVICE,
@@ -147,13 +156,13 @@ def label(
     alpha: float = typer.Option(1.0, help="Dirichlet concentration (smaller: stronger shift)."),
     rho: float = typer.Option(0.5, help="tweak-one: prior of the one tweaked class."),
     delta: float = typer.Option(0.8, help="knock-out: fraction of one class removed."),
-    n_target: int = typer.Option(5000, help="Target images drawn from the test set per seed."),
+    n_target: int = typer.Option(5000, help="Target images drawn from the 10,000 test images per seed (1 to 10000)."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 (one target prior and sample each)."),
     estimators: str = typer.Option("bbse,bbse_soft,bbse+bcts,em,em+ts,em+bcts", help="METHOD[+CALIBRATION] list; methods bbse, bbse_soft, em; calibrations ts, bcts."),
     retrain: Optional[str] = typer.Option(None, help="Also retrain a class-weighted MLP with this estimator's weights."),
     source_epochs: int = COMMON_SOURCE_EPOCHS,
     source_optimizer: str = COMMON_SOURCE_OPTIMIZER,
-    out: Path = typer.Option(Path("runs/shift-label"), help="Output folder."),
+    out: str = typer.Option("runs/shift-label", help="Output folder."),
     resume: bool = COMMON_RESUME,
     data_dir: Optional[Path] = COMMON_DATA,
     device: str = COMMON_DEVICE,
@@ -170,17 +179,19 @@ def label(
 def covariate(
     statistic: str = typer.Option("brightness", help="Image statistic the selection depends on: brightness or ink."),
     strength: float = typer.Option(2.0, help="Selection strength s: source kept w.p. sigmoid(-s z), target sigmoid(+s z)."),
-    clip: float = typer.Option(20.0, help="Cap c on the weights (0 = no cap)."),
-    components: int = typer.Option(50, help="PCA components for the domain classifier (0 = raw pixels)."),
+    clip: float = typer.Option(20.0, help="Cap c on the weights (0 = no cap; >= 0)."),
+    components: int = typer.Option(50, help="PCA components for the domain classifier (0 = raw pixels; >= 0)."),
     models: str = typer.Option("softmax,256", help="Models to train: softmax (no hidden layer) and/or widths, e.g. 256 or 256x256."),
     epochs: int = typer.Option(10, help="Adam epochs per model."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1."),
-    out: Path = typer.Option(Path("runs/shift-covariate"), help="Output folder."),
+    out: str = typer.Option("runs/shift-covariate", help="Output folder."),
     resume: bool = COMMON_RESUME,
     data_dir: Optional[Path] = COMMON_DATA,
     device: str = COMMON_DEVICE,
 ) -> None:
     """Covariate shift: domain-classifier weights beta = min(exp(h(x)) n_s/n_t, c), weighted training."""
+    check_real("--clip", clip, 0.0, what="the weight cap (0 = no cap)")
+    check_int("--components", components, 0)
     config = StudyConfig(("covariate",), covariate=CovariateShiftConfig(
         statistic, strength, clip if clip > 0 else None, components if components > 0 else None, _seeds(seeds),
         _models(models), epochs, device=device))  # fmt: skip
@@ -196,7 +207,7 @@ def concept(
     seeds: int = typer.Option(5, help="Seeds 0..N-1."),
     source_epochs: int = COMMON_SOURCE_EPOCHS,
     source_optimizer: str = COMMON_SOURCE_OPTIMIZER,
-    out: Path = typer.Option(Path("runs/shift-concept"), help="Output folder."),
+    out: str = typer.Option("runs/shift-concept", help="Output folder."),
     resume: bool = COMMON_RESUME,
     data_dir: Optional[Path] = COMMON_DATA,
     device: str = COMMON_DEVICE,

@@ -11,7 +11,7 @@ import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlplab.cli._common import console, parse_csv, reports_errors
+from mlplab.cli._common import console, parse_csv, path_option, reports_errors
 from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp
@@ -67,7 +67,7 @@ def train(
     epochs: int = typer.Option(10, help="Passes over the 60,000 training images."),
     seed: int = typer.Option(0, help="Seed for the initial weights, batch order and dropout masks."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
-    out: Optional[Path] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
+    out: Optional[str] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
     resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
 ) -> None:
@@ -88,8 +88,7 @@ def train(
     )  # fmt: skip
     if impl not in IMPLS:
         raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
-    if out is None:
-        out = Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    out = path_option("--out", out) or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
     resolve_device(train_cfg.device)  # fail before any work when the device is missing
     check_fits(f"an MLP {'-'.join(map(str, model_cfg.sizes))} trained in batches of {batch_size}",

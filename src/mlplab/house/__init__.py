@@ -30,7 +30,8 @@ from mlplab.house.baseline import (
     book_log_rmse,
     book_protocol_cv,
 )
-from mlplab.house.cv import DEFAULT_MODELS, CVReport, ModelScore, cross_validate
+from mlplab.errors import check_seed
+from mlplab.house.cv import DEFAULT_MODELS, HOUSE_MAX_SEED, CVReport, ModelScore, cross_validate
 from mlplab.house.data import HouseData, check_schema, load
 from mlplab.house.features import (
     BookPreprocessor,
@@ -104,6 +105,7 @@ def fit_predict(
         ``model`` is not a known model name.
     """
     chosen = get_model(model)
+    check_seed("seed", seed, HOUSE_MAX_SEED)
     train = check_schema(train_df, "train", source="train_df")
     test = check_schema(test_df, "test", source="test_df")
     if isinstance(chosen, Ensemble):

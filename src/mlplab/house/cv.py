@@ -25,9 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_int, check_seed
 from mlplab.house.data import TARGET, check_schema
 from mlplab.house.models import Ensemble, get_model, leaves_of
+
+HOUSE_MAX_SEED = 2**32 - 1  # scikit-learn's random_state takes 32 bits
 
 #: The models ``mlplab house cv`` compares by default, in table order: all but ``stack``, whose
 #: inner cross-validation triples the run's time and measured no better than ``best``.
@@ -129,7 +131,9 @@ def cross_validate(
     -------
     CVReport
     """
+    check_seed("seed", seed, HOUSE_MAX_SEED)
     train = check_schema(train, "train", source="train")
+    check_int("folds", folds, 2, len(train))
     names = list(dict.fromkeys(models))
     if not names:
         raise ConfigError("models", models, "at least one model name")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -37,17 +38,58 @@ def submission_frame(ids: np.ndarray | pd.Series, prices: np.ndarray) -> pd.Data
 
 
 def write_submission(
-    path: str | os.PathLike[str], ids: np.ndarray | pd.Series, prices: np.ndarray
+    path: str | os.PathLike[str],
+    ids: np.ndarray | pd.Series,
+    prices: np.ndarray,
+    *,
+    inputs: Sequence[str | os.PathLike[str]] = (),
+    force: bool = False,
 ) -> Path:
     """Write ``Id,SalePrice`` to ``path`` atomically (:func:`mlplab.atomic.atomic_path`).
 
     Returns the path written. An interrupted write never leaves a partial file under ``path``.
+    It never writes over one of ``inputs`` (the data files read), and writes over an existing
+    file only when that file is a previous submission (its header is ``Id,SalePrice``) or
+    ``force`` is set.
     """
     frame = submission_frame(ids, prices)
     path = Path(path)
-    if path.is_dir():
-        raise DataError(f"submission: {path} is a folder. Fix: give a file name, e.g. "
-                        f"{path / 'submission.csv'}.")
+    check_submission_path(path, inputs, force)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, index=False)
     return path
+
+
+def check_submission_path(path: Path, inputs: Sequence[str | os.PathLike[str]] = (), force: bool = False) -> None:
+    """Refuse ``path`` when writing there would destroy something (see :func:`write_submission`).
+
+    Called before any fitting, so a bad ``--out`` costs nothing.
+    """
+    if str(path).strip() in ("", "."):
+        raise DataError("submission: the output path is empty. Fix: name a file, e.g. runs/house/submission.csv.")
+    if path.is_dir():
+        raise DataError(f"submission: {path} is a folder. Fix: give a file name, e.g. "
+                        f"{path / 'submission.csv'}.")  # fmt: skip
+    for source in inputs:
+        if _same_file(path, Path(source)):
+            raise DataError(f"submission: {path} is the data file {source} it is made from; writing there "
+                            "would destroy it. Fix: give another --out.")  # fmt: skip
+    if path.exists() and not force and not _is_submission(path):
+        raise DataError(f"submission: {path} exists and is not a submission file (its first line is not "
+                        f"{ID},{TARGET}). Fix: give another --out, or add --force to replace it.")  # fmt: skip
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _is_submission(path: Path) -> bool:
+    try:
+        with open(path, "rb") as handle:
+            first = handle.readline(64)
+    except OSError:
+        return False
+    return first.strip() == f"{ID},{TARGET}".encode()

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from mlplab.data.batching import Data, Split
-from mlplab.errors import ConfigError
+from mlplab.errors import MAX_SEED, ConfigError, check_int
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.shift.concept import concept_learning_curves
 from mlplab.shift.covariate import DEFAULT_CLIP, covariate_weights, effective_sample_size
@@ -60,6 +60,7 @@ from mlplab.train import Callback, TrainConfig, fit
 Progress = Callable[[str], None]
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
 PARTS = ("label", "covariate", "concept")
+MAX_TARGET = 10_000  # the target sample is drawn from the 10,000 test images: more would only repeat them
 
 
 def _quiet(_: str) -> None:
@@ -72,9 +73,9 @@ def _finite_or_none(x: float | None) -> float | None:
 
 
 def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
-    seeds = tuple(seeds)
-    if not seeds or any(isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0 for s in seeds):
-        raise ConfigError("seeds", seeds, "give one or more integer seeds >= 0")
+    seeds = tuple(int(s) if isinstance(s, np.integer) else s for s in seeds)
+    if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= MAX_SEED for s in seeds):
+        raise ConfigError("seeds", seeds, f"give one or more integer seeds in [0, {MAX_SEED}]")
     if len(set(seeds)) != len(seeds):
         raise ConfigError("seeds", seeds, "seeds must be distinct")
     return seeds
@@ -156,7 +157,7 @@ class LabelShiftConfig:
             value = getattr(self, name)
             if not (isinstance(value, (int, float)) and 0 <= value <= 1):
                 raise ConfigError(name, value, "must be in [0, 1]")
-        _check_positive_int("n_target", self.n_target)
+        check_int("n_target", self.n_target, 1, MAX_TARGET)
         if not self.estimators:
             raise ConfigError("estimators", self.estimators, "give at least one estimator, e.g. bbse")
         for spec in self.estimators:
