@@ -6,13 +6,11 @@ prints; anything a command does, a notebook can do with the same library call.
 
 from __future__ import annotations
 
-import os
-
 import torch
 import typer
 
 from mlplab import __version__
-from mlplab.cli._common import DEBUG_ENV
+from mlplab.cli._common import set_debug
 from mlplab.cli import data as _data
 from mlplab.cli import house as _house
 from mlplab.cli import run as _run
@@ -41,8 +39,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an unexpected error (a bug) instead of one line."),
 ) -> None:
     """Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore."""
-    if debug:
-        os.environ[DEBUG_ENV] = "1"
+    set_debug(debug)
 
 
 app.command("train")(_train.train)

@@ -21,11 +21,16 @@ F = TypeVar("F", bound=Callable[..., object])
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
-DEBUG_ENV = "MLPLAB_DEBUG"  # set (or pass `mlplab --debug`) to see full tracebacks
+DEBUG_ENV = "MLPLAB_DEBUG"  # set it (or pass `mlplab --debug`) to see full tracebacks
+_debug = {"on": False}  # set by the root command on every invocation
+
+
+def set_debug(on: bool) -> None:
+    _debug["on"] = on
 
 
 def debug_enabled() -> bool:
-    return os.environ.get(DEBUG_ENV, "") not in ("", "0")
+    return _debug["on"] or os.environ.get(DEBUG_ENV, "") not in ("", "0")
 
 
 def crash_dir() -> Path:

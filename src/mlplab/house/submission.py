@@ -74,6 +74,11 @@ def check_submission_path(path: Path, inputs: Sequence[str | os.PathLike[str]] =
         if _same_file(path, Path(source)):
             raise DataError(f"submission: {path} is the data file {source} it is made from; writing there "
                             "would destroy it. Fix: give another --out.")  # fmt: skip
+    parent = path.parent if str(path.parent) else Path(".")
+    existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
+    if not os.access(existing, os.W_OK):
+        raise DataError(f"submission: cannot write to {existing} (read-only or no permission). "
+                        "Fix: give an --out in a folder you can write to.")  # fmt: skip
     if path.exists() and not force and not _is_submission(path):
         raise DataError(f"submission: {path} exists and is not a submission file (its first line is not "
                         f"{ID},{TARGET}). Fix: give another --out, or add --force to replace it.")  # fmt: skip
