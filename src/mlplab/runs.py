@@ -154,9 +154,9 @@ def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
         name = f"{prefix}{key}"
         if name == "train.epochs":
             continue
-        a, b = stored.get(key), current.get(key)
+        a, b = (json.loads(json.dumps(d.get(key))) for d in (stored, current))  # tuples and lists compare equal
         if isinstance(a, dict) and isinstance(b, dict):
             out += _differences(a, b, f"{name}.")
-        elif json.loads(json.dumps(a)) != json.loads(json.dumps(b)):  # tuples and lists compare equal
+        elif a != b:
             out.append(f"{name}: stored {a!r}, given {b!r}")
     return out

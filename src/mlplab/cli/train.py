@@ -52,43 +52,77 @@ class TerminalProgress(Callback):
         self.progress.console.print(format_record(record))
 
 
+# Where each setting lives in config.json (section, field) and its default for a new run.
+SETTINGS = {
+    "hidden": ("model", "hidden", "256"), "activation": ("model", "activation", "relu"),
+    "dropout": ("model", "dropout", ""), "init": ("model", "init", "normal:0.01"), "impl": (None, "impl", "concise"),
+    "optimizer": ("train", "optimizer", "sgd"), "lr": ("train", "lr", 0.1),
+    "weight_decay": ("train", "weight_decay", 0.0), "decay_biases": ("train", "decay_biases", True),
+    "batch_size": ("train", "batch_size", 256), "epochs": ("train", "epochs", 10), "seed": ("train", "seed", 0),
+    "device": ("train", "device", "cpu"),
+}  # fmt: skip
+
+
+def _settings(given: dict, stored: dict | None) -> dict:
+    """The run's settings: the flags given, then (on --resume) the stored run's, then the defaults."""
+    out = {}
+    for name, (section, key, default) in SETTINGS.items():
+        if given[name] is not None:
+            out[name] = given[name]
+        elif stored is not None and key in (stored.get(section) if section else stored):
+            value = (stored[section] if section else stored)[key]
+            out[name] = ",".join(map(str, value)) if name in ("hidden", "dropout") else value
+        else:
+            out[name] = default
+    return out
+
+
 @reports_errors
 def train(
-    hidden: str = typer.Option("256", help="Hidden layer widths, a comma list: 256 or 256,256 ('' = none)."),
-    activation: str = typer.Option("relu", help="relu, sigmoid, tanh or prelu."),
-    dropout: str = typer.Option("", help="Dropout after each hidden layer: one value for all, or a comma list (0.2,0.5)."),
-    init: str = typer.Option("normal:0.01", help="Weight init: normal:STD, xavier, xavier_normal or he."),
-    impl: str = typer.Option("concise", help="concise (torch.nn, autograd) or scratch (mlplab.scratch: backward pass by hand, SGD only)."),
-    optimizer: str = typer.Option("sgd", help="sgd, adam or adamw."),
-    lr: float = typer.Option(0.1, help="Learning rate (> 0)."),
-    weight_decay: float = typer.Option(0.0, "--weight-decay", "--wd", help="L2 weight decay lambda (>= 0)."),
-    wd_weights_only: bool = typer.Option(False, help="Decay weight matrices only, not biases (the book's concise version)."),
-    batch_size: int = typer.Option(256, help="Mini-batch size."),
-    epochs: int = typer.Option(10, help="Passes over the 60,000 training images."),
-    seed: int = typer.Option(0, help="Seed for the initial weights, batch order and dropout masks."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
+    hidden: Optional[str] = typer.Option(None, help="Hidden layer widths, a comma list: 256 or 256,256 ('' = none). [default: 256]"),
+    activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. [default: relu]"),
+    dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden layer: one value for all, or a comma list (0.2,0.5). [default: none]"),
+    init: Optional[str] = typer.Option(None, help="Weight init: normal:STD, xavier, xavier_normal or he. [default: normal:0.01]"),
+    impl: Optional[str] = typer.Option(None, help="concise (torch.nn, autograd) or scratch (mlplab.scratch: backward pass by hand, SGD only). [default: concise]"),
+    optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw. [default: sgd]"),
+    lr: Optional[float] = typer.Option(None, help="Learning rate (> 0). [default: 0.1]"),
+    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd", help="L2 weight decay lambda (>= 0). [default: 0]"),
+    wd_weights_only: Optional[bool] = typer.Option(None, "--wd-weights-only", help="Decay weight matrices only, not biases (the book's concise version)."),
+    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. [default: 256]"),
+    epochs: Optional[int] = typer.Option(None, help="Passes over the 60,000 training images; with --resume, the new total. [default: 10]"),
+    seed: Optional[int] = typer.Option(None, help="Seed for the initial weights, batch order and dropout masks. [default: 0]"),
+    device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps. [default: cpu]"),
     out: Optional[str] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
-    resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch."),
+    resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch, with its settings "
+                                "from config.json (give --epochs to train longer)."),
     data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
 ) -> None:
     """Train an MLP on Fashion-MNIST (the chapter's 784-256-10 network by default).
 
     Prints a table row per epoch and writes OUT/config.json, history.json, history.csv and
-    curves.png; OUT/checkpoint.pt after every epoch lets --resume continue an interrupted run.
+    curves.png; OUT/checkpoint.pt after every epoch lets --resume continue an interrupted run:
+    `mlplab train --out DIR --resume --epochs 20` continues DIR's run, with its own settings, to 20 epochs.
     """
+    given = dict(hidden=hidden, activation=activation, dropout=dropout, init=init, impl=impl, optimizer=optimizer,
+                 lr=lr, weight_decay=weight_decay, decay_biases=None if wd_weights_only is None else not wd_weights_only,
+                 batch_size=batch_size, epochs=epochs, seed=seed, device=device)  # fmt: skip
+    out_dir = path_option("--out", out)
+    if resume and out_dir is None:
+        raise ConfigError("--resume", True, "give the run's folder with --out DIR")
+    stored = RunDir(out_dir).stored_config() if resume else None
+    settings = _settings(given, stored)
+    impl, batch_size, seed, optimizer = settings["impl"], settings["batch_size"], settings["seed"], settings["optimizer"]
     model_cfg = ModelConfig(
-        hidden=parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256"),
-        activation=activation,
-        dropout=parse_csv("--dropout", dropout, float, "probabilities in [0, 1), e.g. 0.2,0.5"),
-        init=init,
+        hidden=parse_csv("--hidden", settings["hidden"], int, "widths are integers >= 1, e.g. 256,256"),
+        activation=settings["activation"],
+        dropout=parse_csv("--dropout", settings["dropout"], float, "probabilities in [0, 1), e.g. 0.2,0.5"),
+        init=settings["init"],
     )
-    train_cfg = TrainConfig(
-        epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr, weight_decay=weight_decay,
-        decay_biases=not wd_weights_only, seed=seed, device=device,
-    )  # fmt: skip
+    train_cfg = TrainConfig(**{k: settings[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay",
+                                                         "decay_biases", "seed", "device")})  # fmt: skip
     if impl not in IMPLS:
         raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
-    out = path_option("--out", out) or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
+    out = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
     resolve_device(train_cfg.device)  # fail before any work when the device is missing
     check_fits(f"an MLP {'-'.join(map(str, model_cfg.sizes))} trained in batches of {batch_size}",
