@@ -48,8 +48,10 @@ def test_search_order(fake_fashion_mnist, tmp_path, monkeypatch):
     assert where() == cache  # 3. user cache
     shutil.rmtree(cache)
     assert where() == system  # 4. system folder (Debian's /usr/share/datasets/fashion-mnist)
-    labels = [d.label for d in sources.search_dirs("fashion-mnist", "x", "y")]
-    assert labels == ["--data-dir", "user cache", "system"]
+    labels = [d.label for d in sources.search_dirs("fashion-mnist", None, "y")]
+    assert labels == ["user cache", "system"]
+    # an explicit --data-dir is the only place searched (no silent fallback to another copy)
+    assert [d.label for d in sources.search_dirs("fashion-mnist", tmp_path, "y")] == ["--data-dir"]
 
 
 def test_raw_files_are_accepted_too(fake_fashion_mnist, tmp_path):

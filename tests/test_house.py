@@ -232,8 +232,12 @@ def test_load_rejects_a_file_with_another_checksum(tmp_path):
 
 def test_load_without_files_lists_the_places_searched(tmp_path, monkeypatch):
     monkeypatch.setenv(sources.ENV_VAR, str(tmp_path / "env"))
-    with pytest.raises(DataError, match=r"(?s)--data-dir.*\$MLPLAB_DATA.*user cache"):
-        load(tmp_path / "nothing", download=False)
+    with pytest.raises(DataError, match=r"(?s)\$MLPLAB_DATA.*user cache.*Fix: pass --data-dir"):
+        load(None, download=False)
+    # an explicit --data-dir is the only place searched: a missing file there is an error
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DataError, match=r"no train file .* in --data-dir .*empty \(only that folder"):
+        load(tmp_path / "empty", download=False)
 
 
 def test_data_dir_comes_before_mlplab_data(tmp_path, monkeypatch):

@@ -1,8 +1,12 @@
-"""``mlplab data``: find, verify and download data sets; show what is where."""
+"""``mlplab data``: find, verify and download data sets; show what is where.
+
+Every flag is checked by the library call it is passed to (``fashion_mnist.fetch`` checks
+``--timeout`` and ``--retries``, ``sources.search_dirs`` checks ``--data-dir``), so a notebook
+gets the same errors as the command line.
+"""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Optional
 
 import numpy as np
@@ -15,15 +19,16 @@ from mlplab.data import fashion_mnist, sources
 
 app = typer.Typer(help="Find, verify and download data sets.", no_args_is_help=True)
 
-DATA_DIR_HELP = "A folder holding the IDX files (searched first)."
+# str, not Path: typer turns an empty value into Path("."), which would silently mean the cwd
+DATA_DIR_HELP = "A folder holding the IDX files; when given, the only place searched (nothing is downloaded)."
 
 
 @app.command()
 @reports_errors
 def fetch(
-    data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP),
-    timeout: float = typer.Option(30.0, help="Seconds without data before a download attempt is abandoned."),
-    retries: int = typer.Option(3, help="Attempts per mirror."),
+    data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
+    timeout: float = typer.Option(30.0, help="Seconds without data before a download attempt is abandoned (0 < s <= 3600)."),
+    retries: int = typer.Option(3, help="Attempts per mirror (1 to 100)."),
 ) -> None:
     """Make sure Fashion-MNIST is available and verified, downloading missing files to the cache."""
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
@@ -41,7 +46,7 @@ def fetch(
 
 @app.command()
 @reports_errors
-def info(data_dir: Optional[Path] = typer.Option(None, help=DATA_DIR_HELP)) -> None:
+def info(data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP)) -> None:
     """Show where each Fashion-MNIST file comes from, its shape and the class counts (no download)."""
     console.print("Search order: " + "  >  ".join(
         f"{d.label} ({d.path})" for d in sources.search_dirs(fashion_mnist.DATASET, data_dir, fashion_mnist.SYSTEM_DIR)

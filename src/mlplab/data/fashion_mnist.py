@@ -1,22 +1,27 @@
 """Fashion-MNIST (Xiao, Rasul, Vollgraf 2017): finding, verifying, downloading and loading it.
 
 Each of the four IDX files is looked for in the folders of :func:`mlplab.data.sources.search_dirs`
-(``--data-dir``, ``$MLPLAB_DATA/fashion-mnist``, the user cache, Debian's
-``/usr/share/datasets/fashion-mnist``), as ``NAME.gz`` or raw ``NAME``. The SHA-256 of the
-decompressed content must equal the upstream value, so Debian's re-compressed copies and the
-upstream ``.gz`` files are both accepted. A missing file is downloaded into the user cache.
+as ``NAME.gz`` or raw ``NAME``: only in ``--data-dir`` when it is given (a file missing there is
+an error), else in ``$MLPLAB_DATA/fashion-mnist``, the user cache and Debian's
+``/usr/share/datasets/fashion-mnist``. The SHA-256 of the decompressed content must equal the
+upstream value, so Debian's re-compressed copies and the upstream ``.gz`` files are both
+accepted. A missing file is downloaded into the user cache (when no ``--data-dir`` is given).
+
+No file is read or downloaded past the size its :class:`FileSpec` implies, so a corrupt or
+hostile file (a gzip bomb, an endless download) is refused instead of filling memory or disk.
 """
 
 from __future__ import annotations
 
 import functools
-
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from mlplab import atomic
 from mlplab.data import sources
 from mlplab.data.idx import IdxError, parse_idx, read_bytes
 from mlplab.errors import DataError
@@ -40,6 +45,21 @@ class FileSpec:
     name: str
     shape: tuple[int, ...]
     sha256: str
+
+    @property
+    def nbytes(self) -> int:
+        """Size of the decompressed file: 4-byte magic, 4 bytes per dimension, one byte per value."""
+        return 4 + 4 * len(self.shape) + math.prod(self.shape)
+
+    @property
+    def max_download(self) -> int:
+        """The most a ``.gz`` download may bring: twice the raw size plus 1 MiB.
+
+        The upstream ``.gz`` files are smaller than the raw ones (26 MB for 47 MB of training
+        images), and even incompressible data grows by a few bytes only; the margin still
+        accepts a mirror that serves the raw file under the ``.gz`` name.
+        """
+        return 2 * self.nbytes + (1 << 20)
 
 
 FILES: dict[str, FileSpec] = {
@@ -82,9 +102,12 @@ def find_file(key: str, data_dir: str | os.PathLike[str] | None = None) -> Path 
 
 
 def load_file(key: str, path: Path) -> np.ndarray:
-    """Read and verify one file: IDX structure, SHA-256 of the content, shape, label range."""
+    """Read and verify one file: IDX structure, SHA-256 of the content, shape, label range.
+
+    Nothing past the spec's size (:attr:`FileSpec.nbytes`) is read or decompressed.
+    """
     spec = FILES[key]
-    content = read_bytes(path)
+    content = read_bytes(path, max_bytes=spec.nbytes)
     digest = sources.sha256_of(content)
     if digest != spec.sha256:
         raise DataError(
@@ -107,15 +130,32 @@ def fetch(
 ) -> dict[str, Path]:
     """Locate every file, downloading missing ones into the user cache; return key -> path.
 
+    With ``data_dir`` only that folder is searched and nothing is downloaded. ``timeout`` (a
+    number of seconds in (0, 3600]) and ``retries`` (1 to 100) are checked even when nothing
+    needs downloading, so a bad flag is reported the first time it is given.
+
     Raises
     ------
+    ConfigError
+        ``timeout`` or ``retries`` out of range.
     DataError
-        When a file is missing and ``download`` is False or the download failed.
+        When ``data_dir`` is not a folder, a file is missing and ``download`` is False or
+        ``data_dir`` is given, or the download failed.
     """
+    sources.check_download_options(timeout, retries)
+    atomic.remove_stale(sources.cache_dir() / DATASET)  # temp files of killed downloads
     found: dict[str, Path] = {}
     for key, spec in FILES.items():
         path = find_file(key, data_dir)
         if path is None:
+            if data_dir is not None:
+                folder = sources.check_data_dir(data_dir)
+                raise DataError(
+                    f"Fashion-MNIST file {spec.name}(.gz) not found in --data-dir {folder} (only that "
+                    f"folder is searched when it is given). Fix: copy the four IDX files there, or leave "
+                    f"--data-dir out to use the files of `mlplab data fetch`, `apt-get install "
+                    f"dataset-fashion-mnist` or ${sources.ENV_VAR}."
+                )
             if not download:
                 looked = ", ".join(str(d.path) for d in sources.search_dirs(DATASET, data_dir, SYSTEM_DIR))
                 raise DataError(
@@ -126,8 +166,7 @@ def fetch(
             dest = sources.cache_dir() / DATASET / f"{spec.name}.gz"
             path = sources.download(
                 [m + f"{spec.name}.gz" for m in MIRRORS], dest, functools.partial(load_file, key),
-                timeout=timeout, retries=retries,
-                progress=progress,
+                timeout=timeout, retries=retries, progress=progress, max_bytes=spec.max_download,
             )  # fmt: skip
         found[key] = path
     return found
