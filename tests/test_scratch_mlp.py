@@ -50,7 +50,7 @@ def random_case(seed: int) -> tuple[MLP, torch.Tensor, torch.Tensor]:
     rng = random.Random(seed)
     depth = rng.randint(0, 4)  # hidden layers; 0 is softmax regression
     sizes = [rng.randint(1, 12)] + [rng.randint(1, 12) for _ in range(depth)] + [rng.randint(2, 6)]
-    dropout = None if depth == 0 or rng.random() < 0.4 else [rng.choice([0.0, 0.2, 0.5, 0.9, 1.0]) for _ in range(depth)]
+    dropout = None if depth == 0 or rng.random() < 0.4 else [rng.choice([0.0, 0.2, 0.5, 0.9, 0.99]) for _ in range(depth)]
     net = MLP(sizes, rng.choice(ACTIVATIONS), dropout, rng.choice(["xavier", "he", "normal:0.5"]),
               gen(seed), dtype=f64)  # fmt: skip
     if net.alphas:  # slopes of both signs, not just the initial 0.25
@@ -347,3 +347,15 @@ def test_the_package_documents_every_public_name():
         obj = getattr(mlplab.scratch, name)
         assert inspect.getdoc(obj), name
     assert Path(mlplab.scratch.__file__).parent.name == "scratch"
+
+
+def test_the_default_dtype_is_torchs_as_for_nn_linear():
+    previous = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        net = MLP([6, 4, 3], generator=torch.Generator().manual_seed(0))
+        assert {p.dtype for p in net.params} == {torch.float64} == {torch.nn.Linear(6, 4).weight.dtype}
+    finally:
+        torch.set_default_dtype(previous)
+    assert {p.dtype for p in MLP([6, 4, 3]).params} == {torch.float32}
+    assert MLP([6, 4, 3], dtype=torch.float64).params[0].dtype == torch.float64

@@ -116,7 +116,7 @@ def test_train_impl_scratch_on_small_data(tmp_path, monkeypatch):
     assert json.loads((out / "config.json").read_text())["impl"] == "scratch"
     assert len(json.loads((out / "history.json").read_text())) == 2
     resumed = runner.invoke(app, ["train", "--impl", "concise", "--epochs", "3", "--out", str(out), "--resume"])
-    assert resumed.exit_code == 2 and "--impl scratch" in resumed.output
+    assert resumed.exit_code == 2 and "impl: stored 'scratch', given 'concise'" in resumed.output
     resumed = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "3", "--out", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert len(json.loads((out / "history.json").read_text())) == 3

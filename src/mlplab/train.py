@@ -145,6 +145,12 @@ class Callback:
     def on_train_end(self, history: History) -> None: ...
 
 
+def trains_by_hand(model: object) -> bool:
+    """True for a model with hand-written gradients (:class:`mlplab.scratch.MLP`): ``fit`` then uses
+    its ``loss_and_grads`` and the hand-written SGD instead of autograd. The one place that decides."""
+    return callable(getattr(model, "loss_and_grads", None))
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | ScratchSGD:
     """The optimizer of ``config`` over ``model``'s parameters.
 
@@ -154,7 +160,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     A model with hand-written gradients (``loss_and_grads``, i.e. :class:`mlplab.scratch.MLP`) gets
     the hand-written :class:`mlplab.scratch.SGD` with the same weight-decay rule; it has no Adam.
     """
-    if hasattr(model, "loss_and_grads"):
+    if trains_by_hand(model):
         if config.optimizer != "sgd":
             raise ConfigError(
                 "optimizer", config.optimizer,
@@ -200,7 +206,7 @@ def _train_step(model, optimizer, loss: str):
     ``loss_and_grads`` (:class:`mlplab.scratch.MLP`, whose backward pass starts from softmax
     cross-entropy).
     """
-    if hasattr(model, "loss_and_grads"):
+    if trains_by_hand(model):
         if loss != "cross_entropy":
             raise ConfigError("loss", loss, "the scratch MLP's hand-written gradients are for cross_entropy only")
 
@@ -307,7 +313,7 @@ def fit(
     step = _train_step(model, optimizer, config.loss)
     weights = None
     if sample_weight is not None:
-        if hasattr(model, "loss_and_grads"):
+        if trains_by_hand(model):
             raise ConfigError("sample_weight", "given", "the scratch MLP's gradients are for the plain mean loss only")
         if sample_weight.shape != (len(data.train),):
             raise ConfigError("sample_weight", tuple(sample_weight.shape), f"one weight per training example: ({len(data.train)},)")

@@ -15,13 +15,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mlplab.errors import ConfigError
+from mlplab import errors
 
 
 def check_probability(p: float, field: str = "dropout") -> float:
-    """``p`` as a float, or a ConfigError if it is not a number in [0, 1]."""
-    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:
-        raise ConfigError(field, p, "a dropout probability must be a number in [0, 1]")
+    """``p`` as a float, or a ConfigError if it is not a number in [0, 1].
+
+    The function itself takes ``p = 1`` (the book's ``dropout_layer`` does: every unit dropped);
+    a model does not (:func:`mlplab.errors.check_probability`: [0, 1) in every model config).
+    """
+    errors.check_probability(field, p, one=True)
     return float(p)
 
 

@@ -9,7 +9,7 @@ Xavier's variance ``2 / (n_in + n_out)`` is the compromise between ``n_in sigma^
 forward pass keeps the variance of the activations) and ``n_out sigma^2 = 1`` (the backward pass
 keeps the variance of the gradients); ``U(-a, a)`` has variance ``a^2 / 3``, the same number.
 
-The formulas live in one place, :class:`mlplab.models.InitSpec`, shared with the concise models.
+The formulas live in one place, :class:`mlplab.init.InitSpec`, shared with the concise models.
 The draws are made in ``nn.Linear``'s ``(n_out, n_in)`` order and transposed, so that a scratch
 MLP and a concise one built from equally seeded generators start from the same weights:
 ``scratch W == linear.weight.T``. That makes the two implementations comparable number for number.
@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mlplab.models import InitSpec, parse_init
+from mlplab.init import InitSpec, parse_init
 
 
 def init_weight(spec: str | InitSpec, n_in: int, n_out: int, generator: torch.Generator | None = None,

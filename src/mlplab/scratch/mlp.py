@@ -30,10 +30,10 @@ from typing import Iterator, Sequence
 import torch
 from torch import Tensor
 
-from mlplab.errors import ConfigError, MlplabError
-from mlplab.models import InitSpec, parse_init
+from mlplab.errors import ConfigError, MlplabError, check_probability
+from mlplab.init import InitSpec, parse_init
 from mlplab.scratch.activations import NAMES, OUTPUT_DERIVATIVES, PRELU_INIT, prelu, prelu_grad, prelu_grad_alpha
-from mlplab.scratch.dropout import check_probability, dropout, dropout_grad
+from mlplab.scratch.dropout import dropout, dropout_grad
 from mlplab.scratch.init import init_weight
 from mlplab.scratch.losses import softmax_cross_entropy_and_grad
 
@@ -90,7 +90,9 @@ def _check_dropout(dropout: float | Sequence[float] | None, n_hidden: int) -> tu
         raise ConfigError(
             "dropout", dropout, f"give one probability for all hidden layers or one per hidden layer ({n_hidden})"
         )
-    return tuple(check_probability(p, f"dropout[{i}]") for i, p in enumerate(values))
+    for i, p in enumerate(values):
+        check_probability(f"dropout[{i}]", p)  # [0, 1), as every model: p = 1 would train nothing
+    return tuple(float(p) for p in values)
 
 
 class MLP:
@@ -106,7 +108,7 @@ class MLP:
         hidden layer, starting at 0.25 like ``nn.PReLU()``).
     dropout : float or sequence of float, optional
         Dropout probability after each hidden layer: one value for all or one per hidden layer,
-        each in [0, 1]. None or (): no dropout.
+        each in [0, 1) as in every model config. None or (): no dropout.
     init : str or InitSpec
         Weight initialization: ``normal:STD``, ``xavier``, ``xavier_normal`` or ``he`` (see
         :mod:`mlplab.scratch.init`); biases start at 0.
@@ -114,8 +116,9 @@ class MLP:
         Source of the initial weights and then of the dropout masks (the global generator when
         None, as ``nn.Linear``/``nn.Dropout`` use). With equally seeded generators, a scratch MLP
         and ``mlplab.models.build_mlp`` start from the same weights.
-    dtype : torch.dtype
-        Of the parameters (float32; float64 for gradient checks).
+    dtype : torch.dtype, optional
+        Of the parameters; default ``torch.get_default_dtype()`` (float32 unless changed), as
+        ``nn.Linear``. float64 for gradient checks.
     device : str or torch.device
 
     Attributes
@@ -145,9 +148,10 @@ class MLP:
         init: str | InitSpec = "normal:0.01",
         generator: torch.Generator | None = None,
         *,
-        dtype: torch.dtype = torch.float32,
+        dtype: torch.dtype | None = None,
         device: str | torch.device = "cpu",
     ) -> None:
+        dtype = torch.get_default_dtype() if dtype is None else dtype  # as nn.Linear: torch.set_default_dtype applies
         self.sizes = _check_sizes(sizes)
         if activation not in NAMES:
             raise ConfigError("activation", activation, f"expected one of {', '.join(NAMES)}")
