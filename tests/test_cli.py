@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import json
 
 import pytest
@@ -137,11 +138,19 @@ def test_outputs_get_the_usual_file_permissions(tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
 
 
-def test_run_shift_is_the_shift_study_command():
-    root = typer.main.get_command(app)
-    alias, original = root.commands["run"].commands["shift"], root.commands["shift"].commands["run"]
-    assert [p.name for p in alias.params] == [p.name for p in original.params]
-    assert len(alias.params) > 3
+def test_run_shift_is_the_shift_study_command(monkeypatch, tmp_path):
+    # both spellings must turn the same flags into the same study, the one StudyConfig.quick describes
+    import mlplab.cli.shift as shift_cli
+    from mlplab.shift.experiment import StudyConfig
+
+    seen = []
+    monkeypatch.setattr(shift_cli, "_execute", lambda config, out, *rest: seen.append((config, out)))
+    flags = ["--quick", "--parts", "label,concept", "--source-optimizer", "sgd", "--out", str(tmp_path / "s")]
+    for command in (["run", "shift"], ["shift", "run"]):
+        result = runner.invoke(app, [*command, *flags])
+        assert result.exit_code == 0, result.output
+    expected = StudyConfig.quick(("label", "concept"), "cpu", "sgd")
+    assert seen == [(expected, str(tmp_path / "s"))] * 2
 
 
 def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tmp_path):
@@ -187,3 +196,17 @@ def test_resume_takes_the_runs_settings_from_its_config_json(fake_fashion_mnist,
 def test_resume_needs_the_runs_folder(tmp_path):
     result = runner.invoke(app, ["train", "--resume"])
     assert result.exit_code == 2 and "--out" in result.output
+
+
+def test_outputs_follow_the_umask_in_force_when_written(tmp_path):
+    import stat
+
+    from mlplab.atomic import write_text
+
+    for mask, mode in ((0o022, 0o644), (0o077, 0o600), (0o002, 0o664)):
+        previous = os.umask(mask)
+        try:
+            path = write_text(tmp_path / f"x{mask:o}.txt", "hi")
+        finally:
+            os.umask(previous)
+        assert stat.S_IMODE(path.stat().st_mode) == mode

@@ -23,7 +23,6 @@ from mlplab.errors import MlplabError
 
 _TEMP_RE = re.compile(r"^\..*\.tmp-(\d+)-[^.]+")
 _umask_lock = threading.Lock()
-_umask_value: int | None = None
 
 
 class OutputError(MlplabError):
@@ -53,14 +52,19 @@ def output_error(path: str | os.PathLike[str], exc: OSError, what: str = "cannot
 
 
 def _umask() -> int:
-    """The process umask, read once (reading it means setting it, which is not thread-safe)."""
-    global _umask_value
+    """The process umask. Linux reports it in /proc (read-only, thread-safe); elsewhere it can
+    only be read by setting it, which is done under a lock so mlplab's own threads never race."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     with _umask_lock:
-        if _umask_value is None:
-            mask = os.umask(0o022)
-            os.umask(mask)
-            _umask_value = mask
-        return _umask_value
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def fsync_dir(directory: str | os.PathLike[str]) -> None:

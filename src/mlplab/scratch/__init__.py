@@ -21,7 +21,7 @@ steps with :class:`SGD` instead of autograd.
 from mlplab.scratch.activations import (
     prelu, prelu_grad, prelu_grad_alpha, relu, relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad,
 )  # fmt: skip
-from mlplab.scratch.dropout import dropout, dropout_grad
+from mlplab.scratch.dropout import dropout, dropout_grad, keep_mask
 from mlplab.scratch.init import he, init_weight, normal, xavier_normal, xavier_uniform
 from mlplab.scratch.losses import (
     log_softmax, softmax_cross_entropy, softmax_cross_entropy_and_grad, softmax_cross_entropy_grad,
@@ -34,7 +34,7 @@ __all__ = [
     "MLP", "SGD", "LayerTape", "Tape",
     "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "prelu", "prelu_grad", "prelu_grad_alpha",
     "log_softmax", "softmax_cross_entropy", "softmax_cross_entropy_grad", "softmax_cross_entropy_and_grad",
-    "dropout", "dropout_grad",
+    "dropout", "dropout_grad", "keep_mask",
     "l2_penalty", "l2_grad", "l1_penalty", "l1_subgrad",
     "init_weight", "normal", "xavier_uniform", "xavier_normal", "he",
 ]  # fmt: skip

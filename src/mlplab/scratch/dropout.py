@@ -18,7 +18,7 @@ from torch import Tensor
 from mlplab import errors
 
 
-def check_probability(p: float, field: str = "dropout") -> float:
+def _probability(p: float, field: str = "dropout") -> float:
     """``p`` as a float, or a ConfigError if it is not a number in [0, 1].
 
     The function itself takes ``p = 1`` (the book's ``dropout_layer`` does: every unit dropped);
@@ -53,7 +53,7 @@ def dropout(h: Tensor, p: float, training: bool = True,
     out : Tensor, the shape of ``h``
     mask : bool Tensor the shape of ``h``, or None when nothing was dropped (evaluation, ``p = 0``)
     """
-    p = check_probability(p)
+    p = _probability(p)
     if not training or p == 0.0:
         return h, None
     if p == 1.0:  # every unit dropped; 1 / (1 - p) would be inf and 0 * inf is nan
