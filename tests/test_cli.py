@@ -210,3 +210,30 @@ def test_outputs_follow_the_umask_in_force_when_written(tmp_path):
         finally:
             os.umask(previous)
         assert stat.S_IMODE(path.stat().st_mode) == mode
+
+
+def test_ctrl_c_says_what_is_saved_and_how_to_resume(fake_fashion_mnist, tmp_path, monkeypatch):
+    import mlplab.cli.train as train_cli
+    from mlplab.train import fit
+
+    def interrupted_after_two_epochs(*args, **kwargs):
+        class Stop(Callback):
+            def on_epoch_end(self, record) -> None:
+                if record.epoch == 2:
+                    raise KeyboardInterrupt
+
+        kwargs["callbacks"] = [*kwargs["callbacks"], Stop()]
+        return fit(*args, **kwargs)
+
+    from mlplab.train import Callback
+
+    monkeypatch.setattr(train_cli, "fit", interrupted_after_two_epochs)
+    out = tmp_path / "run"
+    result = runner.invoke(app, train_args(fake_fashion_mnist, out, "--epochs", "5"))
+    assert result.exit_code == 130 and "Traceback" not in result.output
+    assert f"interrupted: 2 finished epoch(s) are saved in {out}. Continue with: mlplab train --out {out} --resume" \
+        in result.output.replace("\n", "")
+    monkeypatch.setattr(train_cli, "fit", fit)
+    resumed = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4, 5]

@@ -139,6 +139,17 @@ class RunDir:
         """The callback that keeps ``history.json``/``.csv`` current after every epoch."""
         return HistoryWriter(self.path)
 
+    def resume_hint(self) -> str:
+        """What an interrupted run has saved and the command that continues it."""
+        try:
+            done = len(load_checkpoint(self.checkpoint)["history"]["epochs"]) if self.checkpoint.exists() else 0
+        except MlplabError:
+            done = 0
+        if done == 0:
+            return f"no epoch had finished; {self.path} holds the settings. Start it again with: mlplab train --out {self.path} --resume"
+        return (f"{done} finished epoch(s) are saved in {self.path}. Continue with: "
+                f"mlplab train --out {self.path} --resume")  # fmt: skip
+
     def finish(self, history: History, title: str) -> None:
         """Write the final history and ``curves.png``."""
         from mlplab.plots import save_figure, training_curves  # matplotlib only when a run ends

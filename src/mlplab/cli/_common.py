@@ -25,6 +25,14 @@ DEBUG_ENV = "MLPLAB_DEBUG"  # set it (or pass `mlplab --debug`) to see full trac
 _debug = {"on": False}  # set by the root command on every invocation
 
 
+_interrupt_hint: dict[str, Callable[[], str] | None] = {"hint": None}
+
+
+def on_interrupt(hint: Callable[[], str] | None) -> None:
+    """What a Ctrl-C during the rest of the command should say (what is saved, how to resume)."""
+    _interrupt_hint["hint"] = hint
+
+
 def set_debug(on: bool) -> None:
     _debug["on"] = on
 
@@ -65,14 +73,21 @@ def reports_errors(func: F) -> F:
     - mlplab's own errors (bad input: they name the thing, the value and the fix): exit 2.
     - An ``OSError`` that names a file (disk full, permission denied, read-only disk): the path
       and the cause, exit 2.
+    - Ctrl-C: one line saying what was saved and how to resume (see :func:`on_interrupt`), exit 130.
     - Anything else is a bug: one line saying what failed and where the full traceback was
       written, exit 1. ``mlplab --debug`` (or ``MLPLAB_DEBUG=1``) lets the traceback through.
     """
 
     @functools.wraps(func)
     def wrapper(*args: object, **kwargs: object) -> object:
+        on_interrupt(None)
         try:
             return func(*args, **kwargs)
+        except KeyboardInterrupt:
+            hint = _interrupt_hint["hint"]
+            err_console.print(f"[bold yellow]interrupted[/]: {hint() if hint else 'nothing was saved'}",
+                              soft_wrap=True, highlight=False)  # fmt: skip
+            raise typer.Exit(130) from None
         except MlplabError as exc:
             _error(str(exc))
             raise typer.Exit(2) from None

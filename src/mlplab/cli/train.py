@@ -11,7 +11,7 @@ import torch
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from mlplab.cli._common import console, parse_csv, path_option, reports_errors
+from mlplab.cli._common import console, on_interrupt, parse_csv, path_option, reports_errors
 from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp
@@ -144,6 +144,7 @@ def train(
         with console.status("loading Fashion-MNIST"):
             data = fashion_mnist_data(data_dir, device=train_cfg.device)
         run.write_config(config)
+        on_interrupt(run.resume_hint)
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=console, transient=True) as progress:
             history = fit(net, data, train_cfg, callbacks=[TerminalProgress(progress), run.writer()],
