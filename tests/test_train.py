@@ -186,3 +186,18 @@ def test_sample_weights_must_match_the_training_rows_and_need_autograd(gen):
     with pytest.raises(ConfigError, match="sample_weight"):
         fit(MLP([20, 4]), data, TrainConfig(epochs=1), sample_weight=torch.ones(len(data.train)))
     assert evaluate(nn.Linear(20, 4), Split(data.test.X[:0], data.test.y[:0]))[1] is None  # nothing to evaluate
+
+
+def test_fit_with_progress_shows_a_row_per_epoch_and_trains_the_same(gen, capsys):
+    X = torch.randn(64, 5, generator=gen)
+    data = Data(Split(X, (X[:, 0] > 0).long()), Split(X[:16], (X[:16, 0] > 0).long()))
+    torch.manual_seed(0)
+    quiet, loud = torch.nn.Linear(5, 2), torch.nn.Linear(5, 2)
+    loud.load_state_dict(quiet.state_dict())
+    config = TrainConfig(epochs=3, batch_size=16)
+    a = fit(quiet, data, config)
+    assert capsys.readouterr().out == ""  # silent unless asked
+    b = fit(loud, data, config, progress=True)
+    shown = capsys.readouterr().out
+    assert "train_loss" in shown and all(f"    {e}  " in shown for e in (1, 2, 3))
+    assert [r.test_loss for r in a.records] == [r.test_loss for r in b.records]

@@ -277,6 +277,7 @@ def fit(
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
     sample_weight: torch.Tensor | None = None,
+    progress: bool = False,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after every epoch.
 
@@ -299,6 +300,9 @@ def fit(
         Loss weight of each training example: a mini-batch's loss is ``(1/B) sum_i w_i l_i``
         (d2l 4.7.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
         model; the reported ``train_loss`` is the weighted one.
+    progress : bool
+        Show a progress bar and a row per epoch while training (terminal or Jupyter), as
+        ``mlplab train`` does; off by default (a library call is silent unless asked).
 
     Returns
     -------
@@ -306,6 +310,12 @@ def fit(
         Per-epoch metrics; ``status`` is ``"diverged"`` if the training loss became non-finite,
         in which case training stopped after that epoch.
     """
+    if progress:
+        from mlplab.progress import epoch_progress  # rich only when asked for
+
+        with epoch_progress() as display:
+            return fit(model, data, config, callbacks=[*callbacks, display], checkpoint=checkpoint, resume=resume,
+                       sample_weight=sample_weight)  # fmt: skip
     device = resolve_device(config.device)
     model.to(device)
     data = data.to(device)

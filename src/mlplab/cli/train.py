@@ -9,7 +9,6 @@ from typing import Optional
 
 import torch
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from mlplab.cli._common import console, on_interrupt, parse_csv, path_option, reports_errors
 from mlplab.data import fashion_mnist_data
@@ -18,40 +17,10 @@ from mlplab.models import ModelConfig, build_mlp
 from mlplab.resources import check_fits, mlp_training_bytes
 from mlplab.runs import RunDir
 from mlplab.scratch import MLP
-from mlplab.train import Callback, EpochRecord, History, TrainConfig, fit, make_optimizer, resolve_device
+from mlplab.progress import epoch_progress
+from mlplab.train import TrainConfig, fit, make_optimizer, resolve_device
 
 IMPLS = ("concise", "scratch")
-HEADER = f"{'epoch':>5}  {'train_loss':>10}  {'train_acc':>9}  {'test_loss':>9}  {'test_acc':>8}  {'seconds':>7}"
-
-
-def format_record(r: EpochRecord) -> str:
-    def num(v, width, digits=4):
-        return f"{'-':>{width}}" if v is None else f"{v:>{width}.{digits}f}"
-
-    return (f"{r.epoch:>5}  {num(r.train_loss, 10)}  {num(r.train_acc, 9)}  {num(r.test_loss, 9)}  "
-            f"{num(r.test_acc, 8)}  {num(r.seconds, 7, 2)}")  # fmt: skip
-
-
-class TerminalProgress(Callback):
-    """A progress bar over batches and epochs, and a table row per finished epoch (it only draws)."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.task = None
-
-    def on_train_begin(self, config: TrainConfig, batches_per_epoch: int, history: History) -> None:
-        total = batches_per_epoch * config.epochs
-        done = batches_per_epoch * len(history.records)
-        self.task = self.progress.add_task("training", total=total, completed=done)
-        self.progress.console.print(HEADER)
-
-    def on_batch_end(self, epoch: int, batch: int) -> None:
-        self.progress.advance(self.task)
-
-    def on_epoch_end(self, record: EpochRecord) -> None:
-        self.progress.console.print(format_record(record))
-
-
 # Where each setting lives in config.json (section, field) and its default for a new run.
 SETTINGS = {
     "hidden": ("model", "hidden", "256"), "activation": ("model", "activation", "relu"),
@@ -145,10 +114,9 @@ def train(
             data = fashion_mnist_data(data_dir, device=train_cfg.device)
         run.write_config(config)
         on_interrupt(run.resume_hint)
-        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-        with Progress(*columns, console=console, transient=True) as progress:
-            history = fit(net, data, train_cfg, callbacks=[TerminalProgress(progress), run.writer()],
-                          checkpoint=run.checkpoint, resume=resume)  # fmt: skip
+        with epoch_progress(console) as display:
+            history = fit(net, data, train_cfg, callbacks=[display, run.writer()], checkpoint=run.checkpoint,
+                          resume=resume)  # fmt: skip
         run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}")
     final = history.final
     acc = f"test accuracy {final.test_acc:.4f}" if final.test_acc is not None else f"test loss {final.test_loss:.4f}"
