@@ -12,6 +12,18 @@ import torch
 from mlplab.data import fashion_mnist, sources
 from mlplab.data.idx import encode_idx, write_idx
 
+def _installed_fashion_mnist() -> Path | None:
+    """The first folder of the loader's own search order that holds all four files: what
+    `scripts/train.sh` or `mlplab data fetch` installed ($MLPLAB_DATA, the user cache, Debian's)."""
+    for place in sources.search_dirs(fashion_mnist.DATASET, None, fashion_mnist.SYSTEM_DIR):
+        if all((place.path / f"{spec.name}.gz").is_file() or (place.path / spec.name).is_file()
+               for spec in fashion_mnist.FILES.values()):  # fmt: skip
+            return place.path
+    return None
+
+
+REAL_FASHION_MNIST = _installed_fashion_mnist()  # looked up before any test patches the search paths
+
 # Tests use tiny tensors: one thread is as fast, and immune to a busy second core (OpenMP threads
 # that wait for each other can slow a 2-thread run down tenfold on a shared machine).
 torch.set_num_threads(1)
@@ -30,11 +42,13 @@ def isolated_sources(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture
-def real_data_dir(isolated_sources) -> Path:
-    """``$MLPLAB_DATA`` as CI sets it (the folder holding fashion-mnist/); skip when unset."""
-    if not isolated_sources:
-        pytest.skip("set MLPLAB_DATA to the folder holding fashion-mnist/ to run real-data smoke tests")
-    return Path(isolated_sources)
+def real_fashion_mnist() -> Path:
+    """The real Fashion-MNIST folder, found as the loaders find it ($MLPLAB_DATA, which CI sets;
+    the user cache; Debian's /usr/share/datasets); the smoke tests skip only where none exists."""
+    if REAL_FASHION_MNIST is None:
+        pytest.skip("no Fashion-MNIST installed: run `bash scripts/train.sh` or `mlplab data fetch`, "
+                    "or set MLPLAB_DATA to the folder holding fashion-mnist/")  # fmt: skip
+    return REAL_FASHION_MNIST
 
 
 @pytest.fixture

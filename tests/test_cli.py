@@ -111,9 +111,9 @@ def test_data_info_without_data_says_how_to_get_it(tmp_path):
     assert result.exit_code == 2 and "not found" in result.output and "mlplab data fetch" in result.output
 
 
-def test_train_one_epoch_on_the_real_data(real_data_dir, tmp_path):
+def test_train_one_epoch_on_the_real_data(real_fashion_mnist, tmp_path):
     out = tmp_path / "real"
-    result = runner.invoke(app, ["train", "--data-dir", str(real_data_dir / "fashion-mnist"), "--epochs", "1", "--out", str(out)])
+    result = runner.invoke(app, ["train", "--data-dir", str(real_fashion_mnist), "--epochs", "1", "--out", str(out)])
     assert result.exit_code == 0, result.output
     (record,) = json.loads((out / "history.json").read_text())
     assert record["test_acc"] > 0.65  # the chapter's first epoch reaches ~0.73 (study log: 0.73)

@@ -99,9 +99,9 @@ def test_a_mirror_serving_wrong_content_leaves_nothing_behind(fake_fashion_mnist
     assert not any("train-images" in p.name for p in cache.iterdir())  # no temporary file either
 
 
-def test_real_data_smoke(real_data_dir):
+def test_real_data_smoke(real_fashion_mnist):
     """On the real files: checksums verified, shapes and balanced classes as documented upstream."""
-    data = fashion_mnist.load(real_data_dir / "fashion-mnist", download=False)
+    data = fashion_mnist.load(real_fashion_mnist, download=False)
     assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
     assert np.bincount(data.train_labels).tolist() == [6000] * 10
     assert np.bincount(data.test_labels).tolist() == [1000] * 10

@@ -128,9 +128,9 @@ def test_train_impl_scratch_refuses_adam(tmp_path, monkeypatch):
     assert result.exit_code == 2 and "optimizer" in result.output and "sgd" in result.output
 
 
-def test_train_impl_scratch_on_fashion_mnist(tmp_path, real_data_dir):
+def test_train_impl_scratch_on_fashion_mnist(tmp_path, real_fashion_mnist):
     out = tmp_path / "fmnist"
-    data_dir = str(real_data_dir / "fashion-mnist")
+    data_dir = str(real_fashion_mnist)
     result = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "1", "--out", str(out), "--data-dir", data_dir])
     assert result.exit_code == 0, result.output
     record = json.loads((out / "history.json").read_text())[0]
