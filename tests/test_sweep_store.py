@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ from mlplab.stats import mean_ci
 from mlplab.sweep import SweepSpec, load_histories, load_results, run_sweep, summarize, synthetic_data
 from mlplab.sweep.results import markdown_table, sort_summary
 from mlplab.sweep.runner import SweepCallback
-from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
+from mlplab.sweep.store import FILENAME, LOCKNAME, SweepStore, writer_lock
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SMALL = SweepSpec(base={"hidden": (8,), "epochs": 2, "batch_size": 128, "lr": 0.5},
@@ -67,9 +68,14 @@ def test_store_refuses_other_data_and_a_second_writer(tmp_path, data):
     run_sweep(SMALL, data, tmp_path, max_models=12)
     with pytest.raises(MlplabError, match="other data"):
         run_sweep(SMALL, synthetic_data(n_train=1024), tmp_path)
-    with writer_lock(tmp_path):
+    # the writer lock is re-entrant within a process, so hold it as another process would: a flock
+    # on a separate open file description of sweep.lock
+    with open(tmp_path / LOCKNAME, "a+") as other:
+        fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)
         with pytest.raises(MlplabError, match="another `mlplab sweep run`"):
             run_sweep(SMALL, data, tmp_path)
+    with writer_lock(tmp_path):  # re-entrant: the caller may hold it while run_sweep takes it again
+        assert run_sweep(SMALL, data, tmp_path).trained == 0
     with pytest.raises(MlplabError, match="holds no sweep"):
         SweepStore(tmp_path / "nothing", create=False)
     (tmp_path / "junk").mkdir()

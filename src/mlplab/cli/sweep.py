@@ -10,12 +10,19 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from mlplab.cli._common import console, parse_csv, reports_errors
-from mlplab.errors import ConfigError
+from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_seed
 from mlplab.sweep.planner import Group
 from mlplab.sweep.results import (METRICS, format_value, hyperparameters, load_results, sort_summary, summarize,
                                   table_rows, varying)  # fmt: skip
-from mlplab.sweep.runner import DATA_SETS, SweepCallback, run_sweep, sweep_data
-from mlplab.sweep.spec import SweepSpec, load_toml, parse_axis, parse_random_axis
+from mlplab.sweep.runner import (DATA_SETS, DATA_SIZES, SweepCallback, plan_sweep, run_sweep, sweep_data,
+                                 sweep_folder)  # fmt: skip
+from mlplab.sweep.spec import MAX_TRIALS, SweepSpec, load_toml, parse_axis, parse_random_axis
+from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
+from mlplab.train import check_device, resolve_device
+
+PLOT_FORMATS = (".png", ".svg", ".pdf")
+# the flag that sets each fixed hyperparameter (for messages naming it)
+_FLAGS = {"decay_biases": "--wd-weights-only", "weight_decay": "--weight-decay", "batch_size": "--batch-size"}
 
 app = typer.Typer(
     help="Train whole hyperparameter grids at once (one batched model per group of same-shape "
@@ -61,33 +68,70 @@ class SweepProgress(SweepCallback):
 
 
 def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random: Sequence[str], seeds: Optional[int],
-                first_seed: int, samples: Optional[int], search_seed: Optional[int]) -> SweepSpec:  # fmt: skip
+                first_seed: Optional[int], samples: Optional[int], search_seed: Optional[int]) -> SweepSpec:  # fmt: skip
+    """The spec of ``sweep run``: the config file (if any), then the flags over it.
+
+    Rules: each hyperparameter is given once among the flags (a fixed flag such as ``--lr``, a
+    ``--grid`` or a ``--random`` axis); a flag's axis replaces the config's axis of that name.
+    ``--seeds N`` trains N seeds from ``--first-seed`` (default: the config's first seed, else 0);
+    ``--first-seed S`` alone keeps the number of seeds (the config's, else 1) and starts at S.
+    ``--samples`` and ``--search-seed`` need a random axis. Counts are checked before anything
+    is expanded (``--seeds 1000000000000`` is refused at once).
+    """
+    if seeds is not None:
+        check_int("--seeds", seeds, 1, MAX_TRIALS)
+    if first_seed is not None:
+        check_seed("--first-seed", first_seed)
+    if samples is not None:
+        check_int("--samples", samples, 1, MAX_TRIALS)
+    if search_seed is not None:
+        check_seed("--search-seed", search_seed)
     spec = load_toml(config) if config is not None else SweepSpec()
     grid_axes = dict(spec.grid)
     random_axes = dict(spec.random)
-    for text in grid:
-        name, values = parse_axis(text)
-        random_axes.pop(name, None)
-        grid_axes[name] = values
-    for text in random:
-        name, dist = parse_random_axis(text)
-        grid_axes.pop(name, None)
-        random_axes[name] = dist
+    given: dict[str, str] = {}  # hyperparameter -> the flag that gave it
+    for flag, texts, parse, mine, other in (("--grid", grid, parse_axis, grid_axes, random_axes),
+                                            ("--random", random, parse_random_axis, random_axes, grid_axes)):  # fmt: skip
+        for text in texts:
+            try:
+                name, value = parse(text)
+            except ConfigError as exc:  # name the flag too: "--grid lr = '' is invalid: ..."
+                field = exc.field if exc.field == flag else f"{flag} {exc.field}"
+                raise ConfigError(field, exc.value, exc.allowed) from None
+            if name in given:  # otherwise the later flag would silently replace the earlier one
+                raise ConfigError(flag, text, f"{name} is already given by {given[name]}; give each hyperparameter "
+                                              "one axis (a grid or a random one)")  # fmt: skip
+            given[name] = f"{flag} {text}"
+            other.pop(name, None)
+            mine[name] = value
+    for name, value in base.items():
+        if value is not None and name in given:
+            flag = _FLAGS.get(name, f"--{name}")
+            raise ConfigError(flag, value, f"{name} is also the axis {given[name]}; give it either fixed or as an axis")
+    if (samples is not None or search_seed is not None) and not random_axes:
+        flag, value = ("--samples", samples) if samples is not None else ("--search-seed", search_seed)
+        raise ConfigError(flag, value, "it applies to random axes only; add --random NAME=... or leave it out")
     fixed = {**spec.base, **{k: v for k, v in base.items() if v is not None}}
-    if seeds is not None and seeds < 1:
-        raise ConfigError("--seeds", seeds, "the number of seeds must be >= 1")
+    if seeds is not None or first_seed is not None:
+        count = seeds if seeds is not None else len(spec.seeds)
+        start = first_seed if first_seed is not None else spec.seeds[0]
+        if start + count - 1 > MAX_SEED:
+            raise ConfigError("--first-seed", start, f"with {count} seed(s) the last would be {start + count - 1}; "
+                                                     f"seeds go up to {MAX_SEED}")  # fmt: skip
+        seed_list = tuple(range(start, start + count))
+    else:
+        seed_list = spec.seeds
     return SweepSpec(
         base=fixed, grid=grid_axes, random=random_axes,
         samples=samples if samples is not None else spec.samples,
-        seeds=tuple(range(first_seed, first_seed + seeds)) if seeds is not None else spec.seeds,
-        search_seed=search_seed if search_seed is not None else spec.search_seed,
+        seeds=seed_list, search_seed=search_seed if search_seed is not None else spec.search_seed,
     )  # fmt: skip
 
 
 @app.command("run")
 @reports_errors
 def run(
-    out: Path = typer.Option(..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."),
+    out: str = typer.Option(..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."),
     config: Optional[Path] = typer.Option(None, help="TOML sweep file (tables base, grid, random; keys seeds, samples); flags override it."),
     grid: List[str] = typer.Option([], help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
                                    "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
@@ -95,8 +139,10 @@ def run(
     random: List[str] = typer.Option([], help="A random axis NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,... Repeatable."),
     samples: Optional[int] = typer.Option(None, help="Random draws per grid point when --random is given (default 10)."),
     search_seed: Optional[int] = typer.Option(None, help="Seed of the random-search draws (default 0)."),
-    seeds: Optional[int] = typer.Option(None, help="Train every configuration with this many seeds (default 1)."),
-    first_seed: int = typer.Option(0, help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, 12."),
+    seeds: Optional[int] = typer.Option(None, help=f"Train every configuration with this many seeds (default 1, at most "
+                                        f"{MAX_TRIALS:,}), from --first-seed (default: the config's first seed, else 0)."),
+    first_seed: Optional[int] = typer.Option(None, help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, "
+                                             "12; alone, the config's number of seeds (default 1) from there."),
     hidden: Optional[str] = typer.Option(None, help="Hidden widths, a comma list: 256,256 ('' = none). Default 256."),
     activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. Default relu."),
     dropout: Optional[float] = typer.Option(None, help="Dropout after every hidden layer. Default 0."),
@@ -108,7 +154,8 @@ def run(
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. Default 256."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per model. Default 10."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
-    max_models: Optional[int] = typer.Option(None, help="Models per batched group (default: fit the device's cache or memory)."),
+    max_models: Optional[int] = typer.Option(None, help=f"Models per batched group, 1 to {MAX_TRIALS:,} (default: fit the "
+                                             "device's cache or memory)."),
     tf32: bool = typer.Option(False, help="CUDA only: TF32 matmuls (faster, ~3 significant digits per product)."),
     cuda_graphs: bool = typer.Option(True, help="CUDA only: replay each training step from a CUDA graph (same results, "
                                      "fewer launches); --no-cuda-graphs launches kernels one by one."),
@@ -120,7 +167,19 @@ def run(
     Example (the study log's 10 x 10 dropout grid, 3 seeds):
     mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 --batch-size 256 --optimizer sgd
     --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 --seeds 3 --out runs/dropout
+
+    Everything is checked first (flags, config, device, the memory of the largest group); then
+    OUT/sweep.lock is taken, and only then is data loaded and anything trained: a second run on
+    the same folder is refused before it has done any work.
     """
+    folder = sweep_folder(out)
+    check_choice("--data", data, DATA_SETS)
+    check_device(device, "--device")
+    resolved = resolve_device(device)
+    if tf32 and resolved.type != "cuda":
+        raise ConfigError("--tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
+    if max_models is not None:
+        check_int("--max-models", max_models, 1, MAX_TRIALS)
     base = {
         "hidden": parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256") if hidden is not None else None,
         "activation": activation, "dropout": dropout, "init": init, "optimizer": optimizer, "lr": lr,
@@ -128,17 +187,21 @@ def run(
         "batch_size": batch_size, "epochs": epochs,
     }  # fmt: skip
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
-    n = len(spec.trials())
-    console.print(f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
-                  f"varying {', '.join(spec.varying) or 'nothing'}; results in {out}/sweep.sqlite")  # fmt: skip
-    with console.status(f"loading {data}"):
-        dataset = sweep_data(data, data_dir)
-    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())  # fmt: skip
-    with Progress(*columns, console=console, transient=True) as progress:
-        report = run_sweep(spec, dataset, out, device=device, max_models=max_models,
-                           callbacks=[SweepProgress(progress)], tf32=tf32,
-                           cuda_graphs=None if cuda_graphs else False)  # fmt: skip
+    trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
+    with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
+        if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
+            SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
+        n = len(trials)
+        console.print(f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
+                      f"varying {', '.join(spec.varying) or 'nothing'}; results in {folder / 'sweep.sqlite'}")  # fmt: skip
+        with console.status(f"loading {data}"):
+            dataset = sweep_data(data, data_dir)
+        columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn())  # fmt: skip
+        with Progress(*columns, console=console, transient=True) as progress:
+            report = run_sweep(spec, dataset, folder, device=device, max_models=max_models,
+                               callbacks=[SweepProgress(progress)], tf32=tf32,
+                               cuda_graphs=None if cuda_graphs else False)  # fmt: skip
     console.print(f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
                   f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
                   f"See: mlplab sweep show {out}")  # fmt: skip
@@ -147,16 +210,20 @@ def run(
 @app.command("show")
 @reports_errors
 def show(
-    directory: Path = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
+    directory: str = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
     sort: str = typer.Option("final_test_acc", help=f"Sort by the mean of: {', '.join(METRICS)} or seconds."),
     ascending: Optional[bool] = typer.Option(None, "--ascending/--descending", help="Sort order (default: best first)."),
-    top: Optional[int] = typer.Option(None, help="Show only the first N configurations."),
+    top: Optional[int] = typer.Option(None, help="Show only the first N configurations (N >= 1)."),
     csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."),
 ) -> None:
     """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
 
     The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
     """
+    directory = sweep_folder(directory, "DIRECTORY")
+    check_choice("--sort", sort, (*METRICS, "seconds"))
+    if top is not None:
+        check_int("--top", top, 1)
     results = load_results(directory)
     if csv:
         columns = [*hyperparameters(results), "seed", "final_test_acc", "final_test_loss", "final_train_acc",
@@ -194,20 +261,40 @@ def show(
 @app.command("plot")
 @reports_errors
 def plot(
-    directory: Path = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
+    directory: str = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
     metric: str = typer.Option("final_test_acc", help=f"{', '.join(METRICS)} or seconds."),
     x: Optional[str] = typer.Option(None, help="Hyperparameter on the x axis (default: the varying one(s))."),
     y: Optional[str] = typer.Option(None, help="Hyperparameter on the y axis: draws a heatmap."),
-    out: Optional[Path] = typer.Option(None, help="PNG file to write (default DIR/METRIC.png)."),
+    out: Optional[str] = typer.Option(None, help="Figure to write: a .png, .svg or .pdf file, or an existing folder "
+                                      "(writes FOLDER/METRIC.png). Default DIR/METRIC.png."),
 ) -> None:
     """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds)."""
+    directory = sweep_folder(directory, "DIRECTORY")
+    check_choice("--metric", metric, (*METRICS, "seconds"))
+    if x is not None and x == y:
+        raise ConfigError("--y", y, "must differ from --x: a heatmap needs two hyperparameters")
+    path = _figure_path(out, directory, metric)
     # imported here: matplotlib costs half a second that `run` and `show` need not pay
     from mlplab.plots import save_figure
     from mlplab.sweep.plots import plot_summary
 
     summary = summarize(load_results(directory))
     if summary.empty:
-        raise ConfigError("directory", str(directory), "the sweep has no stored results yet")
-    path = out if out is not None else directory / f"{metric}.png"
+        raise ConfigError("DIRECTORY", str(directory), "the sweep has no stored results yet")
     save_figure(plot_summary(summary, metric, x, y), path)
     console.print(f"wrote {path}")
+
+
+def _figure_path(out: Optional[str], directory: Path, metric: str) -> Path:
+    """Where ``sweep plot`` writes: ``--out`` if it is a .png/.svg/.pdf file name, FOLDER/METRIC.png
+    if it names an existing folder, DIR/METRIC.png without it. Anything else is refused up front
+    (matplotlib chooses the format from the suffix and would fail only after drawing)."""
+    if out is None:
+        return directory / f"{metric}.png"
+    path = sweep_folder(out, "--out")
+    if path.is_dir():
+        return path / f"{metric}.png"
+    if path.suffix.lower() not in PLOT_FORMATS:
+        raise ConfigError("--out", out, f"a figure file ends in {', '.join(PLOT_FORMATS)} (or name an existing "
+                                        "folder to write FOLDER/METRIC.png into it)")  # fmt: skip
+    return path

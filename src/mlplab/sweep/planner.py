@@ -21,7 +21,8 @@ from typing import Sequence
 import torch
 
 from mlplab.errors import ConfigError
-from mlplab.sweep.spec import Trial
+from mlplab.resources import check_fits
+from mlplab.sweep.spec import MAX_TRIALS, Trial
 
 # On a CPU a chunk is sized so that one layer's activations (K, B, H) stay in the last-level cache:
 # per-model-epoch time measured on the 784-256-256-10 grid was flat for K in 8..32 and 20-40%
@@ -62,31 +63,50 @@ class Group:
                 f"batch {t.batch_size}, {t.epochs} epochs, seed {t.seed}")  # fmt: skip
 
 
-def bytes_per_model(trial: Trial, eval_rows: int = 2048) -> int:
+def bytes_per_model(trial: Trial, eval_rows: int = 2048, n_train: int | None = None) -> int:
     """A generous estimate of the memory one model of a group needs while it trains.
 
     Parameters, gradients and update temporaries (plus Adam's two moments); per layer the
     pre-activation, activation, dropout gate and gradient of a (B, H) batch; the evaluation chunk.
+    With ``n_train`` (training rows) a batch is at most that many rows, as in training.
     """
     sizes = trial.model.sizes
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     states = 3 + (2 if trial.train.optimizer in ("adam", "adamw") else 0)
-    batch = trial.train.batch_size
+    batch = trial.train.batch_size if n_train is None else min(trial.train.batch_size, n_train)
     activations = 4 * batch * sum(sizes[1:]) + 2 * eval_rows * max(sizes[1:])
     return BYTES_PER_FLOAT * (states * n_params + activations)
 
 
 def default_max_models(trials: Sequence[Trial], device: torch.device | str) -> int:
-    """How many models a group may hold on ``device`` (at least 1)."""
+    """How many models a group may hold on ``device`` (at least 1, at most ``MAX_TRIALS``)."""
     if not trials:
         return 1
     device = torch.device(device)
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         per_model = max(bytes_per_model(t) for t in trials)
-        return max(1, int(free * GPU_MEMORY_FRACTION // per_model))
+        return min(MAX_TRIALS, max(1, int(free * GPU_MEMORY_FRACTION // per_model)))
     widest = max(t.train.batch_size * max(t.model.sizes[1:]) * BYTES_PER_FLOAT for t in trials)
-    return max(1, CPU_ACTIVATION_BYTES // widest)
+    return min(MAX_TRIALS, max(1, CPU_ACTIVATION_BYTES // widest))
+
+
+def check_memory(groups: Sequence[Group], device: torch.device | str, n_train: int | None = None) -> None:
+    """Raise ``ResourceError`` (with the size needed) when the largest group would not fit on ``device``.
+
+    Called before any training, so ``--hidden 1000000000`` is refused in milliseconds instead of
+    failing (or swapping) inside a 3 TB allocation. The estimate is :func:`bytes_per_model` summed
+    over the group's models.
+    """
+    if not groups:
+        return
+    needs = [sum(bytes_per_model(t, n_train=n_train) for t in g.trials) for g in groups]
+    worst = max(range(len(groups)), key=needs.__getitem__)
+    group = groups[worst]
+    fix = "narrower --hidden or a smaller --batch-size"
+    if len(group) > 1:
+        fix = f"a smaller --max-models (this group has {len(group)}), {fix}"
+    check_fits(f"the group {group.describe()}", needs[worst], device, fix)
 
 
 def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
@@ -95,8 +115,8 @@ def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
     Example: 100 same-shape trials with ``max_models=32`` give 4 groups of 25, not 32+32+32+4;
     10 with ``max_models=4`` give 4+3+3.
     """
-    if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
-        raise ConfigError("max_models", max_models, "must be an integer >= 1")
+    if isinstance(max_models, bool) or not isinstance(max_models, int) or not 1 <= max_models <= MAX_TRIALS:
+        raise ConfigError("max_models", max_models, f"must be an integer from 1 to {MAX_TRIALS:,} (a sweep's most trials)")
     by_key: dict[tuple, list[Trial]] = {}
     for t in trials:
         by_key.setdefault(group_key(t), []).append(t)

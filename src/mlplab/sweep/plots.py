@@ -25,6 +25,18 @@ def _sort_key(values: Sequence[object]) -> list[object]:
         return sorted(values, key=str)
 
 
+def _is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _index(values: Sequence[object], value: object) -> int:
+    """Position of ``value``; NaN (a ``dropoutN`` that a shallower model lacks) matches NaN."""
+    for i, v in enumerate(values):
+        if v == value or (_is_nan(v) and _is_nan(value)):
+            return i
+    raise ValueError(f"{value!r} is not among the axis values")  # pragma: no cover (values come from the column)
+
+
 def _title(metric: str, summary: pd.DataFrame, fixed: str) -> str:
     seeds = summary["n"]
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
@@ -45,7 +57,7 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
     mean = np.full((len(ys), len(xs)), np.nan)
     ci = np.full_like(mean, np.nan)
     for _, r in summary.iterrows():
-        i, j = ys.index(r[y]), xs.index(r[x])
+        i, j = _index(ys, r[y]), _index(xs, r[x])
         mean[i, j], ci[i, j] = r[f"{metric}_mean"], r[f"{metric}_ci"]
     fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.75 * len(xs)), max(3.5, 1.5 + 0.6 * len(ys))), layout="constrained")
     cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
@@ -117,6 +129,8 @@ def plot_summary(summary: pd.DataFrame, metric: str = "final_test_acc", x: str |
         return lines(summary, x, metric, by=others[0] if others else None)
     if x is None:
         raise ConfigError("x", None, "--y needs --x")
+    if x == y:
+        raise ConfigError("y", y, "must differ from x: a heatmap needs two hyperparameters")
     others = [a for a in axes if a not in (x, y)]
     if others:
         raise ConfigError("x", x, f"{', '.join(others)} vary too; a heatmap shows two hyperparameters")

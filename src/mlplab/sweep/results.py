@@ -12,7 +12,7 @@ import pandas as pd
 
 from mlplab.errors import ConfigError
 from mlplab.stats import MeanCI, aggregate
-from mlplab.sweep.store import SweepStore
+from mlplab.sweep.store import SweepStore, damaged
 
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
 # Metrics where larger is better; the others (losses, seconds) sort ascending by default.
@@ -27,6 +27,14 @@ def _ordered(columns: Sequence[str]) -> list[str]:
     return rest[:3] + dropouts + rest[3:]
 
 
+def _json(store: SweepStore, text: str, what: str) -> object:
+    """A JSON column of a stored row; text that is not JSON means the file was damaged or edited."""
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as exc:
+        raise damaged(store.path, f"a row's {what} is not JSON: {exc}") from None
+
+
 def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """Every stored model of the sweep in ``directory``, one row per (configuration, seed).
 
@@ -38,7 +46,9 @@ def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """
     with SweepStore(directory, create=False) as store:
         rows = store.rows()
-    configs = [json.loads(r["config"]) for r in rows]
+        configs = [_json(store, r["config"], "config") for r in rows]
+    if not all(isinstance(c, dict) for c in configs):
+        raise damaged(store.path, "a row's config is not a JSON object")
     hyper = _ordered(sorted({name for c in configs for name in c}))
     records = []
     for r, c in zip(rows, configs):
@@ -60,10 +70,10 @@ def load_histories(directory: str | os.PathLike[str]) -> pd.DataFrame:
     """
     with SweepStore(directory, create=False) as store:
         rows = store.rows()
+        decoded = [(_json(store, r["config"], "config"), _json(store, r["history"], "history")) for r in rows]
     records = []
-    for r in rows:
-        config = json.loads(r["config"])
-        for epoch in json.loads(r["history"]):
+    for r, (config, history) in zip(rows, decoded):
+        for epoch in history:
             records.append({**config, "seed": r["seed"], **{k: (np.nan if v is None else v) for k, v in epoch.items()},
                             "key": r["key"]})  # fmt: skip
     return pd.DataFrame(records)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import sqlite3
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,16 +13,20 @@ from typing import Iterator, Sequence
 
 import torch
 
+from mlplab.atomic import OutputError
 from mlplab.data import Data, Split, fashion_mnist_data
 from mlplab.data.synthetic import classification_blobs
 from mlplab.errors import ConfigError
 from mlplab.sweep.batched import GroupCallback, TrialResult, train_group
-from mlplab.sweep.planner import Group, default_max_models, plan
-from mlplab.sweep.spec import SweepSpec
-from mlplab.sweep.store import SweepStore, writer_lock
+from mlplab.sweep.planner import Group, check_memory, default_max_models, plan
+from mlplab.sweep.spec import SweepSpec, Trial
+from mlplab.sweep.store import SweepStore, store_error, writer_lock
 from mlplab.train import resolve_device
 
 DATA_SETS = ("fashion-mnist", "synthetic")
+# (training rows, inputs, classes) of each data set: a sweep is planned, and its memory checked,
+# before the data is loaded (or downloaded); run_sweep checks again on the data it is given.
+DATA_SIZES = {"fashion-mnist": (60_000, 784, 10), "synthetic": (2048, 32, 10)}
 
 
 def synthetic_data(n_train: int = 2048, n_test: int = 512, n_features: int = 32, n_classes: int = 10) -> Data:
@@ -43,6 +48,26 @@ def sweep_data(name: str, data_dir: str | os.PathLike[str] | None = None) -> Dat
     raise ConfigError("data", name, f"expected one of {', '.join(DATA_SETS)}")
 
 
+def sweep_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
+    """``path`` as a Path; an empty one is refused (``Path("")`` would silently be the current folder)."""
+    if str(path) == "":
+        raise OutputError(f"{flag} is an empty path. Fix: give a path such as runs/dropout.")
+    return Path(path)
+
+
+def plan_sweep(spec: SweepSpec, n_train: int, n_inputs: int, n_outputs: int, device: torch.device,
+               max_models: int | None = None) -> tuple[list[Trial], int, list[Group]]:  # fmt: skip
+    """The trials, the group size and the groups of a sweep; raises if the largest group cannot fit.
+
+    Pure planning: nothing is loaded, trained or written, so a CLI can call it before any work.
+    """
+    trials = spec.trials(n_inputs=n_inputs, n_outputs=n_outputs)
+    k = max_models if max_models is not None else default_max_models(trials, device)
+    groups = plan(trials, k)
+    check_memory(groups, device, n_train)
+    return trials, k, groups
+
+
 def fingerprint(data: Data) -> str:
     """Shapes plus a SHA-256 of every 97th row: tells data sets apart cheaply."""
     digest = hashlib.sha256()
@@ -57,6 +82,15 @@ def fingerprint(data: Data) -> str:
 def n_classes(data: Data) -> int:
     """Number of classes: one more than the largest label in either split."""
     return int(max(data.train.y.max(), data.test.y.max())) + 1
+
+
+@contextlib.contextmanager
+def _store_errors(store: SweepStore) -> Iterator[None]:
+    """A last net: an ``sqlite3`` error that escaped the store's own methods names the file too."""
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise store_error(store.path, exc) from None
 
 
 @contextlib.contextmanager
@@ -119,7 +153,9 @@ def run_sweep(
     data : Data
         Classification data (integer labels); its fingerprint is bound to ``out`` on the first run.
     out : path
-        The sweep directory; created if missing, resumed if it holds a sweep.
+        The sweep directory; created if missing, resumed if it holds a sweep. Its writer lock
+        (``out/sweep.lock``) is taken before the store is opened; a caller that holds it already
+        (the CLI, before loading data) may hold it on: the lock is re-entrant within a process.
     device : str
         ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
     max_models : int, optional
@@ -136,16 +172,21 @@ def run_sweep(
     Returns
     -------
     SweepReport
+
+    Raises
+    ------
+    MlplabError
+        Before any training: a bad spec or device, a group that cannot fit in memory, another
+        writer holding the lock, a damaged store. During it: a store that cannot be written (a
+        full disk); the groups committed before are kept and a rerun resumes after them.
     """
     t0 = time.perf_counter()
+    out = sweep_folder(out)
     resolved = resolve_device(device)
     if data.train.y.dtype != torch.int64:
         raise ConfigError("data", str(data.train.y.dtype), "sweeps train classifiers: labels must be int64 class indices")
-    trials = spec.trials(n_inputs=data.train.X.shape[1], n_outputs=n_classes(data))
-    k = max_models if max_models is not None else default_max_models(trials, resolved)
-    groups = plan(trials, k)
-    out = Path(out)
-    with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store:
+    trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], n_classes(data), resolved, max_models)
+    with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
         store.bind_data(fingerprint(data))
         stored = store.keys()
         todo = [g for g in (g.without(stored) for g in groups) if len(g)]

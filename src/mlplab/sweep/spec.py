@@ -30,6 +30,7 @@ Grid values: ``NAME=START:STOP:STEP`` (both ends included, numeric names only) o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -47,11 +48,15 @@ else:  # Python 3.10: the same parser, as a package (a dependency there)
 
 import numpy as np
 
-from mlplab.errors import ConfigError, check_int
+from mlplab.atomic import describe_os_error
+from mlplab.errors import MAX_SEED, ConfigError, check_int, check_probability, check_real, check_seed
 from mlplab.models import ACTIVATIONS, ModelConfig, parse_init
-from mlplab.train import OPTIMIZERS, TrainConfig
+from mlplab.train import MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZERS, TrainConfig
 
-MAX_TRIALS = 100_000  # a guard against a typo such as 0:1:0.00001 expanding to millions of models
+# A guard against a typo such as 0:1:0.00001 or --seeds 1000000000000 expanding to millions of
+# models: no sweep may hold more trials (and no count of seeds, samples or models per group is larger).
+MAX_TRIALS = 100_000
+MAX_CONFIG_BYTES = 2**20  # a sweep file is a few lines; a larger --config is a wrong file (or /dev/zero)
 _DROPOUT_RE = re.compile(r"^dropout([1-9][0-9]*)$")
 _ALIASES = {"wd": "weight_decay", "optim": "optimizer", "bs": "batch_size"}
 
@@ -97,27 +102,38 @@ def _init(text: str) -> str:
     return str(parse_init(text))
 
 
+def _check_widths(name: str, widths: tuple[int, ...]) -> None:
+    for width in widths:
+        check_int(name, width, 1)  # huge widths are refused by the memory check before training
+
+
 @dataclass(frozen=True)
 class Hyperparameter:
-    """How one hyperparameter is written and read."""
+    """How one hyperparameter is written, read and checked."""
 
     parse: Callable[[str], Any]  # text -> value; raises ValueError on a bad item
     numeric: bool  # allows START:STOP:STEP ranges and uniform/loguniform draws
     allowed: str  # shown in error messages
+    check: Callable[[str, Any], None] | None = None  # (name, parsed value); raises ConfigError
 
 
 _HYPERPARAMETERS: dict[str, Hyperparameter] = {
-    "hidden": Hyperparameter(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)"),
+    "hidden": Hyperparameter(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)",
+                             _check_widths),
     "activation": Hyperparameter(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
-    "dropout": Hyperparameter(_float, True, "a probability in [0, 1)"),
+    "dropout": Hyperparameter(_float, True, "a probability in [0, 1)", check_probability),
     "init": Hyperparameter(_init, False, "normal:STD, xavier, xavier_normal or he"),
-    "lr": Hyperparameter(_float, True, "a learning rate > 0"),
-    "weight_decay": Hyperparameter(_float, True, "a weight decay >= 0"),
+    # the float32 maximum bounds lr and weight decay (as TrainConfig's): a larger factor overflows every weight
+    "lr": Hyperparameter(_float, True, "a learning rate > 0",
+                         functools.partial(check_real, low=0.0, low_open=True, what="the learning rate")),
+    "weight_decay": Hyperparameter(_float, True, "a weight decay >= 0",
+                                   functools.partial(check_real, low=0.0, what="weight decay")),
     "decay_biases": Hyperparameter(_bool, False, "true or false"),
     "optimizer": Hyperparameter(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
-    "batch_size": Hyperparameter(_int, True, "an integer >= 1"),
-    "epochs": Hyperparameter(_int, True, "an integer >= 1"),
-}
+    "batch_size": Hyperparameter(_int, True, "an integer >= 1",
+                                 functools.partial(check_int, minimum=1, maximum=MAX_BATCH_SIZE)),
+    "epochs": Hyperparameter(_int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)),
+}  # fmt: skip
 HYPERPARAMETER_NAMES = (*_HYPERPARAMETERS, "dropoutN")
 # The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults.
 _MODEL_DEFAULTS = ModelConfig()
@@ -144,16 +160,23 @@ def _spec_of(name: str) -> Hyperparameter:
 
 
 def parse_value(name: str, value: Any) -> Any:
-    """One value of hyperparameter ``name`` from text or a TOML value, in its canonical type."""
+    """One value of hyperparameter ``name`` from text or a TOML value, in its canonical type.
+
+    The value is checked as ``ModelConfig``/``TrainConfig`` will check it (a learning rate in
+    (0, float32 max], a probability in [0, 1), ...), so a bad grid value is refused where it is read.
+    """
     spec = _spec_of(name)
     if name == "hidden" and isinstance(value, (list, tuple)):
         value = "-".join(str(v) for v in value)
     if isinstance(value, bool) and name != "decay_biases":
         raise ConfigError(name, value, spec.allowed)
     try:
-        return spec.parse(str(value))
-    except (ValueError, TypeError):  # includes parse_init's ConfigError
+        parsed = spec.parse(str(value))
+    except (ValueError, TypeError, OverflowError):  # includes parse_init's ConfigError
         raise ConfigError(name, value, spec.allowed) from None
+    if spec.check is not None:
+        spec.check(name, parsed)
+    return parsed
 
 
 def parse_range(name: str, text: str) -> tuple[float | int, ...]:
@@ -168,9 +191,10 @@ def parse_range(name: str, text: str) -> tuple[float | int, ...]:
         raise ConfigError(name, text, "a range is START:STOP:STEP with numbers, e.g. 0:0.9:0.1") from None
     if not (math.isfinite(start) and math.isfinite(stop) and math.isfinite(step)) or step <= 0 or stop < start:
         raise ConfigError(name, text, "a range needs STEP > 0 and STOP >= START, e.g. 0:0.9:0.1")
-    count = math.floor((stop - start) / step + 1e-9) + 1
-    if count > MAX_TRIALS:
-        raise ConfigError(name, text, f"the range has {count} values; at most {MAX_TRIALS}")
+    span = (stop - start) / step  # may be inf (0:1e308:1e-308): compared before it is made an int
+    if not span + 1 <= MAX_TRIALS:
+        raise ConfigError(name, text, f"the range has {span + 1:.3g} values; at most {MAX_TRIALS:,}")
+    count = math.floor(span + 1e-9) + 1
     return tuple(parse_value(name, repr(round(start + i * step, 10))) for i in range(count))
 
 
@@ -184,8 +208,10 @@ def parse_grid_values(name: str, value: Any) -> tuple:
     if _spec_of(name).numeric and text.count(":") == 2:
         return parse_range(name, text)
     items = [t for t in text.split(",")]
-    if not text or any(not t.strip() for t in items):
-        raise ConfigError(name, text, "give START:STOP:STEP or a comma list v1,v2,...")
+    if not text:
+        raise ConfigError(name, text, "a grid axis needs at least one value: give START:STOP:STEP or v1,v2,...")
+    if any(not t.strip() for t in items):
+        raise ConfigError(name, text, "an empty item: give START:STOP:STEP or a comma list v1,v2,...")
     return tuple(parse_value(name, t) for t in items)
 
 
@@ -235,7 +261,10 @@ def parse_distribution(name: str, value: Any) -> Distribution:
             raise ConfigError(name, text, f"expected {kind}:LOW:HIGH, e.g. loguniform:0.001:1") from None
         if not (math.isfinite(low) and math.isfinite(high) and low < high) or (kind == "loguniform" and low <= 0):
             raise ConfigError(name, text, f"{kind} needs finite LOW < HIGH" + (" and LOW > 0" if kind == "loguniform" else ""))
-        parse_value(name, low), parse_value(name, high)
+        try:  # draws lie in [LOW, HIGH): both ends of that must be valid values
+            parse_value(name, low), parse_value(name, math.nextafter(high, -math.inf))
+        except ConfigError as exc:
+            raise ConfigError(name, text, f"every draw must be valid: {exc.allowed}") from None
         return Distribution(kind, low, high)
     return Distribution("choice", choices=parse_grid_values(name, text))
 
@@ -359,18 +388,22 @@ class SweepSpec:
         object.__setattr__(self, "base", base)
         object.__setattr__(self, "grid", grid)
         object.__setattr__(self, "random", random)
+        if hasattr(self.seeds, "__len__") and len(self.seeds) > MAX_TRIALS:  # before copying a huge range
+            raise ConfigError("seeds", f"{len(self.seeds)} seeds", f"at most {MAX_TRIALS:,} seeds per sweep")
         seeds = tuple(self.seeds)
-        if not seeds or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds):
+        if not seeds:
             raise ConfigError("seeds", self.seeds, "give one or more integer seeds >= 0")
+        for s in seeds:
+            check_seed("seeds", s)
         if len(set(seeds)) != len(seeds):
             raise ConfigError("seeds", self.seeds, "seeds must be distinct")
         object.__setattr__(self, "seeds", seeds)
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or self.samples < 1:
-            raise ConfigError("samples", self.samples, "the number of random draws must be an integer >= 1")
-        check_int("search_seed", self.search_seed, 0)
+        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= MAX_TRIALS:
+            raise ConfigError("samples", self.samples, f"the number of random draws must be an integer from 1 to {MAX_TRIALS:,}")
+        check_seed("search_seed", self.search_seed)
         n = len(seeds) * math.prod(len(v) for v in grid.values()) * (self.samples if random else 1)
         if n > MAX_TRIALS:
-            raise ConfigError("sweep", f"{n} trials", f"at most {MAX_TRIALS} models per sweep; shrink the grid or the seeds")
+            raise ConfigError("sweep", f"{n:,} trials", f"at most {MAX_TRIALS:,} models per sweep; shrink the grid or the seeds")
 
     @property
     def varying(self) -> tuple[str, ...]:
@@ -413,7 +446,9 @@ class SweepSpec:
         """Read the structure of a TOML sweep file (see ``docs/sweep.md``).
 
         ``seeds`` is a count (``3`` means seeds 0, 1, 2) or a list of seeds; ``first_seed`` shifts
-        a count. Unknown keys are errors, so a typo never silently falls back to a default.
+        a count (with a list it is an error: list the seeds themselves). Unknown keys and values of
+        the wrong type are errors naming ``source`` and the key, so a typo never silently falls
+        back to a default.
         """
         allowed = {"base", "grid", "random", "samples", "seeds", "first_seed", "search_seed"}
         unknown = sorted(set(data) - allowed)
@@ -423,21 +458,34 @@ class SweepSpec:
             if not isinstance(data.get(section, {}), Mapping):
                 raise ConfigError(f"{source}: {section}", data[section], "must be a table of NAME = VALUE")
         seeds = data.get("seeds", 1)
-        first = data.get("first_seed", 0)
         if isinstance(seeds, int) and not isinstance(seeds, bool):
-            if seeds < 1:
-                raise ConfigError(f"{source}: seeds", seeds, "the number of seeds must be >= 1")
-            if isinstance(first, bool) or not isinstance(first, int) or first < 0:
-                raise ConfigError(f"{source}: first_seed", first, "must be an integer >= 0")
+            check_int(f"{source}: seeds", seeds, 1, MAX_TRIALS)  # before range() expands it
+            first = data.get("first_seed", 0)
+            check_seed(f"{source}: first_seed", first)
+            if first + seeds - 1 > MAX_SEED:
+                raise ConfigError(f"{source}: first_seed", first, f"with seeds = {seeds} the last seed would pass {MAX_SEED}")
             seeds = tuple(range(first, first + seeds))
         elif isinstance(seeds, list):
+            if "first_seed" in data:
+                raise ConfigError(f"{source}: first_seed", data["first_seed"],
+                                  "first_seed shifts a count of seeds (seeds = 3); with a list, list the seeds themselves")  # fmt: skip
+            if len(seeds) > MAX_TRIALS:
+                raise ConfigError(f"{source}: seeds", f"{len(seeds)} seeds", f"at most {MAX_TRIALS:,} seeds per sweep")
+            for s in seeds:
+                check_seed(f"{source}: seeds", s)
             seeds = tuple(seeds)
         else:
             raise ConfigError(f"{source}: seeds", seeds, "a count (3) or a list of seeds ([0, 1, 2])")
-        return cls(
-            base=dict(data.get("base", {})), grid=dict(data.get("grid", {})), random=dict(data.get("random", {})),
-            samples=data.get("samples", 10), seeds=seeds, search_seed=data.get("search_seed", 0),
-        )  # fmt: skip
+        samples, search_seed = data.get("samples", 10), data.get("search_seed", 0)
+        check_int(f"{source}: samples", samples, 1, MAX_TRIALS)
+        check_seed(f"{source}: search_seed", search_seed)
+        try:
+            return cls(
+                base=dict(data.get("base", {})), grid=dict(data.get("grid", {})), random=dict(data.get("random", {})),
+                samples=samples, seeds=seeds, search_seed=search_seed,
+            )  # fmt: skip
+        except ConfigError as exc:  # name the file too: "grid.toml: lr = ..."
+            raise ConfigError(f"{source}: {exc.field}", exc.value, exc.allowed) from None
 
 
 def load_toml(path: str | Path) -> SweepSpec:
@@ -453,9 +501,17 @@ def load_toml(path: str | Path) -> SweepSpec:
     """
     path = Path(path)
     try:
+        if not path.exists():
+            raise ConfigError("--config", str(path), "the file does not exist")
+        if not path.is_file():  # a folder, or a device such as /dev/zero that never ends
+            raise ConfigError("--config", str(path), "is not a regular file; give a TOML sweep file")
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise ConfigError("--config", str(path), f"is {path.stat().st_size:,} bytes; a sweep file is a few lines")
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError("--config", str(path), "the file does not exist") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("--config", str(path), f"not valid TOML ({exc})") from None
-    return SweepSpec.from_dict(data, source=path.name)
+    except UnicodeDecodeError as exc:
+        raise ConfigError("--config", str(path), f"is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise ConfigError("--config", str(path), f"cannot be read: {describe_os_error(exc)}") from None
+    except (tomllib.TOMLDecodeError, RecursionError) as exc:
+        raise ConfigError("--config", str(path), f"not valid TOML ({exc or 'nested too deeply'})") from None
+    return SweepSpec.from_dict(data, source=str(path))

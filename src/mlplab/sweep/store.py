@@ -5,7 +5,13 @@ Each finished group is inserted in one transaction (all its models or none), in 
 had committed and nothing of the one in flight. The key of a result is :attr:`Trial.key`
 (configuration + seed) and is the table's primary key, so a result can never be stored twice;
 a rerun skips the stored keys. One writer at a time holds ``DIR/sweep.lock`` (an ``flock``,
-released by the kernel when its process dies).
+released by the kernel when its process dies; see :mod:`mlplab.lock`).
+
+Hostile files are refused, never repaired: a ``sweep.sqlite`` that is a symbolic link, that is
+not an SQLite database, that fails ``PRAGMA quick_check`` (a truncated file, a zeroed page) or
+that is some other program's database raises an :class:`~mlplab.errors.MlplabError` naming the
+file, and the file is left byte for byte as it was. Every ``sqlite3`` error on open, read or write
+becomes such an error too (a full disk: an :class:`~mlplab.atomic.OutputError` saying so).
 
 Tables
 ------
@@ -27,17 +33,16 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from mlplab.atomic import OutputError, prepare_dir
 from mlplab.errors import MlplabError
+from mlplab.lock import folder_lock
 from mlplab.sweep.batched import TrialResult
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no cross-process lock; the primary key still forbids duplicates
-    fcntl = None  # type: ignore[assignment]
 
 FILENAME = "sweep.sqlite"
 LOCKNAME = "sweep.lock"
+HOLDER = "mlplab sweep run"  # names the lock's owner in the "another ... is writing" message
 SCHEMA_VERSION = 1
+_TABLES = {"meta", "results", "runs"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -71,6 +76,10 @@ CREATE TABLE IF NOT EXISTS runs (
 """
 
 
+class StoreError(MlplabError):
+    """A ``sweep.sqlite`` that cannot be used as it is (damaged, foreign, a link, locked)."""
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
@@ -79,39 +88,127 @@ def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
+def damaged(path: str | os.PathLike[str], detail: object) -> StoreError:
+    """The error for a store whose content cannot be read: names it, says how to recover."""
+    detail = " ".join(str(detail).split())  # quick_check reports over several lines; the CLI prints one
+    return StoreError(f"{path} is damaged: not a readable sweep database ({detail}). Fix: move it away and "
+                      "rerun to start over, or restore a copy; mlplab never overwrites it.")  # fmt: skip
+
+
+def store_error(path: str | os.PathLike[str], exc: sqlite3.Error, writing: bool = True) -> MlplabError:
+    """An ``sqlite3`` error raised on ``path`` as an mlplab error naming the file, the cause and the fix.
+
+    SQLite reports its causes only as text ("database or disk is full", "attempt to write a
+    readonly database", "database is locked"); what is none of those is damage.
+    """
+    text = str(exc)
+    lowered = text.lower()
+    if isinstance(exc, sqlite3.IntegrityError):  # only a writer that ignored the lock gets here
+        return StoreError(f"{path} already holds a result this run was storing ({text}): another process wrote to "
+                          f"it without holding {LOCKNAME}. Fix: run again; stored results are skipped.")  # fmt: skip
+    if "full" in lowered:  # SQLITE_FULL
+        return OutputError(f"cannot write {path}: no space left on the device ({text}). Fix: free some space (or "
+                           "pick another --out) and run the command again; the groups already stored are kept "
+                           "and the rerun resumes.")  # fmt: skip
+    if "locked" in lowered or "busy" in lowered:
+        return StoreError(f"{path} is in use by another process ({text}). Fix: wait for it to finish, or use "
+                          "another --out folder.")  # fmt: skip
+    if any(word in lowered for word in ("readonly", "read-only", "unable to open", "permission", "i/o error")):
+        if writing:
+            return OutputError(f"cannot write {path}: {text} (permission denied, a read-only file system or a "
+                               "failing disk). Fix: pick a folder you can write to (--out).")  # fmt: skip
+        return StoreError(f"cannot read {path}: {text}. Fix: make sure you may read the file and write its folder "
+                          f"(SQLite creates {FILENAME}-shm beside it), or copy the folder somewhere writable.")  # fmt: skip
+    return damaged(path, text)
+
+
+def writer_lock(directory: str | os.PathLike[str]) -> contextlib.AbstractContextManager[Path]:
+    """Hold ``DIR/sweep.lock`` exclusively (re-entrant in a process), or raise ``LockedError`` at once.
+
+    Take it before any work: loading data, opening the store, reading the stored keys.
+    """
+    return folder_lock(directory, LOCKNAME, HOLDER)
+
+
 class SweepStore:
     """The results database of one sweep directory.
 
     Use as a context manager; ``SweepStore(dir, create=False)`` opens an existing sweep read-only.
+    A writer (``create=True``) should hold :func:`writer_lock` first. Opening checks the file
+    (``PRAGMA quick_check``, a few milliseconds for a few hundred results) and refuses a damaged
+    or foreign database, or a symbolic link, without changing it.
     """
 
     def __init__(self, directory: str | os.PathLike[str], create: bool = True) -> None:
         self.directory = Path(directory)
         self.path = self.directory / FILENAME
+        if self.path.is_symlink():  # followed, it would read or write another folder's sweep
+            raise StoreError(f"{self.path} is a symbolic link; mlplab does not follow links to a sweep's results. "
+                             "Fix: replace the link by a copy of the file, or use the folder it points into.")  # fmt: skip
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"{self.path} is not a file. Fix: move it away, or use another folder.")
         if create:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            self.conn = sqlite3.connect(self.path, timeout=30.0)
-            self.conn.execute("PRAGMA journal_mode=WAL")
-            self.conn.execute("PRAGMA synchronous=FULL")
-            with self.conn:
-                self.conn.executescript(_SCHEMA)
-                self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            prepare_dir(self.directory, "sweep folder")
+            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            uri = self.path.absolute().as_uri()  # quoted: '#', '?' and '%' in a folder name stay in the path
         else:
             if not self.path.exists():
-                raise MlplabError(
+                raise StoreError(
                     f"{self.directory} holds no sweep ({FILENAME} is missing). "
                     f"Fix: run `mlplab sweep run ... --out {self.directory}` first, or give the folder it wrote."
                 )
-            self.conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30.0)
+            fresh = False
+            uri = self.path.absolute().as_uri() + "?mode=ro"
+        sidecars = [self.path.with_name(FILENAME + suffix) for suffix in ("-wal", "-shm")]
+        existing = [p.exists() for p in sidecars]
+        try:
+            self.conn = sqlite3.connect(uri, uri=True, timeout=30.0)
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, create) from None
+        self.writing = create
         self.conn.row_factory = sqlite3.Row
         try:
-            version = self.meta().get("schema_version")
-        except sqlite3.DatabaseError as exc:
-            self.conn.close()
-            raise MlplabError(f"{self.path} is not a readable sweep database ({exc}). Fix: use another --out.") from exc
-        if version != str(SCHEMA_VERSION):
-            self.conn.close()
-            raise MlplabError(f"{self.path} has schema version {version}; this mlplab reads {SCHEMA_VERSION}")
+            self._open(create, fresh)
+        except BaseException:
+            self.close()
+            # reading a damaged WAL-mode file leaves an empty -wal and its -shm behind: remove what we made
+            if not any(existing) and sidecars[0].exists() and sidecars[0].stat().st_size == 0:
+                for p in sidecars:
+                    with contextlib.suppress(OSError):
+                        p.unlink()
+            raise
+
+    def _open(self, create: bool, fresh: bool) -> None:
+        """Check the file before anything is written to it, then create the schema if asked."""
+        with self._errors():
+            if not fresh:
+                problems = [r[0] for r in self.conn.execute("PRAGMA quick_check")]
+                if problems != ["ok"]:
+                    raise damaged(self.path, "; ".join(problems[:3]))
+            tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if (tables or not create) and "meta" not in tables:  # never add tables to another program's database
+                raise StoreError(f"{self.path} is not a sweep's database (its tables: {', '.join(sorted(tables)) or 'none'}). "
+                                 "Fix: give the folder that `mlplab sweep run` wrote, or move the file away.")  # fmt: skip
+            version = self.meta().get("schema_version") if tables else str(SCHEMA_VERSION)
+            if version != str(SCHEMA_VERSION):
+                raise StoreError(f"{self.path} has schema version {version}; this mlplab reads {SCHEMA_VERSION}. "
+                                 "Fix: use the mlplab that wrote it, or another --out folder.")  # fmt: skip
+            if create:
+                self.conn.execute("PRAGMA journal_mode=WAL")
+                self.conn.execute("PRAGMA synchronous=FULL")
+                with self.conn:
+                    self.conn.executescript(_SCHEMA)
+                    self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+            elif not _TABLES <= tables:
+                raise damaged(self.path, f"tables missing: {', '.join(sorted(_TABLES - tables))}")
+
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        """Turn any ``sqlite3`` error inside the block into an mlplab error naming the file."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(self.path, exc, self.writing) from None
 
     def __enter__(self) -> "SweepStore":
         return self
@@ -120,16 +217,18 @@ class SweepStore:
         self.close()
 
     def close(self) -> None:
-        self.conn.close()
+        with contextlib.suppress(sqlite3.Error):
+            self.conn.close()
 
     def meta(self) -> dict[str, str]:
-        return {r[0]: r[1] for r in self.conn.execute("SELECT name, value FROM meta")}
+        with self._errors():
+            return {r[0]: r[1] for r in self.conn.execute("SELECT name, value FROM meta")}
 
     def bind_data(self, fingerprint: str) -> None:
         """Record which data this sweep trains on, or refuse data other than what it was started on."""
         stored = self.meta().get("data")
         if stored is None:
-            with self.conn:
+            with self._errors(), self.conn:
                 self.conn.execute("INSERT INTO meta VALUES ('data', ?)", (fingerprint,))
         elif stored != fingerprint:
             raise MlplabError(
@@ -139,7 +238,8 @@ class SweepStore:
 
     def keys(self) -> set[str]:
         """Keys of every stored result."""
-        return {r[0] for r in self.conn.execute("SELECT key FROM results")}
+        with self._errors():
+            return {r[0] for r in self.conn.execute("SELECT key FROM results")}
 
     def add_group(self, results: Sequence[TrialResult], group_index: int, device: str) -> None:
         """Insert a finished group's results in one transaction (all or nothing)."""
@@ -152,14 +252,11 @@ class SweepStore:
                 _finite(final.train_loss), _finite(final.train_acc), _finite(final.test_loss), _finite(final.test_acc),
                 r.seconds, json.dumps([rec.to_dict() for rec in r.history.records]), group_index, device, created,
             ))  # fmt: skip
-        try:
-            with self.conn:
-                self.conn.executemany(f"INSERT INTO results VALUES ({', '.join('?' * 14)})", rows)
-        except sqlite3.IntegrityError as exc:
-            raise MlplabError(f"a result of group {group_index} is already stored in {self.path} ({exc})") from exc
+        with self._errors(), self.conn:
+            self.conn.executemany(f"INSERT INTO results VALUES ({', '.join('?' * 14)})", rows)
 
     def start_run(self, spec: dict[str, Any], device: str, max_models: int, planned: int, skipped: int) -> int:
-        with self.conn:
+        with self._errors(), self.conn:
             cur = self.conn.execute(
                 "INSERT INTO runs (spec, device, max_models, planned, skipped, started) VALUES (?, ?, ?, ?, ?, ?)",
                 (json.dumps(spec), device, max_models, planned, skipped, _now()),
@@ -167,34 +264,14 @@ class SweepStore:
         return int(cur.lastrowid)
 
     def finish_run(self, run_id: int, trained: int) -> None:
-        with self.conn:
+        with self._errors(), self.conn:
             self.conn.execute("UPDATE runs SET trained = ?, finished = ? WHERE id = ?", (trained, _now(), run_id))
 
     def rows(self) -> list[sqlite3.Row]:
         """Every stored result, in insertion order."""
-        return list(self.conn.execute("SELECT * FROM results ORDER BY rowid"))
+        with self._errors():
+            return list(self.conn.execute("SELECT * FROM results ORDER BY rowid"))
 
     def runs(self) -> list[sqlite3.Row]:
-        return list(self.conn.execute("SELECT * FROM runs ORDER BY id"))
-
-
-@contextlib.contextmanager
-def writer_lock(directory: str | os.PathLike[str]) -> Iterator[None]:
-    """Hold ``DIR/sweep.lock`` exclusively, or fail at once if another run holds it."""
-    directory = Path(directory)
-    directory.mkdir(parents=True, exist_ok=True)
-    if fcntl is None:
-        yield
-        return
-    with open(directory / LOCKNAME, "a+") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise MlplabError(
-                f"another `mlplab sweep run` is writing to {directory}. "
-                "Fix: wait for it to finish, or use another --out folder."
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        with self._errors():
+            return list(self.conn.execute("SELECT * FROM runs ORDER BY id"))
