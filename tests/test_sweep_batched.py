@@ -19,7 +19,7 @@ from mlplab.errors import ConfigError
 from mlplab.models import build_mlp
 from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, dropout_seed, synthetic_data, train_group
 from mlplab.sweep.optim import BETAS, EPS, BatchedAdam, BatchedSGD
-from mlplab.train import EpochRecord, History, evaluate, fit
+from mlplab.train import EpochRecord, History, evaluate, fit, outcome
 
 ATOL = 1e-5
 FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -119,7 +119,7 @@ def sequential_reference(trial, data: Data, device: str = "cpu") -> History:
     cfg = trial.train
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     order = torch.Generator().manual_seed(cfg.seed)
-    history = History()
+    history = History(initial_loss=evaluate(net, Split(data.train.X[:8192], data.train.y[:8192]))[0])
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         total, correct = 0.0, 0
@@ -134,6 +134,8 @@ def sequential_reference(trial, data: Data, device: str = "cpu") -> History:
         n = len(data.train)
         test_loss, test_acc = evaluate(net, data.test)
         history.records.append(EpochRecord(epoch, total / n, correct / n, test_loss, test_acc, 0.0))
+    k = int(data.train.y.max()) + 1
+    history.status = outcome(history.final, history.initial_loss, k, len(data.test))  # judged as fit judges
     return history
 
 

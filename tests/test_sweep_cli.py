@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from mlplab.cli import app
 from mlplab.cli._common import console
-from mlplab.sweep import load_results
+from mlplab.sweep import load_results, summarize
 
 runner = CliRunner()
 
@@ -132,3 +132,20 @@ def test_show_and_plot_errors(tmp_path, grid_dir):
     assert result.exit_code == 2 and "sort" in result.output
     result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--x", "momentum"])
     assert result.exit_code == 2 and "momentum" in result.output
+
+
+def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
+    # weight decay 3 at lr 0.5: every SGD step multiplies the weights by 1 - 1.5 < 0; nothing is learned
+    out = tmp_path / "collapse"
+    result = runner.invoke(app, ["sweep", "run", "--data", "synthetic", "--hidden", "16", "--epochs", "3", "--lr", "0.5",
+                                 "--grid", "weight_decay=0,3", "--seeds", "3", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.output.count("1 failed (at chance or loss rose)") == 3  # one group per seed, one bad model each
+    summary = summarize(load_results(out))
+    by_wd = summary.set_index("weight_decay")
+    assert by_wd.loc[0.0, "failed"] == 0 and by_wd.loc[3.0, "failed"] + by_wd.loc[3.0, "diverged"] == 3
+    assert by_wd.loc[0.0, "final_test_acc_mean"] > 0.25  # chance is 0.1
+    failed = runner.invoke(app, ["sweep", "show", str(out), "--status", "failed", "--csv"])
+    rows = failed.output.strip().splitlines()[1:]
+    assert failed.exit_code == 0 and len(rows) == by_wd.loc[3.0, "failed"] and all(",3.0," in r or ",3," in r for r in rows)
+    assert runner.invoke(app, ["sweep", "show", str(out), "--status", "bogus"]).exit_code == 2

@@ -154,7 +154,7 @@ def test_results_frame_and_summary(tmp_path, data):
     assert ranked["final_test_acc_mean"].is_monotonic_decreasing
     assert sort_summary(summary, "final_train_loss")["final_train_loss_mean"].is_monotonic_increasing
     table = markdown_table(ranked)
-    assert table.splitlines()[0] == "| dropout1 | weight_decay | seeds | diverged | final_test_acc | final_train_loss |"
+    assert table.splitlines()[0] == "| dropout1 | weight_decay | seeds | diverged | failed | final_test_acc | final_train_loss |"
     assert "±" in table and len(table.splitlines()) == 6
     history = load_histories(tmp_path)
     assert len(history) == 24 and set(history["epoch"]) == {1, 2}
@@ -169,3 +169,37 @@ def test_a_diverged_model_is_stored_with_its_status(tmp_path, data):
     assert frame["status"].tolist() == ["ok", "diverged"]
     assert np.isnan(frame["final_train_loss"].iloc[1])  # non-finite values are stored as NULL
     assert summarize(frame)["diverged"].tolist() == [0, 1]
+
+
+def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
+    import sqlite3
+
+    from mlplab.sweep.store import SCHEMA_VERSION, SweepStore
+
+    folder = tmp_path / "old"
+    folder.mkdir()
+    old = sqlite3.connect(folder / "sweep.sqlite")  # the version-1 schema, as earlier mlplab wrote it
+    old.executescript("""
+        CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE results (key TEXT PRIMARY KEY, config TEXT NOT NULL, seed INTEGER NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('ok', 'diverged')), epochs INTEGER NOT NULL,
+            final_train_loss REAL, final_train_acc REAL, final_test_loss REAL, final_test_acc REAL,
+            seconds REAL NOT NULL, history TEXT NOT NULL, group_index INTEGER NOT NULL, device TEXT NOT NULL,
+            created TEXT NOT NULL);
+        CREATE TABLE runs (id INTEGER PRIMARY KEY AUTOINCREMENT, spec TEXT NOT NULL, device TEXT NOT NULL,
+            max_models INTEGER NOT NULL, planned INTEGER NOT NULL, skipped INTEGER NOT NULL, trained INTEGER,
+            started TEXT NOT NULL, finished TEXT);
+        INSERT INTO meta VALUES ('schema_version', '1');
+        INSERT INTO results VALUES ('k1', '{}', 0, 'ok', 1, 0.5, 0.8, 0.6, 0.7, 1.0, '[]', 0, 'cpu', 'then');
+    """)
+    old.commit()
+    old.close()
+    with SweepStore(folder, create=False) as store:  # read as it is
+        assert [r["key"] for r in store.rows()] == ["k1"]
+    with SweepStore(folder) as store:  # a writer upgrades it
+        assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
+        with store.conn:
+            store.conn.execute("INSERT INTO results VALUES ('k2', '{}', 1, 'failed: at chance', 1, 2.3, 0.1, 2.3, "
+                               "0.1, 1.0, '[]', 1, 'cpu', 'now')")  # fmt: skip
+        rows = store.rows()
+    assert [(r["key"], r["status"], r["final_test_acc"]) for r in rows] == [("k1", "ok", 0.7), ("k2", "failed: at chance", 0.1)]

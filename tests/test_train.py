@@ -201,3 +201,40 @@ def test_fit_with_progress_shows_a_row_per_epoch_and_trains_the_same(gen, capsys
     shown = capsys.readouterr().out
     assert "train_loss" in shown and all(f"    {e}  " in shown for e in (1, 2, 3))
     assert [r.test_loss for r in a.records] == [r.test_loss for r in b.records]
+
+
+@pytest.mark.parametrize(
+    ("train_loss", "test_acc", "expected"),
+    [
+        (0.5, 0.85, "ok"),
+        (0.5, 0.1058, "failed: at chance"),  # 1/10 + 1.96 sqrt(0.1 * 0.9 / 10000) = 0.10588
+        (0.5, 0.1059, "ok"),
+        (0.5, 0.02, "failed: at chance"),  # worse than guessing is no better
+        (4.7, 0.85, "failed: loss rose"),  # > 2 x 2.3026
+        (4.6, 0.85, "ok"),
+        (float("inf"), 0.1, "diverged"),
+        (8e6, None, "failed: loss rose"),  # a regression: no accuracy to judge
+        (0.5, None, "ok"),
+    ],
+)
+def test_outcome_follows_the_documented_rule(train_loss, test_acc, expected):
+    from mlplab.train import EpochRecord, outcome
+
+    record = EpochRecord(3, train_loss, None, 1.0, test_acc, 0.1)
+    n_classes = None if test_acc is None else 10
+    assert outcome(record, math.log(10), n_classes, 10_000) == expected
+
+
+def test_a_learning_rate_of_10000_ends_as_failed_not_ok(gen):
+    X = torch.randn(512, 8, generator=gen)
+    y = (X[:, :2].sum(1) > 0).long() + 2 * (X[:, 2] > 0).long()  # 4 learnable classes
+    data = Data(Split(X[:384], y[:384]), Split(X[384:], y[384:]))
+    torch.manual_seed(0)
+    good = fit(torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)), data,
+               TrainConfig(epochs=20, batch_size=32, lr=0.1))  # fmt: skip
+    assert good.status == "ok" and good.final.test_acc > 0.7
+    torch.manual_seed(0)
+    bad = fit(torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)), data,
+              TrainConfig(epochs=5, batch_size=32, lr=1e4))  # fmt: skip
+    assert bad.status in ("failed: loss rose", "failed: at chance", "diverged") and not bad.ok
+    assert bad.initial_loss == pytest.approx(math.log(4), abs=0.5)

@@ -103,12 +103,44 @@ class EpochRecord:
                 for k, v in dataclasses.asdict(self).items()}  # fmt: skip
 
 
+DIVERGED = "diverged"  # a non-finite loss: training stops there
+AT_CHANCE = "failed: at chance"  # trained to the end, but test accuracy is no better than guessing
+LOSS_ROSE = "failed: loss rose"  # trained to the end, but the training loss ends far above its start
+STATUSES = ("ok", DIVERGED, AT_CHANCE, LOSS_ROSE)
+LOSS_ROSE_FACTOR = 2.0  # "far above": more than twice the loss of the initial weights
+
+
+def outcome(final: EpochRecord, initial_loss: float | None, n_classes: int | None, n_test: int) -> str:
+    """How a run that has not diverged ended: ``ok`` or the reason it failed (see :data:`STATUSES`).
+
+    - ``failed: loss rose``: the final training loss is more than ``LOSS_ROSE_FACTOR`` times the
+      loss of the initial weights (``mlplab train --lr 10000`` ends at 8e6 from 2.3).
+    - ``failed: at chance``: a classifier whose test accuracy is not above the upper end of the
+      95% binomial interval around chance, ``1/k + 1.96 sqrt((1/k)(1 - 1/k) / n_test)``: weight
+      decay 3 at lr 0.5 leaves every model at 0.1000 on Fashion-MNIST (1/k = 0.1, bound 0.106).
+    """
+    if not math.isfinite(final.train_loss):
+        return DIVERGED
+    if initial_loss is not None and math.isfinite(initial_loss) and final.train_loss > LOSS_ROSE_FACTOR * initial_loss:
+        return LOSS_ROSE
+    if n_classes and final.test_acc is not None and n_test > 0:
+        chance = 1.0 / n_classes
+        if final.test_acc <= chance + 1.96 * math.sqrt(chance * (1 - chance) / n_test):
+            return AT_CHANCE
+    return "ok"
+
+
 @dataclass
 class History:
     """What ``fit`` returns: one record per finished epoch, and how training ended."""
 
     records: list[EpochRecord] = field(default_factory=list)
-    status: str = "ok"  # ok | diverged
+    status: str = "ok"  # one of STATUSES; see outcome()
+    initial_loss: float | None = None  # training loss of the initial weights (on up to 8,192 rows)
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
 
     @property
     def final(self) -> EpochRecord:
@@ -121,14 +153,15 @@ class History:
         return [getattr(r, name) for r in self.records]
 
     def to_dict(self) -> dict:
-        return {"status": self.status, "epochs": [r.to_dict() for r in self.records]}
+        initial = self.initial_loss if self.initial_loss is not None and math.isfinite(self.initial_loss) else None
+        return {"status": self.status, "initial_loss": initial, "epochs": [r.to_dict() for r in self.records]}
 
     @classmethod
     def from_dict(cls, data: dict) -> "History":
         nan = float("nan")
         records = [EpochRecord(**{k: (nan if v is None and k.endswith("loss") else v) for k, v in r.items()})
                    for r in data["epochs"]]  # fmt: skip
-        return cls(records, data["status"])
+        return cls(records, data["status"], data.get("initial_loss"))
 
 
 class Callback:
@@ -308,7 +341,8 @@ def fit(
     -------
     History
         Per-epoch metrics; ``status`` is ``"diverged"`` if the training loss became non-finite,
-        in which case training stopped after that epoch.
+        in which case training stopped after that epoch, ``"failed: at chance"`` or ``"failed:
+        loss rose"`` when it trained to the end but learned nothing (:func:`outcome`), else ``"ok"``.
     """
     if progress:
         from mlplab.progress import epoch_progress  # rich only when asked for
@@ -342,11 +376,15 @@ def fit(
         torch.manual_seed(config.seed)
         if resume and ckpt is not None and ckpt.exists():
             history = _restore(ckpt, model, optimizer, order, config, device, rng_devices)
+        if history.initial_loss is None:
+            head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
+            history.initial_loss = evaluate(model, head, config.loss)[0]
         start = len(history.records)
+        n_classes = int(max(data.train.y.max(), data.test.y.max())) + 1 if classify and len(data.test) else None
         for cb in callbacks:
             cb.on_train_begin(config, n_batches, history)
         for epoch in range(start + 1, config.epochs + 1):
-            if history.status != "ok":
+            if history.status == DIVERGED:
                 break
             t0 = time.perf_counter()
             model.train()
@@ -368,8 +406,7 @@ def fit(
                 time.perf_counter() - t0,
             )  # fmt: skip
             history.records.append(record)
-            if not math.isfinite(train_loss):
-                history.status = "diverged"
+            history.status = outcome(record, history.initial_loss, n_classes, len(data.test))
             if ckpt is not None:
                 _save(ckpt, model, optimizer, order, config, history, rng_devices)
             for cb in callbacks:
@@ -380,6 +417,7 @@ def fit(
 
 
 CHECKPOINT_VERSION = 1
+INITIAL_LOSS_ROWS = 8192  # the initial weights' loss is measured on this many training rows (milliseconds)
 RUN_LOCK = "run.lock"  # the lock file of a run folder (see mlplab.lock)
 
 

@@ -12,8 +12,8 @@ from rich.table import Table
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_seed
 from mlplab.sweep.planner import Group
-from mlplab.sweep.results import (METRICS, format_value, hyperparameters, load_results, sort_summary, summarize,
-                                  table_rows, varying)  # fmt: skip
+from mlplab.sweep.results import (METRICS, STATUS_FILTERS, filter_status, format_value, hyperparameters, load_results,
+                                  sort_summary, summarize, table_rows, varying)  # fmt: skip
 from mlplab.sweep.runner import (DATA_SETS, DATA_SIZES, SweepCallback, plan_sweep, run_sweep, sweep_data,
                                  sweep_folder)  # fmt: skip
 from mlplab.sweep.spec import MAX_TRIALS, SweepSpec, load_toml, parse_axis, parse_random_axis
@@ -61,8 +61,10 @@ class SweepProgress(SweepCallback):
         self.progress.advance(self.groups_task)
         best = max((r.history.final.test_acc or 0.0 for r in results), default=0.0)
         diverged = sum(r.history.status == "diverged" for r in results)
+        failed = sum(r.history.status.startswith("failed") for r in results)
         seconds = sum(r.seconds for r in results)
         note = f", [bold red]{diverged} diverged[/]" if diverged else ""
+        note += f", [bold red]{failed} failed (at chance or loss rose)[/]" if failed else ""
         self.progress.console.print(f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, "
                                     f"best test acc {best:.4f}{note}")  # fmt: skip
 
@@ -215,6 +217,7 @@ def show(
     ascending: Optional[bool] = typer.Option(None, "--ascending/--descending", help="Sort order (default: best first)."),
     top: Optional[int] = typer.Option(None, help="Show only the first N configurations (N >= 1)."),
     csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."),
+    status: str = typer.Option("all", help="Only the models that ended ok, failed (at chance or loss rose), diverged, or all."),
 ) -> None:
     """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
 
@@ -224,7 +227,8 @@ def show(
     check_choice("--sort", sort, (*METRICS, "seconds"))
     if top is not None:
         check_int("--top", top, 1)
-    results = load_results(directory)
+    check_choice("--status", status, STATUS_FILTERS)
+    results = filter_status(load_results(directory), status)
     if csv:
         columns = [*hyperparameters(results), "seed", "final_test_acc", "final_test_loss", "final_train_acc",
                    "final_train_loss", "status", "seconds"]  # fmt: skip
@@ -244,15 +248,19 @@ def show(
         table.add_column(c, justify="right", no_wrap=True)
     table.add_column("seeds", justify="right", min_width=5)
     table.add_column("div.", justify="right", min_width=4)
+    table.add_column("failed", justify="right", min_width=6)
     for m in metrics:
         table.add_column(m.removeprefix("final_").replace("_", " "), justify="right")  # "mean ± ci" wraps at a space
     for cells in table_rows(summary, shown, metrics):
+        k = len(shown) + 1  # the diverged and failed counts, red where a seed did not learn
+        cells[k : k + 2] = [f"[bold red]{c}[/]" if c != "0" else c for c in cells[k : k + 2]]
         table.add_row(*cells)
     console.print(table)
     if fixed:
         console.print("fixed: " + " ".join(f"{c}={format_value(results[c].iloc[0])}" for c in fixed), soft_wrap=True)
     console.print(
         "mean ± half-width of the 95% confidence interval over seeds (t distribution); div. = seeds that diverged; "
+        "failed = seeds that trained to the end at chance accuracy or with a loss far above its start; "
         f"{results['seconds'].sum():.1f} s of training in all ({results['seconds'].mean():.2f} s per model)",
         soft_wrap=True,
     )

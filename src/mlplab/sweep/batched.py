@@ -46,7 +46,7 @@ from mlplab.models import ModelConfig, build_mlp
 from mlplab.sweep.optim import make_batched_optimizer
 from mlplab.sweep.planner import group_key
 from mlplab.sweep.spec import Trial
-from mlplab.train import EpochRecord, History, resolve_device
+from mlplab.train import DIVERGED, INITIAL_LOSS_ROWS, EpochRecord, History, outcome, resolve_device
 
 DROPOUT_STREAM = 0x5EED_D0  # a constant mixed into dropout_seed, so dropout never reuses the init or order seed
 
@@ -414,7 +414,10 @@ def train_group(
     loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # the epoch's running sums, zeroed each epoch
     correct = torch.zeros(K, dtype=torch.int64, device=device)
     step = _Step(model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed)
-    histories = [History() for _ in trials]
+    head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
+    initial = evaluate_batched(model, head, eval_rows)[0].tolist()  # each model's loss before training, as fit
+    histories = [History(initial_loss=loss) for loss in initial]
+    n_classes = int(max(data.train.y.max(), data.test.y.max())) + 1
     finished = [False] * K
     for cb in callbacks:
         cb.on_group_begin(K, cfg.epochs, n_batches)
@@ -433,9 +436,11 @@ def train_group(
         for k in range(K):
             if finished[k]:
                 continue
-            histories[k].records.append(EpochRecord(epoch, train_loss[k], train_acc[k], test_loss[k], test_acc[k], seconds))
-            if not alive_now[k] or not math.isfinite(train_loss[k]):
-                histories[k].status = "diverged"
+            record = EpochRecord(epoch, train_loss[k], train_acc[k], test_loss[k], test_acc[k], seconds)
+            histories[k].records.append(record)
+            histories[k].status = outcome(record, initial[k], n_classes, len(data.test))  # as fit judges
+            if not alive_now[k] or histories[k].status == DIVERGED:
+                histories[k].status = DIVERGED
                 finished[k] = True
         for cb in callbacks:
             cb.on_epoch_end(epoch, K - sum(finished))

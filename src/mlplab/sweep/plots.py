@@ -52,13 +52,16 @@ def _fixed(summary: pd.DataFrame, exclude: Sequence[str]) -> str:
 
 def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc") -> Figure:
     """Mean of ``metric`` over seeds on the ``y`` (rows) x ``x`` (columns) grid, each cell annotated
-    with its mean and 95% CI half-width; missing cells are blank."""
+    with its mean and 95% CI half-width; missing cells are blank; a cell with seeds that failed or
+    diverged is framed red and says how many."""
     xs, ys = _sort_key(summary[x].unique()), _sort_key(summary[y].unique())
     mean = np.full((len(ys), len(xs)), np.nan)
     ci = np.full_like(mean, np.nan)
+    bad = np.zeros(mean.shape, dtype=int)  # seeds that failed or diverged
     for _, r in summary.iterrows():
         i, j = _index(ys, r[y]), _index(xs, r[x])
         mean[i, j], ci[i, j] = r[f"{metric}_mean"], r[f"{metric}_ci"]
+        bad[i, j] = int(r.get("failed", 0)) + int(r.get("diverged", 0))
     fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.75 * len(xs)), max(3.5, 1.5 + 0.6 * len(ys))), layout="constrained")
     cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
     image = ax.imshow(mean, cmap=cmap, origin="lower", aspect="auto")
@@ -69,6 +72,9 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
             if math.isnan(mean[i, j]):
                 continue
             text = f"{mean[i, j]:.3f}" + ("" if math.isnan(ci[i, j]) else f"\n±{ci[i, j]:.3f}")
+            if bad[i, j]:  # the cell's seeds learned nothing (or diverged): say so on it, and frame it red
+                text += f"\n✗ {bad[i, j]} failed"
+                ax.add_patch(plt.Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, edgecolor="red", linewidth=2))
             bright = (mean[i, j] - lo) / (hi - lo + 1e-12)
             dark_cell = bright < 0.5 if metric in HIGHER_IS_BETTER else bright > 0.5
             ax.text(j, i, text, ha="center", va="center", fontsize=7, color="white" if dark_cell else "black")

@@ -41,7 +41,7 @@ def load_results(directory: str | os.PathLike[str]) -> pd.DataFrame:
     Columns: one per hyperparameter (``hidden`` as text like ``256-256``; ``dropoutN`` per hidden
     layer, NaN where a model has fewer layers), ``seed``, the final metrics
     (``final_test_acc``, ``final_test_loss``, ``final_train_acc``, ``final_train_loss``; NaN for a
-    non-finite value), ``status`` (ok | diverged), ``epochs_run``, ``seconds`` (the model's share of
+    non-finite value), ``status`` (``mlplab.train.STATUSES``), ``epochs_run``, ``seconds`` (the model's share of
     its group's wall time) and ``key``.
     """
     with SweepStore(directory, create=False) as store:
@@ -95,17 +95,34 @@ def summarize(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        The hyperparameter columns, ``n`` (seeds), ``diverged`` (seeds that diverged), and for each
+        The hyperparameter columns, ``n`` (seeds), ``diverged`` (seeds that diverged), ``failed``
+        (seeds that trained to the end but learned nothing: ``failed: at chance`` or ``failed: loss
+        rose``, see :func:`mlplab.train.outcome`), and for each
         of the metrics and ``seconds`` the columns ``<metric>_mean`` and ``<metric>_ci``
         (t-based half-width, NaN with one seed; see :mod:`mlplab.stats`).
     """
     by = hyperparameters(results)
-    flagged = results.assign(diverged=results["status"].eq("diverged").astype(float))
-    summary = aggregate(flagged, by, [*METRICS, "seconds", "diverged"], confidence)
-    count = (summary.pop("diverged_mean") * summary["n"]).round().astype(int)
-    summary = summary.drop(columns="diverged_ci")
-    summary.insert(len(by) + 1, "diverged", count)
+    flagged = results.assign(diverged=results["status"].eq("diverged").astype(float),
+                             failed=results["status"].str.startswith("failed").astype(float))  # fmt: skip
+    summary = aggregate(flagged, by, [*METRICS, "seconds", "diverged", "failed"], confidence)
+    for i, name in enumerate(("diverged", "failed")):
+        count = (summary.pop(f"{name}_mean") * summary["n"]).round().astype(int)
+        summary = summary.drop(columns=f"{name}_ci")
+        summary.insert(len(by) + 1 + i, name, count)
     return summary
+
+
+STATUS_FILTERS = ("all", "ok", "failed", "diverged")
+
+
+def filter_status(results: pd.DataFrame, which: str) -> pd.DataFrame:
+    """The results whose status is ``which``: ``ok``, ``failed`` (any ``failed: ...``), ``diverged`` or ``all``."""
+    if which not in STATUS_FILTERS:
+        raise ConfigError("status", which, f"expected one of {', '.join(STATUS_FILTERS)}")
+    if which == "all":
+        return results
+    keep = results["status"].str.startswith("failed") if which == "failed" else results["status"].eq(which)
+    return results[keep].reset_index(drop=True)
 
 
 def sort_summary(summary: pd.DataFrame, metric: str, ascending: bool | None = None) -> pd.DataFrame:
@@ -134,11 +151,11 @@ def format_metric(mean: float, ci: float, digits: int = 4) -> str:
 
 
 def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[str]) -> list[list[str]]:
-    """Text cells of a summary: the given hyperparameter columns, seeds, diverged, the metrics."""
+    """Text cells of a summary: the given hyperparameter columns, seeds, diverged, failed, the metrics."""
     rows = []
     for _, r in summary.iterrows():
         cells = [format_value(r[c]) for c in columns]
-        cells += [str(int(r["n"])), str(int(r["diverged"]))]
+        cells += [str(int(r["n"])), str(int(r["diverged"])), str(int(r["failed"]))]
         cells += [format_metric(r[f"{m}_mean"], r[f"{m}_ci"], 2 if m == "seconds" else 4) for m in metrics]
         rows.append(cells)
     return rows
@@ -147,7 +164,7 @@ def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[
 def markdown_table(summary: pd.DataFrame, metrics: Sequence[str] = ("final_test_acc", "final_train_loss")) -> str:
     """The summary as a markdown table (varying hyperparameters, seeds, metrics with 95% CI)."""
     columns = varying(summary)
-    header = [*columns, "seeds", "diverged", *metrics]
+    header = [*columns, "seeds", "diverged", "failed", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(summary, columns, metrics)]
     return "\n".join(lines) + "\n"

@@ -15,7 +15,7 @@ becomes such an error too (a full disk: an :class:`~mlplab.atomic.OutputError` s
 
 Tables
 ------
-``results``: key, config (JSON of ``Trial.params()``), seed, status (ok | diverged), epochs (run),
+``results``: key, config (JSON of ``Trial.params()``), seed, status (``mlplab.train.STATUSES``), epochs (run),
 final_train_loss, final_train_acc, final_test_loss, final_test_acc, seconds, history (JSON list of
 epoch records), group_index, device, created (UTC ISO time).
 ``runs``: one row per ``run_sweep`` call: spec JSON, device, group size, counts, start and end.
@@ -37,20 +37,21 @@ from mlplab.atomic import OutputError, prepare_dir
 from mlplab.errors import MlplabError
 from mlplab.lock import folder_lock
 from mlplab.sweep.batched import TrialResult
+from mlplab.train import STATUSES
 
 FILENAME = "sweep.sqlite"
 LOCKNAME = "sweep.lock"
 HOLDER = "mlplab sweep run"  # names the lock's owner in the "another ... is writing" message
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: a trained-out model may also end "failed: at chance" / "failed: loss rose"
+_MIGRATES = {"1"}  # older versions this mlplab upgrades in place when it writes (reads them as they are)
 _TABLES = {"meta", "results", "runs"}
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS results (
+_STATUSES = ", ".join(f"'{s}'" for s in STATUSES)
+_RESULTS = """results (
     key TEXT PRIMARY KEY,
     config TEXT NOT NULL,
     seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN ('ok', 'diverged')),
+    status TEXT NOT NULL CHECK (status IN (%s)),
     epochs INTEGER NOT NULL,
     final_train_loss REAL,
     final_train_acc REAL,
@@ -61,7 +62,10 @@ CREATE TABLE IF NOT EXISTS results (
     group_index INTEGER NOT NULL,
     device TEXT NOT NULL,
     created TEXT NOT NULL
-);
+)""" % _STATUSES
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS {_RESULTS};
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     spec TEXT NOT NULL,
@@ -190,7 +194,10 @@ class SweepStore:
                 raise StoreError(f"{self.path} is not a sweep's database (its tables: {', '.join(sorted(tables)) or 'none'}). "
                                  "Fix: give the folder that `mlplab sweep run` wrote, or move the file away.")  # fmt: skip
             version = self.meta().get("schema_version") if tables else str(SCHEMA_VERSION)
-            if version != str(SCHEMA_VERSION):
+            if create and version in _MIGRATES:
+                self._migrate(version)
+                version = str(SCHEMA_VERSION)
+            if version != str(SCHEMA_VERSION) and not (not create and version in _MIGRATES):
                 raise StoreError(f"{self.path} has schema version {version}; this mlplab reads {SCHEMA_VERSION}. "
                                  "Fix: use the mlplab that wrote it, or another --out folder.")  # fmt: skip
             if create:
@@ -201,6 +208,21 @@ class SweepStore:
                     self.conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             elif not _TABLES <= tables:
                 raise damaged(self.path, f"tables missing: {', '.join(sorted(_TABLES - tables))}")
+
+    def _migrate(self, version: str) -> None:
+        """Upgrade a version-1 store in one transaction: the results table is rebuilt with the
+        wider status check (SQLite cannot alter a CHECK), every row copied as it is."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("ALTER TABLE results RENAME TO results_old")
+            self.conn.execute(f"CREATE TABLE {_RESULTS}")
+            self.conn.execute("INSERT INTO results SELECT * FROM results_old")
+            self.conn.execute("DROP TABLE results_old")
+            self.conn.execute("UPDATE meta SET value = ? WHERE name = 'schema_version'", (str(SCHEMA_VERSION),))
+            self.conn.execute("COMMIT")
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
