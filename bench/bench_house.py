@@ -121,7 +121,7 @@ def main() -> None:
           "out-of-fold predictions of an inner K-fold split of that fold's training rows; no "
           "validation row takes part. Mean weight over the folds, per seed:\n")
     for name in [s.name for s in head.scores if s.weights and get_model(s.name).stack_folds]:
-        members = get_model(name).members
+        members = [member.name for member in get_model(name).members]
         print(f"| {name} | " + " | ".join(members) + " |")
         print("|---|" + "---|" * len(members))
         for seed in seeds:

@@ -42,8 +42,8 @@ from mlplab.cli.house import app as house_app
 from mlplab.house import data as house_data
 from mlplab.house import models as house_models
 from mlplab.house.baseline import book_folds, train_linear
-from mlplab.house.cv import fold_indices, fold_seed
 from mlplab.house.data import CATEGORICAL_COLUMNS, FEATURE_COLUMNS, NUMERIC_COLUMNS
+from mlplab.house.folds import fold_indices, fold_seed
 from mlplab.house.models import (
     MODELS,
     Ensemble,
@@ -64,6 +64,17 @@ REAL_DATA = os.environ.get(sources.ENV_VAR)
 # Small, fast variants of the registered models (same code paths, fewer iterations).
 TINY_MLP = MLPConfig(hidden=16, members=2, epochs=40)
 TINY_GBM = GBMConfig(n_estimators=30)
+
+
+def register_tiny_models(monkeypatch) -> None:
+    """Register tiny ``mlp`` and ``gbm``, and ``best`` and ``stack`` rebuilt over them."""
+    tiny = {model.name: model for model in (Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()),
+                                            Pipeline("gbm", TINY_GBM, FeatureConfig()))}
+    for name in ("best", "stack"):
+        members = tuple(tiny.get(m.name, m) for m in MODELS[name].members)
+        tiny[name] = replace(MODELS[name], members=members)
+    for name, model in tiny.items():
+        monkeypatch.setitem(MODELS, name, model)
 
 
 # --------------------------------------------------------------------------------------------
@@ -421,8 +432,7 @@ def assert_other_rows_to_predict_do_not_matter(model, train, test) -> None:
 
 def test_cross_validation_never_lets_a_row_see_its_own_price(houses, monkeypatch):
     train, _ = houses
-    monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
-    monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
+    register_tiny_models(monkeypatch)
     names = ["ridge", "mlp", "gbm", "best", "stack"]  # "stack" fits its weights per fold
     report = cross_validate(train, names, folds=4, seed=5)
     _, val0 = fold_indices(len(train), 4, 5)[0]
@@ -458,6 +468,34 @@ def test_outlier_rule_drops_training_rows_only(houses):
 # --------------------------------------------------------------------------------------------
 
 
+HOUSE_FOLDER = Path(house_models.__file__).parent
+HOUSE_MODULES = sorted(p.stem for p in HOUSE_FOLDER.glob("[!_]*.py"))
+# Imports mlplab.house.<argv[2]> with the package's __init__ (which imports every module, in its
+# own order) replaced by an empty package over the same folder (argv[1]).
+IMPORT_FIRST = """
+import importlib, sys, types
+package = types.ModuleType("mlplab.house")
+package.__path__ = [sys.argv[1]]
+sys.modules["mlplab.house"] = package
+importlib.import_module("mlplab.house." + sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("module", [None, *HOUSE_MODULES])
+def test_each_house_module_imports_first_in_a_fresh_interpreter(module):
+    """An import cycle breaks when one of its modules is imported first, so each one is (and
+    the package, ``None``, as users import it)."""
+    import subprocess
+    import sys
+
+    if module is None:
+        args = ["-c", "import mlplab.house"]
+    else:
+        args = ["-c", IMPORT_FIRST, str(HOUSE_FOLDER), module]
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
 def test_mlp_learns_a_nonlinear_function_and_is_seeded():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 5))
@@ -477,8 +515,7 @@ def test_mlp_learns_a_nonlinear_function_and_is_seeded():
 
 def test_fit_predict_best_returns_one_price_per_test_row(houses, monkeypatch):
     train, test = houses
-    monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
-    monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
+    register_tiny_models(monkeypatch)
     steps = []
     prices = fit_predict(train, test.assign(SalePrice=1.0), progress=lambda *a: steps.append(a))
     assert isinstance(prices, np.ndarray) and prices.shape == (len(test),)
@@ -540,22 +577,40 @@ def test_stack_weights_are_normalized_non_negative_least_squares():
         stack_weights(P[:10], truth)
 
 
-def test_stacked_ensemble_configuration_is_checked(monkeypatch):
+def test_stacked_ensemble_configuration_is_checked():
+    lasso, svr, ridge = MODELS["lasso"], MODELS["svr"], MODELS["ridge"]
     with pytest.raises(ConfigError, match="stack_folds"):
-        Ensemble("x", ("lasso", "svr"), stack_folds=1)
-    monkeypatch.setitem(MODELS, "s", Ensemble("s", ("lasso", "svr"), stack_folds=2))
+        Ensemble("x", (lasso, svr), stack_folds=1)
+    stacked = Ensemble("s", (lasso, svr), stack_folds=2)
     with pytest.raises(ConfigError, match="stacked"):
-        Ensemble("outer", ("s", "ridge")).leaves()
-    assert Ensemble("outer", ("best", "ridge")).leaves() == ["lasso", "svr", "gbm", "mlp",
-                                                              "ridge"]
+        Ensemble("outer", (stacked, ridge)).leaves()
+    outer = Ensemble("outer", (MODELS["best"], ridge))
+    assert [m.name for m in outer.leaves()] == ["lasso", "svr", "gbm", "mlp", "ridge"]
+
+
+def test_ensembles_hold_their_member_models():
+    best = MODELS["best"]
+    assert [m.name for m in best.members] == ["lasso", "svr", "gbm", "mlp"]
+    assert all(m is MODELS[m.name] for m in best.members + MODELS["stack"].members)
+    with pytest.raises(ConfigError, match="members = 'lasso'.*not names"):
+        Ensemble("x", ("lasso", "svr"))
+    with pytest.raises(ConfigError, match="members"):
+        Ensemble("x", ())
+    # predictions are keyed by name: two different models called "lasso" cannot share one key
+    other = Pipeline("lasso", LassoConfig(alpha=1.0))
+    with pytest.raises(ConfigError, match="models = 'lasso'"):
+        Ensemble("x", (MODELS["lasso"], other))
+    with pytest.raises(ConfigError, match="models = 'lasso'"):
+        Ensemble("x", (best, other))
+    assert Ensemble("x", (best, MODELS["lasso"])).leaves() == list(best.members)  # the same one
 
 
 @pytest.fixture()
 def tiny_stack(monkeypatch) -> Ensemble:
     """A registered stacked ensemble of cheap members (tiny MLP and GBM included)."""
-    monkeypatch.setitem(MODELS, "mlp", Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()))
-    monkeypatch.setitem(MODELS, "gbm", Pipeline("gbm", TINY_GBM, FeatureConfig()))
-    stack = Ensemble("t-stack", ("ridge", "svr", "gbm", "mlp"), stack_folds=3)
+    register_tiny_models(monkeypatch)
+    stack = Ensemble("t-stack", tuple(MODELS[m] for m in ("ridge", "svr", "gbm", "mlp")),
+                     stack_folds=3)
     monkeypatch.setitem(MODELS, "t-stack", stack)
     return stack
 
@@ -567,7 +622,7 @@ def test_stacked_weights_depend_on_training_rows_only(houses, tiny_stack):
     weights = tiny_stack.fit_weights(train, seed=3)
     oof = np.zeros((len(train), 4))
     for i, (tr, va) in enumerate(fold_indices(len(train), 3, 3)):
-        for j, name in enumerate(tiny_stack.members):
+        for j, name in enumerate(["ridge", "svr", "gbm", "mlp"]):
             oof[va, j] = MODELS[name].fit_predict_log(
                 train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True),
                 fold_seed(3, i))
@@ -634,11 +689,18 @@ def test_write_submission_is_kaggle_format_and_atomic(tmp_path):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["--help"], ["cv", "--help"], ["submit", "--help"]])
-def test_every_house_command_has_help(args):
-    result = CliRunner().invoke(house_app, args)
+@pytest.mark.parametrize("command", [None, "cv", "submit"])
+def test_every_house_command_has_help(command):
+    import typer
+
+    group = typer.main.get_command(house_app)
+    cmd = group if command is None else group.commands[command]
+    result = CliRunner().invoke(house_app, ([command] if command else []) + ["--help"])
     assert result.exit_code == 0, result.output
-    assert "--data-dir" in result.output or "cv" in result.output
+    assert cmd.help and " ".join(cmd.help.split()[:3]) in " ".join(result.output.split())
+    names = list(group.commands) if command is None else [
+        opt for param in cmd.params for opt in param.opts if opt.startswith("--")]
+    assert names and all(name in result.output for name in names)
 
 
 def test_house_is_registered_in_the_main_app():
@@ -646,14 +708,32 @@ def test_house_is_registered_in_the_main_app():
     assert result.exit_code == 0 and "submit" in result.output
 
 
-def test_cli_cv_prints_a_table_of_models(tmp_path):
+def test_cli_cv_prints_each_models_fold_scores(tmp_path):
+    import re
+
+    from sklearn.model_selection import KFold
+
     folder = write_csvs(tmp_path / "hp", n_train=80)
     result = CliRunner().invoke(
-        house_app, ["cv", "--models", "ridge,lasso", "--folds", "2", "--data-dir", str(folder),
-                      "--no-verify"],
-    )
+        house_app, ["cv", "--models", "ridge,lasso", "--folds", "3", "--seed", "4",
+                    "--data-dir", str(folder), "--no-verify"],
+    )  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "ridge" in result.output and "lasso" in result.output and "wall time" in result.output
+    assert "3-fold shuffled CV (seed 4), 80 houses" in result.output
+    assert "wall time" in result.output
+    # the reference: each model fitted on sklearn's shuffled folds, scored by the book's metric
+    train = check_schema(pd.read_csv(folder / "train.csv"), "train")
+    price = train["SalePrice"].to_numpy()
+    for name in ("ridge", "lasso"):
+        scores = []
+        for i, (tr, va) in enumerate(KFold(3, shuffle=True, random_state=4).split(train)):
+            fold_train, fold_val = (train.iloc[r].reset_index(drop=True) for r in (tr, va))
+            logs = MODELS[name].fit_predict_log(fold_train, fold_val, fold_seed(4, i))
+            scores.append(book_log_rmse(np.exp(logs), price[va]))
+        row = next(line for line in result.output.splitlines() if f" {name} " in line)
+        mean, std, *folds = re.findall(r"\d+\.\d+", row)[:5]  # mean, std, 3 folds (then fit s)
+        assert (mean, std) == (f"{np.mean(scores):.4f}", f"{np.std(scores):.4f}")
+        assert folds == [f"{s:.3f}" for s in scores]
 
 
 def test_cli_defaults_name_the_registered_models():

@@ -1,11 +1,11 @@
 """The strict cross-validation protocol for House Prices models.
 
-Shuffled K-fold over *all* training rows (``sklearn.model_selection.KFold(k, shuffle=True,
-random_state=seed)``): every row is validated exactly once, none is ever dropped from a
-validation fold (outlier rules only touch training folds), and each model is fitted on the
-training folds alone. The score is the competition's metric, the RMSE between the logs of
-predicted (clamped to >= 1) and true prices, per fold; a model is summarized by the mean and
-standard deviation (``ddof=0``) of its fold scores.
+Shuffled K-fold over *all* training rows (:func:`~mlplab.house.folds.fold_indices`): every
+row is validated exactly once, none is ever dropped from a validation fold (outlier rules only
+touch training folds), and each model is fitted on the training folds alone. The score is the
+competition's metric, the RMSE between the logs of predicted (clamped to >= 1) and true prices,
+per fold; a model is summarized by the mean and standard deviation (``ddof=0``) of its fold
+scores.
 
 The book's baseline keeps its own preprocessing here: standardization statistics over the
 features of the training and validation rows together, as the book computes them over train and
@@ -27,6 +27,7 @@ import pandas as pd
 
 from mlplab.errors import ConfigError, check_int, check_seed
 from mlplab.house.data import TARGET, check_schema
+from mlplab.house.folds import fold_indices, fold_seed
 from mlplab.house.models import Ensemble, get_model, leaves_of
 
 HOUSE_MAX_SEED = 2**32 - 1  # scikit-learn's random_state takes 32 bits
@@ -90,20 +91,6 @@ class CVReport:
         raise KeyError(name)
 
 
-def fold_indices(n_rows: int, folds: int = 5, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Shuffled K-fold split: ``folds`` pairs of (training rows, validation rows) indices."""
-    from sklearn.model_selection import KFold
-
-    if not (isinstance(folds, int) and 2 <= folds <= n_rows):
-        raise ConfigError("folds", folds, f"an integer from 2 to the number of rows ({n_rows})")
-    return list(KFold(folds, shuffle=True, random_state=seed).split(np.arange(n_rows)))
-
-
-def fold_seed(seed: int, fold: int) -> int:
-    """The model seed used in fold ``fold`` of a run seeded with ``seed``."""
-    return int(np.random.SeedSequence([seed, fold]).generate_state(1)[0])
-
-
 def cross_validate(
     train: pd.DataFrame,
     models: Sequence[str] = DEFAULT_MODELS,
@@ -138,11 +125,11 @@ def cross_validate(
     if not names:
         raise ConfigError("models", models, "at least one model name")
     resolved = {name: get_model(name) for name in names}
-    fitted = leaves_of(names)  # the requested models and every ensemble member, once each
+    fitted = leaves_of(resolved.values())  # requested models and ensemble members, once each
     splits = fold_indices(len(train), folds, seed)
     y_log = np.log(train[TARGET].to_numpy(np.float64))
-    oof = {name: np.zeros(len(train)) for name in fitted}
-    seconds = dict.fromkeys(fitted, 0.0)
+    oof = {leaf.name: np.zeros(len(train)) for leaf in fitted}  # leaf name -> (n,)
+    seconds = {leaf.name: 0.0 for leaf in fitted}
     ensembles = [name for name in names if isinstance(resolved[name], Ensemble)]
     stacked = [name for name in ensembles if resolved[name].stack_folds]
     weights: dict[str, list[np.ndarray]] = {name: [] for name in ensembles}
@@ -151,14 +138,13 @@ def cross_validate(
     frames = [(train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True))
               for tr, va in splits]  # (training rows, validation rows) of each fold
 
-    for name in fitted:
-        model = get_model(name)
+    for leaf in fitted:
         for i in range(folds):
             if progress is not None:
-                progress(done, total, f"{name} fold {i + 1}/{folds}")
+                progress(done, total, f"{leaf.name} fold {i + 1}/{folds}")
             t0 = time.perf_counter()
-            oof[name][splits[i][1]] = model.fit_predict_log(*frames[i], fold_seed(seed, i))
-            seconds[name] += time.perf_counter() - t0
+            oof[leaf.name][splits[i][1]] = leaf.fit_predict_log(*frames[i], fold_seed(seed, i))
+            seconds[leaf.name] += time.perf_counter() - t0
             done += 1
     for name in ensembles:
         model = resolved[name]
@@ -176,13 +162,14 @@ def cross_validate(
         model = resolved[name]
         fold_weights = None
         if isinstance(model, Ensemble):
+            leaves = [leaf.name for leaf in model.leaves()]
             pred = np.zeros(len(train))
             for (_, va), w in zip(splits, weights[name]):
-                pred[va] = model.combine({m: oof[m][va] for m in model.leaves()}, w)
-            secs = seconds[name] + sum(seconds[m] for m in model.leaves())
+                pred[va] = model.combine({leaf: oof[leaf][va] for leaf in leaves}, w)
+            secs = seconds[name] + sum(seconds[leaf] for leaf in leaves)
             fold_weights = tuple(tuple(float(v) for v in w) for w in weights[name])
         else:
-            pred, secs = oof[name], seconds[name]
+            pred, secs = oof[model.name], seconds[model.name]
         # log(max(pred, 1)) - log(price): the book's clamp, in log space
         fold_scores = tuple(
             float(np.sqrt(np.mean((np.maximum(pred[va], 0.0) - y_log[va]) ** 2)))

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from mlplab.errors import ConfigError, DataError
+from mlplab.errors import DataError, check_int, check_real
 from mlplab.house.data import CATEGORICAL_COLUMNS, NUMERIC_COLUMNS, TARGET
 
 # --------------------------------------------------------------------------------------------
@@ -151,12 +151,10 @@ class FeatureConfig:
     #                                      keep YrSold as a number)
 
     def __post_init__(self) -> None:
-        if not np.isfinite(self.skew_threshold) or self.skew_threshold < 0:
-            raise ConfigError("skew_threshold", self.skew_threshold, "a number >= 0 (inf: never)")
-        if self.min_category_count < 1:
-            raise ConfigError("min_category_count", self.min_category_count, "an integer >= 1")
-        if not 0 <= self.clip_quantile < 0.5:
-            raise ConfigError("clip_quantile", self.clip_quantile, "a number in [0, 0.5)")
+        check_real("skew_threshold", self.skew_threshold, 0.0, None, what="the skewness threshold")
+        check_int("min_category_count", self.min_category_count, 1)
+        check_real("clip_quantile", self.clip_quantile, 0.0, 0.5, high_open=True,
+                   what="the clipping quantile")
 
 
 @dataclass

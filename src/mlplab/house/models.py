@@ -21,7 +21,7 @@ looks one up.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -30,7 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_int, check_probability, check_real
 from mlplab.house.baseline import BookConfig, fit_predict_baseline
 from mlplab.house.data import TARGET
 from mlplab.house.features import (
@@ -39,6 +39,7 @@ from mlplab.house.features import (
     OutlierRule,
     log_target,
 )
+from mlplab.house.folds import fold_indices, fold_seed
 
 
 @contextmanager
@@ -88,17 +89,11 @@ class MLPConfig:
 
     def __post_init__(self) -> None:
         for name in ("hidden", "members", "epochs"):
-            value = getattr(self, name)
-            if not (isinstance(value, int) and value >= 1):
-                raise ConfigError(name, value, "an integer >= 1")
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise ConfigError("lr", self.lr, "a positive number")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError("dropout", self.dropout, "a probability in [0, 1)")
+            check_int(name, getattr(self, name), 1)
+        check_real("lr", self.lr, 0.0, low_open=True, what="the learning rate")
+        check_probability("dropout", self.dropout)
         for name in ("weight_decay", "l1_linear"):
-            value = getattr(self, name)
-            if not (value >= 0 and math.isfinite(value)):
-                raise ConfigError(name, value, "a number >= 0")
+            check_real(name, getattr(self, name), 0.0, what="the penalty weight")
 
 
 class MLPRegressor:
@@ -345,17 +340,20 @@ def stack_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
 class Ensemble:
     """Weighted mean of member models' ``log(price)`` predictions, weights fixed or stacked.
 
-    With ``stack_folds = 0`` the weights are fixed (``weights``, or equal). With
-    ``stack_folds = K >= 2`` they are fitted on the training rows alone, every time the ensemble
-    is fitted: a shuffled K-fold split *of the training rows* gives each member's out-of-fold
-    predictions, and :func:`stack_weights` (non-negative least squares, normalized) regresses the
-    training prices on them. The rows to predict never take part, so the weights are tuned
-    without looking at validation or test rows.
+    With ``stack_folds = 0`` the weights are equal. With ``stack_folds = K >= 2`` they are
+    fitted on the training rows alone, every time the ensemble is fitted: a shuffled K-fold split
+    *of the training rows* gives each member's out-of-fold predictions, and
+    :func:`stack_weights` (non-negative least squares, normalized) regresses the training prices
+    on them. The rows to predict never take part, so the weights are tuned without looking at
+    validation or test rows.
 
     Attributes
     ----------
-    members : tuple of str
-        Names of models in the registry.
+    name : str
+    members : tuple of Model
+        The member models themselves (a :class:`Pipeline`, :class:`BookBaseline` or an
+        unstacked :class:`Ensemble`), in blending order; look one up by name with
+        :func:`get_model`.
     stack_folds : int
         0: equal weights; K >= 2: weights fitted by K-fold inner cross-validation.
     outliers : OutlierRule or None
@@ -364,23 +362,29 @@ class Ensemble:
     """
 
     name: str
-    members: tuple[str, ...]
+    members: tuple[Model, ...]
     description: str = ""
     stack_folds: int = 0
     outliers: OutlierRule | None = field(default_factory=OutlierRule)
 
     def __post_init__(self) -> None:
-        folds = self.stack_folds
-        if not (isinstance(folds, int) and (folds == 0 or folds >= 2)):
-            raise ConfigError("stack_folds", folds, "0 (equal weights) or an integer >= 2")
+        check_int("stack_folds", self.stack_folds, 0)
+        if self.stack_folds == 1:
+            raise ConfigError("stack_folds", 1, "0 (equal weights) or an integer >= 2")
+        self.members = tuple(self.members)
+        if not self.members:
+            raise ConfigError("members", self.members, "at least one model")
+        for member in self.members:
+            if not isinstance(member, (BookBaseline, Pipeline, Ensemble)):
+                raise ConfigError("members", member,
+                                  "models, not names (get_model(name) looks one up)")
+            if isinstance(member, Ensemble) and member.stack_folds:
+                raise ConfigError("members", member.name,
+                                  f"models other than stacked ensembles ({member.name} is one)")
+        leaves_of(self.members)  # two different models under one name would share predictions
 
-    def leaves(self) -> list[str]:
+    def leaves(self) -> list[Model]:
         """The models that must be fitted: members, and members of member ensembles, once each."""
-        for name in self.members:
-            model = get_model(name)
-            if isinstance(model, Ensemble) and model.stack_folds:
-                raise ConfigError("members", self.members,
-                                  f"models other than stacked ensembles ({name} is one)")
         return leaves_of(self.members)
 
     def fixed_weights(self) -> np.ndarray:
@@ -390,38 +394,32 @@ class Ensemble:
     def fit_weights(self, train: pd.DataFrame, seed: int) -> np.ndarray:
         """Member weights for an ensemble fitted on ``train``; shape (len(members),).
 
-        Without stacking these are the equal :meth:`fixed_weights`. Stacked weights come from ``stack_folds``-fold
-        cross-validation of every member on ``train`` (folds shuffled with ``seed``), then
-        :func:`stack_weights` on the out-of-fold ``log(price)`` predictions of the rows that
-        ``outliers`` keeps.
+        Without stacking these are the equal :meth:`fixed_weights`. Stacked weights come from
+        ``stack_folds``-fold cross-validation of every member on ``train`` (folds shuffled with
+        ``seed``), then :func:`stack_weights` on the out-of-fold ``log(price)`` predictions of
+        the rows that ``outliers`` keeps.
         """
         if not self.stack_folds:
             return self.fixed_weights()
-        from mlplab.house.cv import fold_indices, fold_seed
-
-        oof = np.zeros((len(train), len(self.members)))
+        oof = np.zeros((len(train), len(self.members)))  # (n, members)
         for i, (tr, va) in enumerate(fold_indices(len(train), self.stack_folds, seed)):
             inner_train = train.iloc[tr].reset_index(drop=True)
             inner_val = train.iloc[va].reset_index(drop=True)
-            for j, name in enumerate(self.members):
-                oof[va, j] = get_model(name).fit_predict_log(inner_train, inner_val,
-                                                             fold_seed(seed, i))
+            for j, member in enumerate(self.members):
+                oof[va, j] = member.fit_predict_log(inner_train, inner_val, fold_seed(seed, i))
         keep = np.ones(len(train), bool) if self.outliers is None else ~self.outliers.mask(train)
         y_log = np.log(train[TARGET].to_numpy(np.float64))
         return stack_weights(oof[keep], y_log[keep])
 
     def combine(self, leaf_logs: dict[str, np.ndarray],
                 weights: np.ndarray | None = None) -> np.ndarray:
-        """Blend predictions of the :meth:`leaves` (name -> shape (m,)) into one, shape (m,).
+        """Blend predictions of the :meth:`leaves` (leaf name -> shape (m,)) into one, shape (m,).
 
         ``weights`` (one per member, e.g. from :meth:`fit_weights`) default to the fixed ones.
         """
         w = self.fixed_weights() if weights is None else np.asarray(weights, dtype=np.float64)
-        stacked = []
-        for name in self.members:
-            model = get_model(name)
-            stacked.append(model.combine(leaf_logs) if isinstance(model, Ensemble)
-                           else leaf_logs[name])
+        stacked = [member.combine(leaf_logs) if isinstance(member, Ensemble)
+                   else leaf_logs[member.name] for member in self.members]  # members x (m,)
         return (w[:, None] * np.stack(stacked)).sum(0) / w.sum()
 
     def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int,
@@ -439,9 +437,9 @@ class Ensemble:
             report(0, total, "fitting stacking weights")
         weights = self.fit_weights(train, seed)
         leaf_logs = {}
-        for i, name in enumerate(leaves, start=stacked):
-            report(i, total, f"fitting {name}")
-            leaf_logs[name] = get_model(name).fit_predict_log(train, test, seed)
+        for i, leaf in enumerate(leaves, start=stacked):
+            report(i, total, f"fitting {leaf.name}")
+            leaf_logs[leaf.name] = leaf.fit_predict_log(train, test, seed)
         report(total, total, "done")
         return self.combine(leaf_logs, weights)
 
@@ -449,15 +447,19 @@ class Ensemble:
 Model = BookBaseline | Pipeline | Ensemble
 
 
-def leaves_of(names: Sequence[str]) -> list[str]:
-    """The models that fitting ``names`` fits: each one, or an ensemble's leaves, once each, in order."""
-    out: list[str] = []
-    for name in names:
-        model = get_model(name)
-        for leaf in model.leaves() if isinstance(model, Ensemble) else [name]:
-            if leaf not in out:
-                out.append(leaf)
-    return out
+def leaves_of(models: Iterable[Model]) -> list[Model]:
+    """The models that fitting ``models`` fits: each one or an ensemble's leaves, once, in order.
+
+    Predictions are keyed by model name, so two different models under one name are refused.
+    """
+    out: dict[str, Model] = {}
+    for model in models:
+        for leaf in model.leaves() if isinstance(model, Ensemble) else [model]:
+            if out.setdefault(leaf.name, leaf) != leaf:
+                raise ConfigError("models", leaf.name,
+                                  "one model per name (two different models are called that)")
+    return list(out.values())
+
 
 # Preprocessing for the linear models, the SVR and the MLP: squares and interactions of the
 # strongest features, rare categories (< 3 training rows) dropped, numeric features winsorized
@@ -477,25 +479,27 @@ TREE_FEATURES = FeatureConfig(min_category_count=10)
 # fitting time (the inner fits use 2/3 of the training rows each).
 STACK_FOLDS = 3
 
-#: The tuned models under their public names (``mlplab house cv --models ...``).
-MODELS: dict[str, Model] = {
-    m.name: m
-    for m in (
+
+def _tuned_models() -> tuple[Model, ...]:
+    """The tuned models, in table order; the ensembles hold the very member objects listed."""
+    lasso = Pipeline("lasso", LassoConfig(), LINEAR_FEATURES, description="lasso, log1p target")
+    svr = Pipeline("svr", SVRConfig(), KERNEL_FEATURES, description="RBF support vector regression")
+    gbm = Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss")
+    mlp = Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
+                   description="torch MLP, dropout + weight decay")
+    blend = (lasso, svr, gbm, mlp)
+    return (
         BookBaseline(),
-        Pipeline("ridge", RidgeConfig(), LINEAR_FEATURES,
-                 description="ridge, log1p target"),
-        Pipeline("lasso", LassoConfig(), LINEAR_FEATURES,
-                 description="lasso, log1p target"),
-        Pipeline("svr", SVRConfig(), KERNEL_FEATURES, description="RBF support vector regression"),
-        Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss"),
-        Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
-                 description="torch MLP, dropout + weight decay"),
-        Ensemble("stack", ("lasso", "svr", "gbm", "mlp"), stack_folds=STACK_FOLDS,
+        Pipeline("ridge", RidgeConfig(), LINEAR_FEATURES, description="ridge, log1p target"),
+        lasso, svr, gbm, mlp,
+        Ensemble("stack", blend, stack_folds=STACK_FOLDS,
                  description="lasso, svr, gbm, mlp; weights by inner-CV stacking"),
-        Ensemble("best", ("lasso", "svr", "gbm", "mlp"),
-                 description="equal-weight mean of lasso, svr, gbm, mlp"),
-    )
-}
+        Ensemble("best", blend, description="equal-weight mean of lasso, svr, gbm, mlp"),
+    )  # fmt: skip
+
+
+#: The tuned models under their public names (``mlplab house cv --models ...``).
+MODELS: dict[str, Model] = {model.name: model for model in _tuned_models()}
 
 
 def get_model(name: str) -> Model:
