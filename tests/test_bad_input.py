@@ -379,7 +379,7 @@ def test_shift_bad_numbers_are_refused_before_any_work(args, needle, tmp_path, m
 
 
 def test_an_unexpected_error_is_one_line_pointing_at_the_traceback_file(fake_fashion_mnist, tmp_path, monkeypatch):
-    import mlplab.cli.train as train_cli
+    import mlplab.train as train_cli  # the command imports fit from here when it runs
 
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug " + uuid.uuid4().hex)
@@ -396,7 +396,7 @@ def test_an_unexpected_error_is_one_line_pointing_at_the_traceback_file(fake_fas
 
 
 def test_an_os_error_naming_a_file_is_one_line(fake_fashion_mnist, tmp_path, monkeypatch):
-    import mlplab.cli.train as train_cli
+    import mlplab.train as train_cli  # the command imports fit from here when it runs
 
     def denied(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/some/where/file.bin")

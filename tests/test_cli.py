@@ -213,7 +213,7 @@ def test_outputs_follow_the_umask_in_force_when_written(tmp_path):
 
 
 def test_ctrl_c_says_what_is_saved_and_how_to_resume(fake_fashion_mnist, tmp_path, monkeypatch):
-    import mlplab.cli.train as train_cli
+    import mlplab.train as train_cli  # the command imports fit from here when it runs
     from mlplab.train import fit
 
     def interrupted_after_two_epochs(*args, **kwargs):
@@ -237,3 +237,26 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(fake_fashion_mnist, tmp_pat
     resumed = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3, 4, 5]
+
+
+def test_mlplab_help_imports_no_heavy_library():
+    # `mlplab --help` must start fast: the commands import torch, pandas, sklearn, matplotlib when they run
+    code = ("import sys; from mlplab.cli import app; import typer.main; typer.main.get_command(app); "
+            "heavy = sorted(m for m in ('torch', 'pandas', 'sklearn', 'matplotlib', 'numpy', 'scipy') if m in sys.modules); "
+            "print(','.join(heavy))")  # fmt: skip
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"imported at start-up: {done.stdout.strip()}"
+
+
+def test_the_clis_own_copies_of_library_names_match_the_library():
+    import mlplab.cli.shift as shift_cli
+    import mlplab.cli.sweep as sweep_cli
+    from mlplab.shift import experiment
+    from mlplab.sweep import results, runner, spec
+
+    assert sweep_cli.DATA_SETS == runner.DATA_SETS and sweep_cli.METRICS == results.METRICS
+    assert sweep_cli.STATUS_FILTERS == results.STATUS_FILTERS and sweep_cli.MAX_TRIALS == spec.MAX_TRIALS
+    assert shift_cli.PARTS == experiment.PARTS

@@ -108,7 +108,7 @@ def test_train_rejects_an_unknown_impl(tmp_path):
 
 
 def test_train_impl_scratch_on_small_data(tmp_path, monkeypatch):
-    monkeypatch.setattr("mlplab.cli.train.fashion_mnist_data", lambda *a, **k: blobs(784, 10, n=400))
+    monkeypatch.setattr("mlplab.data.fashion_mnist_data", lambda *a, **k: blobs(784, 10, n=400))
     out = tmp_path / "run"
     result = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "2", "--out", str(out)])
     assert result.exit_code == 0, result.output
@@ -123,7 +123,7 @@ def test_train_impl_scratch_on_small_data(tmp_path, monkeypatch):
 
 
 def test_train_impl_scratch_refuses_adam(tmp_path, monkeypatch):
-    monkeypatch.setattr("mlplab.cli.train.fashion_mnist_data", lambda *a, **k: blobs(784, 10, n=40))
+    monkeypatch.setattr("mlplab.data.fashion_mnist_data", lambda *a, **k: blobs(784, 10, n=40))
     result = runner.invoke(app, ["train", "--impl", "scratch", "--optimizer", "adam", "--out", str(tmp_path / "r")])
     assert result.exit_code == 2 and "optimizer" in result.output and "sgd" in result.output
 

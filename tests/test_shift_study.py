@@ -171,8 +171,8 @@ def test_cli_refuses_to_overwrite_results(tmp_path):
     assert result.exit_code == 2 and "--resume" in result.output
 
 
-def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path, real_data_dir):
-    data_dir = str(real_data_dir / "fashion-mnist")
+def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path, real_fashion_mnist):
+    data_dir = str(real_fashion_mnist)
     out = str(tmp_path / "label")
     args = ["shift", "label", "--seeds", "2", "--source-epochs", "1", "--estimators", "bbse,em+bcts",
             "--out", out, "--data-dir", data_dir]  # fmt: skip

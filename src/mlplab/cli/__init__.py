@@ -6,7 +6,8 @@ prints; anything a command does, a notebook can do with the same library call.
 
 from __future__ import annotations
 
-import torch
+from importlib import metadata
+
 import typer
 
 from mlplab import __version__
@@ -29,7 +30,11 @@ app = typer.Typer(
 
 def _show_version(value: bool) -> None:
     if value:
-        typer.echo(f"mlplab {__version__} (torch {torch.__version__})")
+        try:  # read from the installed metadata: importing torch would take seconds
+            torch_version = metadata.version("torch")
+        except metadata.PackageNotFoundError:
+            torch_version = "not installed"
+        typer.echo(f"mlplab {__version__} (torch {torch_version})")
         raise typer.Exit()
 
 

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 from rich.table import Table
 
 from mlplab.cli._common import console, reports_errors
-from mlplab.data import fashion_mnist, sources
 
 app = typer.Typer(help="Find, verify and download data sets.", no_args_is_help=True)
 
@@ -31,6 +29,9 @@ def fetch(
     retries: int = typer.Option(3, help="Attempts per mirror (1 to 100)."),
 ) -> None:
     """Make sure Fashion-MNIST is available and verified, downloading missing files to the cache."""
+    from mlplab.data import fashion_mnist, sources  # here, not at the top: `mlplab --help` starts fast
+
+    sources.check_download_options(timeout, retries)  # before the progress bar draws anything
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         task = progress.add_task("download", total=None)
@@ -48,6 +49,10 @@ def fetch(
 @reports_errors
 def info(data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP)) -> None:
     """Show where each Fashion-MNIST file comes from, its shape and the class counts (no download)."""
+    import numpy as np
+
+    from mlplab.data import fashion_mnist, sources
+
     console.print("Search order: " + "  >  ".join(
         f"{d.label} ({d.path})" for d in sources.search_dirs(fashion_mnist.DATASET, data_dir, fashion_mnist.SYSTEM_DIR)
     ))  # fmt: skip

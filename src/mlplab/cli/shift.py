@@ -12,20 +12,19 @@ import dataclasses
 import json
 import time
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
 from mlplab.cli._common import console, parse_csv, path_option, reports_errors
-from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError, MlplabError, check_int, check_real
-from mlplab.atomic import remove_stale, write_text
-from mlplab.lock import folder_lock
-from mlplab.runs import write_json
-from mlplab.train import RUN_LOCK, resolve_device
-from mlplab.shift.experiment import (PARTS, ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, PartResult,
-                                     SourceConfig, StudyConfig, part_config, run_study)  # fmt: skip
-from mlplab.shift.report import concept_figure, save_figure, study_markdown
+
+if TYPE_CHECKING:
+    from mlplab.shift.experiment import StudyConfig
+
+# The library (torch, scikit-learn) is imported inside the commands, so `mlplab --help` starts
+# fast; PARTS is mlplab.shift.experiment.PARTS (tests/test_cli.py checks that they match).
+PARTS = ("label", "covariate", "concept")
 
 app = typer.Typer(
     help="Distribution shift on Fashion-MNIST: label shift (BBSE, EM), covariate shift "
@@ -63,6 +62,10 @@ def _canonical(config: dict) -> str:
 
 def _execute(config: StudyConfig, out_text: str, resume: bool, data_dir: Optional[Path], device: str) -> None:
     """Run ``config`` into ``out``: load finished parts on --resume, store each part as it finishes."""
+    from mlplab.atomic import remove_stale
+    from mlplab.lock import folder_lock
+    from mlplab.train import RUN_LOCK, resolve_device
+
     resolve_device(device)  # fail before any work when the device is missing
     out = path_option("--out", out_text)
     with folder_lock(out, RUN_LOCK, "mlplab shift"):  # one study per folder, taken before any work
@@ -71,6 +74,12 @@ def _execute(config: StudyConfig, out_text: str, resume: bool, data_dir: Optiona
 
 
 def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Path], device: str) -> None:
+    from mlplab.atomic import write_text
+    from mlplab.data import fashion_mnist_data
+    from mlplab.runs import write_json
+    from mlplab.shift.experiment import PartResult, part_config, run_study
+    from mlplab.shift.report import concept_figure, save_figure, study_markdown
+
     stored = {p: out / f"{p}.json" for p in config.parts}
     checkpoint = out / "source.pt"
     existing = [path.name for path in [*stored.values(), checkpoint] if path.exists()]
@@ -137,6 +146,9 @@ def run(
     weights, weighted vs unweighted training. Concept shift: relabeled classes, fine-tuning vs
     retraining from scratch. Prints the tables (mean ± 95% CI over seeds) and writes them to OUT.
     """
+    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
+                                         StudyConfig)  # fmt: skip
+
     part_list = parse_csv("--parts", parts, str, ", ".join(PARTS))
     if quick:
         config = StudyConfig.quick(part_list, device, source_optimizer)
@@ -168,6 +180,9 @@ def label(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Label shift: estimate w = q(y)/p(y) by BBSE or EM and correct the predictions."""
+    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
+                                         StudyConfig)  # fmt: skip
+
     est = parse_csv("--estimators", estimators, str, "e.g. bbse,em+bcts")
     config = StudyConfig(("label",), SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
                          label=LabelShiftConfig(kind, alpha, rho, delta, n_target, _seeds(seeds), est, retrain))  # fmt: skip
@@ -190,6 +205,9 @@ def covariate(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Covariate shift: domain-classifier weights beta = min(exp(h(x)) n_s/n_t, c), weighted training."""
+    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
+                                         StudyConfig)  # fmt: skip
+
     check_real("--clip", clip, 0.0, what="the weight cap (0 = no cap)")
     check_int("--components", components, 0)
     config = StudyConfig(("covariate",), covariate=CovariateShiftConfig(
@@ -213,6 +231,9 @@ def concept(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Concept shift: learning curves of fine-tuning the source model vs retraining from scratch."""
+    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
+                                         StudyConfig)  # fmt: skip
+
     sizes = parse_csv("--n-train", n_train, int, "integers, e.g. 500,5000")
     config = StudyConfig(("concept",), SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
                          concept=ConceptShiftConfig(n_changed, sizes, epochs, seeds=_seeds(seeds)))  # fmt: skip

@@ -3,22 +3,23 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import List, Optional, Sequence
+from typing import TYPE_CHECKING, List, Optional, Sequence
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_seed
-from mlplab.sweep.planner import Group
-from mlplab.sweep.results import (METRICS, STATUS_FILTERS, filter_status, format_value, hyperparameters, load_results,
-                                  sort_summary, summarize, table_rows, varying)  # fmt: skip
-from mlplab.sweep.runner import (DATA_SETS, DATA_SIZES, SweepCallback, plan_sweep, run_sweep, sweep_data,
-                                 sweep_folder)  # fmt: skip
-from mlplab.sweep.spec import MAX_TRIALS, SweepSpec, load_toml, parse_axis, parse_random_axis
-from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
-from mlplab.train import check_device, resolve_device
+
+# The library (torch, pandas) is imported inside the commands, so `mlplab --help` starts fast;
+# these names are the library's own (tests/test_cli.py checks that they match).
+DATA_SETS = ("fashion-mnist", "synthetic")  # mlplab.sweep.runner.DATA_SETS
+METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")  # mlplab.sweep.results.METRICS
+STATUS_FILTERS = ("all", "ok", "failed", "diverged")  # mlplab.sweep.results.STATUS_FILTERS
+MAX_TRIALS = 100_000  # mlplab.sweep.spec.MAX_TRIALS
+
+if TYPE_CHECKING:
+    from mlplab.sweep.spec import SweepSpec
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
 # the flag that sets each fixed hyperparameter (for messages naming it)
@@ -29,44 +30,6 @@ app = typer.Typer(
     "models), store every result in DIR/sweep.sqlite, resume, and show mean ± 95% CI over seeds.",
     no_args_is_help=True,
 )
-
-
-class SweepProgress(SweepCallback):
-    """Two bars (groups, batches of the current group) and one line per finished group."""
-
-    def __init__(self, progress: Progress) -> None:
-        self.progress = progress
-        self.groups_task = self.batch_task = None
-        self.done = self.total = self.epochs = 0
-
-    def on_sweep_begin(self, groups: Sequence[Group], n_skipped: int) -> None:
-        if n_skipped:
-            self.progress.console.print(f"resuming: {n_skipped} stored result(s) skipped")
-        self.groups_task = self.progress.add_task("groups", total=len(groups))
-        self.total = len(groups)
-
-    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None:
-        self.batch_task = self.progress.add_task(f"epoch 1/{epochs}", total=epochs * batches_per_epoch)
-        self.epochs = epochs
-
-    def on_batch_end(self, epoch: int, batch: int) -> None:
-        self.progress.advance(self.batch_task)
-
-    def on_epoch_end(self, epoch: int, n_alive: int) -> None:
-        self.progress.update(self.batch_task, description=f"epoch {min(epoch + 1, self.epochs)}/{self.epochs}")
-
-    def on_group_end(self, group: Group, results) -> None:
-        self.done += 1
-        self.progress.remove_task(self.batch_task)
-        self.progress.advance(self.groups_task)
-        best = max((r.history.final.test_acc or 0.0 for r in results), default=0.0)
-        diverged = sum(r.history.status == "diverged" for r in results)
-        failed = sum(r.history.status.startswith("failed") for r in results)
-        seconds = sum(r.seconds for r in results)
-        note = f", [bold red]{diverged} diverged[/]" if diverged else ""
-        note += f", [bold red]{failed} failed (at chance or loss rose)[/]" if failed else ""
-        self.progress.console.print(f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, "
-                                    f"best test acc {best:.4f}{note}")  # fmt: skip
 
 
 def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random: Sequence[str], seeds: Optional[int],
@@ -80,6 +43,8 @@ def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random:
     ``--samples`` and ``--search-seed`` need a random axis. Counts are checked before anything
     is expanded (``--seeds 1000000000000`` is refused at once).
     """
+    from mlplab.sweep.spec import SweepSpec, load_toml, parse_axis, parse_random_axis
+
     if seeds is not None:
         check_int("--seeds", seeds, 1, MAX_TRIALS)
     if first_seed is not None:
@@ -174,6 +139,11 @@ def run(
     OUT/sweep.lock is taken, and only then is data loaded and anything trained: a second run on
     the same folder is refused before it has done any work.
     """
+    from mlplab.sweep.progress import sweep_progress
+    from mlplab.sweep.runner import DATA_SIZES, plan_sweep, run_sweep, sweep_data, sweep_folder
+    from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
+    from mlplab.train import check_device, resolve_device
+
     folder = sweep_folder(out)
     check_choice("--data", data, DATA_SETS)
     check_device(device, "--device")
@@ -198,12 +168,9 @@ def run(
                       f"varying {', '.join(spec.varying) or 'nothing'}; results in {folder / 'sweep.sqlite'}")  # fmt: skip
         with console.status(f"loading {data}"):
             dataset = sweep_data(data, data_dir)
-        columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn())  # fmt: skip
-        with Progress(*columns, console=console, transient=True) as progress:
-            report = run_sweep(spec, dataset, folder, device=device, max_models=max_models,
-                               callbacks=[SweepProgress(progress)], tf32=tf32,
-                               cuda_graphs=None if cuda_graphs else False)  # fmt: skip
+        with sweep_progress(console) as display:
+            report = run_sweep(spec, dataset, folder, device=device, max_models=max_models, callbacks=[display],
+                               tf32=tf32, cuda_graphs=None if cuda_graphs else False)  # fmt: skip
     console.print(f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
                   f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
                   f"See: mlplab sweep show {out}")  # fmt: skip
@@ -223,6 +190,10 @@ def show(
 
     The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
     """
+    from mlplab.sweep.results import (filter_status, format_value, hyperparameters, load_results, sort_summary,
+                                      summarize, table_rows, varying)  # fmt: skip
+    from mlplab.sweep.runner import sweep_folder
+
     directory = sweep_folder(directory, "DIRECTORY")
     check_choice("--sort", sort, (*METRICS, "seconds"))
     if top is not None:
@@ -277,12 +248,14 @@ def plot(
                                       "(writes FOLDER/METRIC.png). Default DIR/METRIC.png."),
 ) -> None:
     """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds)."""
+    from mlplab.sweep.results import load_results, summarize
+    from mlplab.sweep.runner import sweep_folder
+
     directory = sweep_folder(directory, "DIRECTORY")
     check_choice("--metric", metric, (*METRICS, "seconds"))
     if x is not None and x == y:
         raise ConfigError("--y", y, "must differ from --x: a heatmap needs two hyperparameters")
     path = _figure_path(out, directory, metric)
-    # imported here: matplotlib costs half a second that `run` and `show` need not pay
     from mlplab.plots import save_figure
     from mlplab.sweep.plots import plot_summary
 
@@ -297,6 +270,8 @@ def _figure_path(out: Optional[str], directory: Path, metric: str) -> Path:
     """Where ``sweep plot`` writes: ``--out`` if it is a .png/.svg/.pdf file name, FOLDER/METRIC.png
     if it names an existing folder, DIR/METRIC.png without it. Anything else is refused up front
     (matplotlib chooses the format from the suffix and would fail only after drawing)."""
+    from mlplab.sweep.runner import sweep_folder
+
     if out is None:
         return directory / f"{metric}.png"
     path = sweep_folder(out, "--out")

@@ -7,18 +7,10 @@ import time
 from pathlib import Path
 from typing import Optional
 
-import torch
 import typer
 
 from mlplab.cli._common import console, on_interrupt, parse_csv, path_option, reports_errors
-from mlplab.data import fashion_mnist_data
 from mlplab.errors import ConfigError
-from mlplab.models import ModelConfig, build_mlp
-from mlplab.resources import check_fits, mlp_training_bytes
-from mlplab.runs import RunDir
-from mlplab.scratch import MLP
-from mlplab.progress import epoch_progress
-from mlplab.train import TrainConfig, fit, make_optimizer, resolve_device
 
 IMPLS = ("concise", "scratch")
 # Where each setting lives in config.json (section, field) and its default for a new run.
@@ -72,6 +64,16 @@ def train(
     curves.png; OUT/checkpoint.pt after every epoch lets --resume continue an interrupted run:
     `mlplab train --out DIR --resume --epochs 20` continues DIR's run, with its own settings, to 20 epochs.
     """
+    import torch  # the library is imported here, not at the top, so `mlplab --help` starts fast
+
+    from mlplab.data import fashion_mnist_data
+    from mlplab.models import ModelConfig, build_mlp
+    from mlplab.progress import epoch_progress
+    from mlplab.resources import check_fits, mlp_training_bytes
+    from mlplab.runs import RunDir
+    from mlplab.scratch import MLP
+    from mlplab.train import TrainConfig, fit, make_optimizer, resolve_device
+
     given = dict(hidden=hidden, activation=activation, dropout=dropout, init=init, impl=impl, optimizer=optimizer,
                  lr=lr, weight_decay=weight_decay, decay_biases=None if wd_weights_only is None else not wd_weights_only,
                  batch_size=batch_size, epochs=epochs, seed=seed, device=device)  # fmt: skip
