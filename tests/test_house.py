@@ -811,3 +811,11 @@ def test_real_data_lasso_strict_cv(real_data):
     report = cross_validate(real_data.train, ["lasso"], folds=5, seed=0)
     assert len(report["lasso"].oof_log) == 1460
     assert report["lasso"].mean < 0.13  # the book's baseline: 0.17
+
+
+def test_cross_validate_and_fit_predict_take_progress_true(houses):
+    train, test = houses
+    quiet = cross_validate(train, ["ridge"], folds=2, seed=1)
+    shown = cross_validate(train, ["ridge"], folds=2, seed=1, progress=True)
+    assert [s.fold_scores for s in quiet.scores] == [s.fold_scores for s in shown.scores]
+    np.testing.assert_array_equal(fit_predict(train, test, "ridge", progress=True), fit_predict(train, test, "ridge"))

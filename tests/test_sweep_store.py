@@ -203,3 +203,14 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
                                "0.1, 1.0, '[]', 1, 'cpu', 'now')")  # fmt: skip
         rows = store.rows()
     assert [(r["key"], r["status"], r["final_test_acc"]) for r in rows] == [("k1", "ok", 0.7), ("k2", "failed: at chance", 0.1)]
+
+
+def test_run_sweep_with_progress_shows_a_line_per_group(tmp_path, capsys):
+    from mlplab.sweep import SweepSpec, run_sweep, synthetic_data
+
+    spec = SweepSpec(base={"hidden": (8,), "epochs": 1}, grid={"lr": (0.1, 0.5)}, seeds=(0, 1))
+    run_sweep(spec, synthetic_data(), tmp_path / "quiet")
+    assert capsys.readouterr().out == ""
+    run_sweep(spec, synthetic_data(), tmp_path / "loud", progress=True)
+    shown = capsys.readouterr().out
+    assert "group 1/2" in shown and "group 2/2" in shown

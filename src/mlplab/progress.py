@@ -54,3 +54,22 @@ def epoch_progress(console: Console | None = None) -> Iterator[EpochProgress]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
     with Progress(*columns, console=console or Console(highlight=False), transient=True) as bar:
         yield EpochProgress(bar)
+
+
+class StepProgress:
+    """A ``progress(done, total, label)`` callback drawing one rich bar (House Prices CV and fits)."""
+
+    def __init__(self, bar: Progress, description: str) -> None:
+        self.bar = bar
+        self.task = bar.add_task(description, total=None)
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        self.bar.update(self.task, completed=done, total=total, description=label)
+
+
+@contextlib.contextmanager
+def step_progress(description: str, console: Console | None = None) -> Iterator[StepProgress]:
+    """A :class:`StepProgress` live while the block runs (on stderr unless ``console`` says otherwise)."""
+    columns = (TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console or Console(stderr=True, highlight=False), transient=True) as bar:
+        yield StepProgress(bar, description)

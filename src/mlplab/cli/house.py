@@ -36,16 +36,6 @@ def _progress() -> Progress:
     )  # fmt: skip
 
 
-def _steps(bar: Progress, description: str):
-    """A ``progress(done, total, label)`` callback that drives one task of ``bar``."""
-    task = bar.add_task(description, total=None)
-
-    def report(done: int, total: int, label: str) -> None:
-        bar.update(task, completed=done, total=total, description=label)
-
-    return report
-
-
 def _load(data_dir: Path | None, verify: bool):
     from mlplab.house import load
 
@@ -87,8 +77,7 @@ def cv(
         raise ConfigError("--folds", folds, "an integer >= 2 (5 is the protocol)")
     check_seed("--seed", seed, HOUSE_MAX_SEED)
     data = _load(data_dir, verify)
-    with _progress() as bar:
-        result = cross_validate(data.train, names, folds=folds, seed=seed, progress=_steps(bar, "cross-validating"))
+    result = cross_validate(data.train, names, folds=folds, seed=seed, progress=True)
     table = Table(title=f"House Prices, {folds}-fold shuffled CV (seed {seed}), "
                         f"{result.n_rows} houses: log-RMSE")
     table.add_column("model")
@@ -131,8 +120,7 @@ def submit(
     data = _load(data_dir, verify)
     inputs = (data.train_path, data.test_path)
     check_submission_path(path, inputs, force)
-    with _progress() as bar:
-        prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=_steps(bar, f"fitting {model}"))
+    prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=True)
     path = write_submission(path, data.test["Id"], prices, inputs=inputs, force=force)
     console.print(f"wrote {path}: {len(prices)} predictions by {model} "
                   f"(median ${float(sorted(prices)[len(prices) // 2]):,.0f})", soft_wrap=True)

@@ -73,7 +73,7 @@ def fit_predict(
     test_df: pd.DataFrame,
     model: str = "best",
     seed: int = 0,
-    progress: Callable[[int, int, str], None] | None = None,
+    progress: Callable[[int, int, str], None] | bool | None = None,
 ) -> np.ndarray:
     """Fit ``model`` on ``train_df`` only and predict a sale price for every row of ``test_df``.
 
@@ -88,9 +88,9 @@ def fit_predict(
         or any other name in :data:`MODELS`.
     seed : int
         Seeds every random choice of the model (initialization, dropout, subsampling).
-    progress : callable, optional
+    progress : callable or bool, optional
         ``progress(done, total, label)`` before each model is fitted (an ensemble fits
-        several) and once at the end.
+        several) and once at the end; ``True`` shows a progress bar.
 
     Returns
     -------
@@ -104,6 +104,12 @@ def fit_predict(
     ConfigError
         ``model`` is not a known model name.
     """
+    if progress is True:
+        from mlplab.progress import step_progress
+
+        with step_progress(f"fitting {model}") as bar:
+            return fit_predict(train_df, test_df, model, seed, bar)
+    progress = progress or None
     chosen = get_model(model)
     check_seed("seed", seed, HOUSE_MAX_SEED)
     train = check_schema(train_df, "train", source="train_df")

@@ -96,7 +96,7 @@ def cross_validate(
     models: Sequence[str] = DEFAULT_MODELS,
     folds: int = 5,
     seed: int = 0,
-    progress: ProgressFn | None = None,
+    progress: ProgressFn | bool | None = None,
 ) -> CVReport:
     """Cross-validate the named models with the strict protocol (see the module docstring).
 
@@ -111,13 +111,20 @@ def cross_validate(
         Number of folds ``k`` (>= 2).
     seed : int
         Seeds the shuffling of the rows into folds and every model's randomness.
-    progress : callable, optional
-        See :data:`ProgressFn`.
+    progress : callable or bool, optional
+        See :data:`ProgressFn`; ``True`` shows a progress bar (terminal or Jupyter), as
+        ``mlplab house cv`` does.
 
     Returns
     -------
     CVReport
     """
+    if progress is True:
+        from mlplab.progress import step_progress
+
+        with step_progress("cross-validating") as bar:
+            return cross_validate(train, models, folds, seed, bar)
+    progress = progress or None
     check_seed("seed", seed, HOUSE_MAX_SEED)
     train = check_schema(train, "train", source="train")
     check_int("folds", folds, 2, len(train))

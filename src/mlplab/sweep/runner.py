@@ -140,6 +140,7 @@ def run_sweep(
     callbacks: Sequence[GroupCallback] = (),
     tf32: bool = False,
     cuda_graphs: bool | None = None,
+    progress: bool = False,
 ) -> SweepReport:
     """Train every trial of ``spec`` not yet stored in ``out/sweep.sqlite``, one group at a time.
 
@@ -168,6 +169,9 @@ def run_sweep(
     cuda_graphs : bool, optional
         CUDA only: replay each training step from a CUDA graph (default on CUDA; see
         ``mlplab.sweep.batched.train_group``). Same results, fewer kernel launches.
+    progress : bool
+        Show the bars and a line per finished group while training (terminal or Jupyter), as
+        ``mlplab sweep run`` does; off by default.
 
     Returns
     -------
@@ -180,6 +184,12 @@ def run_sweep(
         writer holding the lock, a damaged store. During it: a store that cannot be written (a
         full disk); the groups committed before are kept and a rerun resumes after them.
     """
+    if progress:
+        from mlplab.sweep.progress import sweep_progress  # rich only when asked for
+
+        with sweep_progress() as display:
+            return run_sweep(spec, data, out, device=device, max_models=max_models, callbacks=[*callbacks, display],
+                             tf32=tf32, cuda_graphs=cuda_graphs)  # fmt: skip
     t0 = time.perf_counter()
     out = sweep_folder(out)
     resolved = resolve_device(device)
