@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 import torch
-
 from machine import cpu_name
+
 from mlplab.cli.house import app as house_app
 from mlplab.house import (
     DEFAULT_MODELS,
@@ -39,13 +39,12 @@ from mlplab.house import (
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0", help="comma-separated CV seeds (first: headline)")
-    parser.add_argument("--confirm-seeds", default="",
-                        help="comma-separated CV seeds kept out of model choice (confirmation)")
-    parser.add_argument("--book-seeds", type=int, default=5,
-                        help="initialization/shuffle seeds for the book protocol")
+    parser.add_argument(
+        "--confirm-seeds", default="", help="comma-separated CV seeds kept out of model choice (confirmation)"
+    )
+    parser.add_argument("--book-seeds", type=int, default=5, help="initialization/shuffle seeds for the book protocol")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--no-cli", action="store_true",
-                        help="skip timing the `mlplab house cv` command itself")
+    parser.add_argument("--no-cli", action="store_true", help="skip timing the `mlplab house cv` command itself")
     args = parser.parse_args()
     dev_seeds = [int(s) for s in args.seeds.split(",")]
     confirm_seeds = [int(s) for s in args.confirm_seeds.split(",") if s.strip()]
@@ -54,8 +53,10 @@ def main() -> None:
     import os
 
     print("# House Prices benchmark\n")
-    print(f"- machine: {os.cpu_count()}-core CPU, `{cpu_name()}`; torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; Python {platform.python_version()}")
+    print(
+        f"- machine: {os.cpu_count()}-core CPU, `{cpu_name()}`; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; Python {platform.python_version()}"
+    )
     print(f"- command: `{' '.join(['python', *sys.argv])}`\n")
 
     t0 = time.perf_counter()
@@ -63,8 +64,10 @@ def main() -> None:
     load_s = time.perf_counter() - t0
 
     print("## The book's protocol (baseline)\n")
-    print("Preprocessing over train+test features, linear net on raw prices, Adam lr 5, batch 64, "
-          "100 epochs, contiguous 5-fold; book log-RMSE (predictions clamped to >= 1).\n")
+    print(
+        "Preprocessing over train+test features, linear net on raw prices, Adam lr 5, batch 64, "
+        "100 epochs, contiguous 5-fold; book log-RMSE (predictions clamped to >= 1).\n"
+    )
     print("| seed | avg train log-RMSE | avg valid log-RMSE | per fold (valid) | seconds |")
     print("|---|---|---|---|---|")
     vals = []
@@ -73,11 +76,8 @@ def main() -> None:
         r = book_protocol_cv(data.train, data.test, seed=s)
         vals.append(r.val_mean)
         folds = " ".join(f"{v:.3f}" for v in r.val_scores)
-        print(f"| {s} | {r.train_mean:.4f} | {r.val_mean:.4f} | {folds} | "
-              f"{time.perf_counter() - t:.1f} |")
-    print(f"\nOver {args.book_seeds} seeds: valid log-RMSE {np.mean(vals):.4f} ± "
-          f"{np.std(vals):.4f}."
-          "\n")
+        print(f"| {s} | {r.train_mean:.4f} | {r.val_mean:.4f} | {folds} | {time.perf_counter() - t:.1f} |")
+    print(f"\nOver {args.book_seeds} seeds: valid log-RMSE {np.mean(vals):.4f} ± {np.std(vals):.4f}.\n")
 
     runs = {}
     for seed in seeds:
@@ -87,39 +87,55 @@ def main() -> None:
 
     head, head_s = runs[seeds[0]]
     print(f"## Strict protocol (shuffled 5-fold over all {head.n_rows} rows, seed {seeds[0]})\n")
-    print("Every statistic fitted on training folds only; outliers dropped from training folds "
-          "only; every validation row scored.\n")
+    print(
+        "Every statistic fitted on training folds only; outliers dropped from training folds "
+        "only; every validation row scored.\n"
+    )
     print("| model | mean ± std log-RMSE | per fold | fit seconds | what |")
     print("|---|---|---|---|---|")
     for score in head.scores:
         folds = " ".join(f"{v:.3f}" for v in score.fold_scores)
-        print(f"| {score.name} | {score.mean:.4f} ± {score.std:.4f} | {folds} | "
-              f"{score.seconds:.1f} | {get_model(score.name).description} |")
-    print(f"\nWall time of the whole CV (all models, all folds): {head_s:.1f} s "
-          f"(+ {load_s:.2f} s loading the CSVs).\n")
+        print(
+            f"| {score.name} | {score.mean:.4f} ± {score.std:.4f} | {folds} | "
+            f"{score.seconds:.1f} | {get_model(score.name).description} |"
+        )
+    print(f"\nWall time of the whole CV (all models, all folds): {head_s:.1f} s (+ {load_s:.2f} s loading the CSVs).\n")
 
     if len(seeds) > 1:
         print("## Other fold shuffles (mean log-RMSE per seed)\n")
         groups = [("development seeds", dev_seeds)]
         if confirm_seeds:
-            print(f"Seeds {', '.join(map(str, dev_seeds))} are the development seeds (models and "
-                  f"settings were chosen on them); seeds {', '.join(map(str, confirm_seeds))} "
-                  "were run only after the choice, to confirm it.\n")
+            print(
+                f"Seeds {', '.join(map(str, dev_seeds))} are the development seeds (models and "
+                f"settings were chosen on them); seeds {', '.join(map(str, confirm_seeds))} "
+                "were run only after the choice, to confirm it.\n"
+            )
             groups.append(("confirmation seeds", confirm_seeds))
-        print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " | "
-              + " | ".join(f"mean, {label}" for label, _ in groups) + " | worst seed |")
+        print(
+            "| model | "
+            + " | ".join(f"seed {s}" for s in seeds)
+            + " | "
+            + " | ".join(f"mean, {label}" for label, _ in groups)
+            + " | worst seed |"
+        )
         print("|---|" + "---|" * (len(seeds) + len(groups) + 1))
         for score in head.scores:
             means = {s: runs[s][0][score.name].mean for s in seeds}
-            print(f"| {score.name} | " + " | ".join(f"{means[s]:.4f}" for s in seeds) + " | "
-                  + " | ".join(f"{np.mean([means[s] for s in group]):.4f}" for _, group in groups)
-                  + f" | {max(means.values()):.4f} |")
+            print(
+                f"| {score.name} | "
+                + " | ".join(f"{means[s]:.4f}" for s in seeds)
+                + " | "
+                + " | ".join(f"{np.mean([means[s] for s in group]):.4f}" for _, group in groups)
+                + f" | {max(means.values()):.4f} |"
+            )
         print("\nWall time per seed: " + ", ".join(f"{runs[s][1]:.1f} s" for s in seeds) + ".")
 
     print("\n## Stacking weights (fitted by inner CV inside each training fold)\n")
-    print("`stack` fits its member weights in every outer fold by non-negative least squares on "
-          "out-of-fold predictions of an inner K-fold split of that fold's training rows; no "
-          "validation row takes part. Mean weight over the folds, per seed:\n")
+    print(
+        "`stack` fits its member weights in every outer fold by non-negative least squares on "
+        "out-of-fold predictions of an inner K-fold split of that fold's training rows; no "
+        "validation row takes part. Mean weight over the folds, per seed:\n"
+    )
     for name in [s.name for s in head.scores if s.weights and get_model(s.name).stack_folds]:
         members = [member.name for member in get_model(name).members]
         print(f"| {name} | " + " | ".join(members) + " |")
@@ -135,8 +151,7 @@ def main() -> None:
         t = time.perf_counter()
         result = CliRunner().invoke(house_app, cli_args, env={"COLUMNS": "120"})
         elapsed = time.perf_counter() - t
-        print(f"\n## `mlplab house {' '.join(cli_args)}` (exit code {result.exit_code}): "
-              f"{elapsed:.1f} s wall time\n")
+        print(f"\n## `mlplab house {' '.join(cli_args)}` (exit code {result.exit_code}): {elapsed:.1f} s wall time\n")
         print("```\n" + result.output.rstrip() + "\n```")
 
 

@@ -20,11 +20,11 @@ import time
 from pathlib import Path
 
 import torch
-
 from machine import cpu_name
+
+from mlplab.atomic import write_text
 from mlplab.data import fashion_mnist_data
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.atomic import write_text
 from mlplab.scratch import MLP
 from mlplab.train import TrainConfig, fit
 
@@ -71,8 +71,11 @@ def main() -> None:
             results[impl]["sec"].append(seconds)
             results[impl]["acc"].append(history.final.test_acc)
             results[impl]["best"].append(max(history.column("test_acc")))
-            print(f"seed {seed} {impl:>7}: {seconds:.3f} s/epoch (median), test acc {history.final.test_acc:.4f}",
-                  file=sys.stderr, flush=True)  # fmt: skip
+            print(
+                f"seed {seed} {impl:>7}: {seconds:.3f} s/epoch (median), test acc {history.final.test_acc:.4f}",
+                file=sys.stderr,
+                flush=True,
+            )
 
     ratios = [s / c for s, c in zip(results["scratch"]["sec"], results["concise"]["sec"])]
     saved = MLP([784, 256, 10]).saved_bytes_per_sample()
@@ -82,8 +85,7 @@ def main() -> None:
         "",
         f"Machine: {cpu_name()}, {os.cpu_count()} cores, torch {torch.__version__} with "
         f"{torch.get_num_threads()} threads; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}.",
-        f"Command: `python bench/bench_scratch.py {' '.join(sys.argv[1:])}` "
-        f"({time.perf_counter() - started:.0f} s).",
+        f"Command: `python bench/bench_scratch.py {' '.join(sys.argv[1:])}` ({time.perf_counter() - started:.0f} s).",
         "",
         "| model | s/epoch (mean ± sd over seeds of the per-run median) | final test acc (mean ± sd) "
         "| final: median, min - max | best epoch's test acc (mean ± sd) |",
@@ -91,8 +93,10 @@ def main() -> None:
     ]
     for impl in IMPLS:
         r = results[impl]
-        lines.append(f"| {impl} | {mean_sd(r['sec'])} | {mean_sd(r['acc'])} | {statistics.median(r['acc']):.4f}, "
-                     f"{min(r['acc']):.4f} - {max(r['acc']):.4f} | {mean_sd(r['best'])} |")  # fmt: skip
+        lines.append(
+            f"| {impl} | {mean_sd(r['sec'])} | {mean_sd(r['acc'])} | {statistics.median(r['acc']):.4f}, "
+            f"{min(r['acc']):.4f} - {max(r['acc']):.4f} | {mean_sd(r['best'])} |"
+        )
     lines += [
         "",
         f"Time ratio scratch / concise, per seed: mean {statistics.mean(ratios):.3f}, "

@@ -37,7 +37,6 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-
 from booklike import book_mlp, train_book_style
 from machine import cpu_name
 
@@ -69,13 +68,21 @@ def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0)
 def grid_spec(cells, epochs: int) -> SweepSpec:
     """The study log's dropout-grid cells ``(p1, p2)`` as a sweep (the rows and columns they span)."""
     return SweepSpec(
-        base={"hidden": (256, 256), "epochs": epochs, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
+        base={
+            "hidden": (256, 256),
+            "epochs": epochs,
+            "lr": 0.5,
+            "batch_size": 256,
+            "optimizer": "sgd",
+            "init": "normal:0.01",
+        },
         grid={"dropout1": sorted({c[0] for c in cells}), "dropout2": sorted({c[1] for c in cells})},
-    )  # fmt: skip
+    )
 
 
-def sweep_cells(data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False,
-                cuda_graphs: bool | None = None) -> tuple[float, float, int]:  # fmt: skip
+def sweep_cells(
+    data, cells, epochs: int, device: str, max_models: int | None, tf32: bool = False, cuda_graphs: bool | None = None
+) -> tuple[float, float, int]:
     """``cells`` trained by ``run_sweep``: (seconds, mean test acc, models per group)."""
     spec = grid_spec(cells, epochs)
     with tempfile.TemporaryDirectory() as out:
@@ -105,8 +112,10 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
     gen = torch.Generator().manual_seed(0)
     X = torch.rand(256, 784, generator=gen).to(device)
     y = torch.randint(10, (256,), generator=gen).to(device)
-    spec = SweepSpec(base={"hidden": (256, 256), "lr": 0.5, "dropout2": 0.5},
-                     grid={"dropout1": tuple(round(0.9 * i / max(K - 1, 1), 4) for i in range(K))})  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (256, 256), "lr": 0.5, "dropout2": 0.5},
+        grid={"dropout1": tuple(round(0.9 * i / max(K - 1, 1), 4) for i in range(K))},
+    )
     trials = spec.trials()
 
     model = BatchedMLP.from_trials(trials, device)
@@ -145,8 +154,14 @@ def kernel_step_times(K: int, steps: int, device: str) -> dict[str, float]:
             loss.backward()
             o.step()
 
-    return {name: _timed(fn, steps, device) for name, fn in
-            (("stacked baddbmm (mlplab)", stacked), ("torch.func.vmap", vmapped), ("loop over K models", loop))}  # fmt: skip
+    return {
+        name: _timed(fn, steps, device)
+        for name, fn in (
+            ("stacked baddbmm (mlplab)", stacked),
+            ("torch.func.vmap", vmapped),
+            ("loop over K models", loop),
+        )
+    }
 
 
 class _Profiled(GroupCallback):
@@ -168,7 +183,10 @@ def profile_group(data, cells, steps: int, device: str, tf32: bool) -> None:
     trials = grid_spec(cells, 1).trials(n_inputs=data.train.X.shape[1], n_outputs=10)
     cuda = device.startswith("cuda")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    with tf32_matmuls(tf32, torch.device(device)), profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof:
+    with (
+        tf32_matmuls(tf32, torch.device(device)),
+        profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof,
+    ):
         train_group(trials, data, device, [_Profiled(prof)], cuda_graphs=False)  # eager: the kernels one by one
     key = "self_cuda_time_total" if cuda else "self_cpu_time_total"
     print(f"\n### Profile: {steps} eager training steps of one group of {len(trials)} models (sorted by {key})\n")
@@ -207,8 +225,8 @@ def report(directory: str, study_log: str | None) -> None:
     """DIR/table.md (mean ± 95% CI per cell, the study log's single run beside it) and DIR/heatmap.png."""
     from pathlib import Path
 
-    from mlplab.plots import save_figure
     from mlplab.atomic import write_text
+    from mlplab.plots import save_figure
     from mlplab.sweep.plots import heatmap
     from mlplab.sweep.results import format_metric
 
@@ -221,15 +239,19 @@ def report(directory: str, study_log: str | None) -> None:
         f"## The study log's dropout grid over {len(seeds)} seeds (mlplab sweep)\n",
         f"784-256-256-10, ReLU, normal(0, 0.01) init, SGD lr 0.5, batch 256, {', '.join(map(str, epochs))} epochs, "
         f"Fashion-MNIST; seeds {', '.join(map(str, seeds))}. Final test accuracy and training loss: mean ± half-width "
-        "of the 95% t confidence interval over seeds." + (" Study log: its single run (2 decimals)." if log else "") + "\n",
+        "of the 95% t confidence interval over seeds."
+        + (" Study log: its single run (2 decimals)." if log else "")
+        + "\n",
         "| dropout1 | dropout2 | seeds | diverged | test acc | train loss |" + (" study log |" if log else ""),
         "|---|---|---|---|---|---|" + ("---|" if log else ""),
     ]
     inside = 0
     for _, r in summary.iterrows():
-        row = (f"| {r['dropout1']:g} | {r['dropout2']:g} | {r['n']} | {r['diverged']} | "
-               f"{format_metric(r['final_test_acc_mean'], r['final_test_acc_ci'])} | "
-               f"{format_metric(r['final_train_loss_mean'], r['final_train_loss_ci'])} |")  # fmt: skip
+        row = (
+            f"| {r['dropout1']:g} | {r['dropout2']:g} | {r['n']} | {r['diverged']} | "
+            f"{format_metric(r['final_test_acc_mean'], r['final_test_acc_ci'])} | "
+            f"{format_metric(r['final_train_loss_mean'], r['final_train_loss_ci'])} |"
+        )
         if log:
             logged = log.get((round(r["dropout1"], 1), round(r["dropout2"], 1)))
             row += f" {logged:.2f} |" if logged is not None else " - |"
@@ -240,11 +262,15 @@ def report(directory: str, study_log: str | None) -> None:
                 inside += 1
         lines.append(row)
     if log:
-        lines.append(f"\nThe study log's single run lies within the 95% prediction interval of one run "
-                     f"(mean ± ci·sqrt(n+1), widened by its 0.005 rounding) in {inside} of {len(summary)} cells.")  # fmt: skip
+        lines.append(
+            f"\nThe study log's single run lies within the 95% prediction interval of one run "
+            f"(mean ± ci·sqrt(n+1), widened by its 0.005 rounding) in {inside} of {len(summary)} cells."
+        )
     best = summary.sort_values("final_test_acc_mean", ascending=False).iloc[0]
-    lines.append(f"\nBest cell: dropout1 = {best['dropout1']:g}, dropout2 = {best['dropout2']:g}, test accuracy "
-                 f"{format_metric(best['final_test_acc_mean'], best['final_test_acc_ci'])}.")  # fmt: skip
+    lines.append(
+        f"\nBest cell: dropout1 = {best['dropout1']:g}, dropout2 = {best['dropout2']:g}, test accuracy "
+        f"{format_metric(best['final_test_acc_mean'], best['final_test_acc_ci'])}."
+    )
     write_text(Path(directory) / "table.md", "\n".join(lines) + "\n")
     save_figure(heatmap(summary, "dropout2", "dropout1"), Path(directory) / "heatmap.png")
     print("\n".join(lines))
@@ -261,12 +287,20 @@ def main() -> None:
     parser.add_argument("--cells", type=int, default=20, help="sub-grid size for the sweep (whole rows of 10)")
     parser.add_argument("--epochs", type=int, default=1, help="epochs of the sweep")
     parser.add_argument("--max-models", type=int, default=None, help="models per group (default: mlplab's)")
-    parser.add_argument("--kernel-models", type=int, default=20, help="K for the per-step kernel comparison (0 to skip)")
+    parser.add_argument(
+        "--kernel-models", type=int, default=20, help="K for the per-step kernel comparison (0 to skip)"
+    )
     parser.add_argument("--kernel-steps", type=int, default=10, help="steps timed per kernel")
-    parser.add_argument("--tf32", action="store_true", help="CUDA: the sweep uses TF32 matmuls (the book loop does not)")
+    parser.add_argument(
+        "--tf32", action="store_true", help="CUDA: the sweep uses TF32 matmuls (the book loop does not)"
+    )
     parser.add_argument("--full-grid", action="store_true", help="the sweep trains all 100 cells x 10 epochs")
-    parser.add_argument("--profile", type=int, default=0, metavar="STEPS", help="also profile STEPS steps of the sweep's group")
-    parser.add_argument("--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs")
+    parser.add_argument(
+        "--profile", type=int, default=0, metavar="STEPS", help="also profile STEPS steps of the sweep's group"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="1 book cell, 1 fit cell, 10 sweep cells: a check that it runs"
+    )
     parser.add_argument("--report", metavar="DIR", default=None, help="write DIR/table.md and DIR/heatmap.png and exit")
     parser.add_argument("--study-log", default="../shared/seed/d2l-ch4-mlp-study-log.md", help="for --report")
     args = parser.parse_args()
@@ -295,17 +329,45 @@ def main() -> None:
     book = [book_style(raw, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.book_cells]]
     fits = [fit_one(data, p1, p2, args.book_epochs, args.device) for p1, p2 in spread[: args.fit_cells]]
     book_per = sum(s for s, _ in book) / (len(book) * args.book_epochs)
-    rows = [("book-style loop (DataLoader, 4 workers), one model at a time", len(book), args.book_epochs,
-             sum(s for s, _ in book), book_per)]  # fmt: skip
+    rows = [
+        (
+            "book-style loop (DataLoader, 4 workers), one model at a time",
+            len(book),
+            args.book_epochs,
+            sum(s for s, _ in book),
+            book_per,
+        )
+    ]
     if fits:
-        rows.append(("mlplab fit, one model at a time", len(fits), args.book_epochs, sum(s for s, _ in fits),
-                     sum(s for s, _ in fits) / (len(fits) * args.book_epochs)))  # fmt: skip
+        rows.append(
+            (
+                "mlplab fit, one model at a time",
+                len(fits),
+                args.book_epochs,
+                sum(s for s, _ in fits),
+                sum(s for s, _ in fits) / (len(fits) * args.book_epochs),
+            )
+        )
     tf32 = ", TF32" if args.tf32 else ""
     if cuda:
-        rows.append((f"mlplab sweep, batched groups of <= {k}{tf32}, eager steps (--no-cuda-graphs)", n_sweep // args.epochs,
-                     args.epochs, eager_s, eager_s / n_sweep))  # fmt: skip
-    rows.append((f"mlplab sweep, batched groups of <= {k}{tf32}" + (", CUDA graphs" if cuda else ""), n_sweep // args.epochs,
-                 args.epochs, sweep_s, sweep_s / n_sweep))  # fmt: skip
+        rows.append(
+            (
+                f"mlplab sweep, batched groups of <= {k}{tf32}, eager steps (--no-cuda-graphs)",
+                n_sweep // args.epochs,
+                args.epochs,
+                eager_s,
+                eager_s / n_sweep,
+            )
+        )
+    rows.append(
+        (
+            f"mlplab sweep, batched groups of <= {k}{tf32}" + (", CUDA graphs" if cuda else ""),
+            n_sweep // args.epochs,
+            args.epochs,
+            sweep_s,
+            sweep_s / n_sweep,
+        )
+    )
 
     print("## Dropout grid (784-256-256-10, SGD lr 0.5, batch 256): seconds per model-epoch\n")
     print(f"machine: {machine(args.device)}; torch {torch.__version__}; device {args.device}\n")
@@ -323,10 +385,12 @@ def main() -> None:
         for name, sec in times.items():
             print(f"| {name} | {sec * 1e3:.1f} | {sec * 1e3 / K:.2f} | {sec / fastest:.2f}x |")
     book_cells = ", ".join(f"({p1:g}, {p2:g})" for p1, p2 in spread[: args.book_cells])
-    print(f"\nbook-style cells (p1, p2): {book_cells}; their test accuracy after {args.book_epochs} epoch(s): "
-          f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
-          f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s)"
-          + (f" (eager steps: {eager_acc:.4f})." if cuda else "."))  # fmt: skip
+    print(
+        f"\nbook-style cells (p1, p2): {book_cells}; their test accuracy after {args.book_epochs} epoch(s): "
+        f"{', '.join(f'{a:.4f}' for _, a in book)}; sweep sub-grid: {n_sweep // args.epochs} cells, "
+        f"mean test accuracy {sweep_acc:.4f} after {args.epochs} epoch(s)"
+        + (f" (eager steps: {eager_acc:.4f})." if cuda else ".")
+    )
     if args.profile:
         profile_group(data, cells, args.profile, args.device, args.tf32)
 

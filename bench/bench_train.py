@@ -25,7 +25,6 @@ import warnings
 
 import numpy as np
 import torch
-
 from booklike import book_mlp, train_book_style
 from machine import cpu_name
 
@@ -40,7 +39,9 @@ def book_style(raw, epochs: int, seed: int) -> tuple[float, float]:
     return train_book_style(raw, book_mlp((256,)), 0.1, epochs, "cpu", seed)
 
 
-def mlplab_run(raw_dir, optimizer: str, lr: float, epochs: int, seed: int, init: str = "normal:0.01") -> tuple[float, float]:
+def mlplab_run(
+    raw_dir, optimizer: str, lr: float, epochs: int, seed: int, init: str = "normal:0.01"
+) -> tuple[float, float]:
     t0 = time.perf_counter()
     data = fashion_mnist_data(raw_dir, download=False)  # includes uint8 -> float conversion; files are cached by the OS
     load = time.perf_counter() - t0
@@ -59,7 +60,9 @@ def sklearn_run(raw, dtype, epochs: int, seed: int) -> tuple[float, float]:
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model = MLPClassifier(hidden_layer_sizes=(256,), batch_size=256, max_iter=epochs, random_state=seed).fit(X, raw.train_labels)
+        model = MLPClassifier(hidden_layer_sizes=(256,), batch_size=256, max_iter=epochs, random_state=seed).fit(
+            X, raw.train_labels
+        )
     seconds = time.perf_counter() - t0
     return seconds, model.score(Xt, raw.test_labels)
 
@@ -89,21 +92,31 @@ def main() -> None:
     sgd_s = statistics.median(r[0] for r in sgd)
     adam_s = statistics.median(r[0] for r in adam)
     print(f"## Chapter MLP, 784-256-10, batch 256, {args.epochs} epochs")
-    print(f"machine: {cpu_name()}, torch {torch.__version__}, "
-          f"{torch.get_num_threads()} threads; data load+convert for mlplab: {statistics.median(r[2] for r in sgd):.2f} s\n")
+    print(
+        f"machine: {cpu_name()}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; data load+convert for mlplab: {statistics.median(r[2] for r in sgd):.2f} s\n"
+    )
     print("| run | seconds (train+eval) | test accuracy | speed-up |")
     print("|---|---|---|---|")
     print(f"| book-style loop, SGD lr 0.1 (seed 0) | {book_s:.2f} | {book_acc:.4f} | 1.0x |")
     accs = [r[1] for r in sgd]
-    print(f"| mlplab fit, SGD lr 0.1 ({args.seeds} seeds, median time) | {sgd_s:.2f} | "
-          f"{statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}) | {book_s / sgd_s:.1f}x vs book |")
+    print(
+        f"| mlplab fit, SGD lr 0.1 ({args.seeds} seeds, median time) | {sgd_s:.2f} | "
+        f"{statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}) | {book_s / sgd_s:.1f}x vs book |"
+    )
     n_sk = len(sk64_runs)
-    print(f"| scikit-learn MLPClassifier, float64 input ({n_sk} seeds, median time, mean acc) | {sk64[0]:.2f} | {sk64[1]:.4f} | 1.0x |")
-    print(f"| scikit-learn MLPClassifier, float32 input ({n_sk} seeds) | {sk32[0]:.2f} | {sk32[1]:.4f} | {sk64[0] / sk32[0]:.1f}x vs float64 |")
+    print(
+        f"| scikit-learn MLPClassifier, float64 input ({n_sk} seeds, median time, mean acc) | {sk64[0]:.2f} | {sk64[1]:.4f} | 1.0x |"
+    )
+    print(
+        f"| scikit-learn MLPClassifier, float32 input ({n_sk} seeds) | {sk32[0]:.2f} | {sk32[1]:.4f} | {sk64[0] / sk32[0]:.1f}x vs float64 |"
+    )
     accs = [r[1] for r in adam]
-    print(f"| mlplab fit, Adam lr 1e-3, xavier init ({args.seeds} seeds, median time) | {adam_s:.2f} | "
-          f"{statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}) | "
-          f"{sk64[0] / adam_s:.1f}x vs sklearn float64, {sk32[0] / adam_s:.1f}x vs float32 |")
+    print(
+        f"| mlplab fit, Adam lr 1e-3, xavier init ({args.seeds} seeds, median time) | {adam_s:.2f} | "
+        f"{statistics.mean(accs):.4f} (min {min(accs):.4f}, max {max(accs):.4f}) | "
+        f"{sk64[0] / adam_s:.1f}x vs sklearn float64, {sk32[0] / adam_s:.1f}x vs float32 |"
+    )
 
 
 if __name__ == "__main__":

@@ -46,12 +46,18 @@ def book_mlp(hidden: tuple[int, ...], dropout: tuple[float, ...] = ()) -> nn.Seq
     return net
 
 
-def train_book_style(raw, net: nn.Module, lr: float, epochs: int, device: str = "cpu", seed: int = 0) -> tuple[float, float]:
+def train_book_style(
+    raw, net: nn.Module, lr: float, epochs: int, device: str = "cpu", seed: int = 0
+) -> tuple[float, float]:
     """``train_ch3`` with the book's DataLoaders; returns (seconds incl. loader start-up, test accuracy)."""
     torch.manual_seed(seed)
     t0 = time.perf_counter()
-    train_iter = torch.utils.data.DataLoader(PerItemImages(raw.train_images, raw.train_labels), 256, shuffle=True, num_workers=4)
-    test_iter = torch.utils.data.DataLoader(PerItemImages(raw.test_images, raw.test_labels), 256, shuffle=False, num_workers=4)
+    train_iter = torch.utils.data.DataLoader(
+        PerItemImages(raw.train_images, raw.train_labels), 256, shuffle=True, num_workers=4
+    )
+    test_iter = torch.utils.data.DataLoader(
+        PerItemImages(raw.test_images, raw.test_labels), 256, shuffle=False, num_workers=4
+    )
     net.to(device)
     loss = nn.CrossEntropyLoss(reduction="none")
     updater = torch.optim.SGD(net.parameters(), lr=lr)

@@ -12,12 +12,15 @@ import torch
 from mlplab.data import fashion_mnist, sources
 from mlplab.data.idx import encode_idx, write_idx
 
+
 def _installed_fashion_mnist() -> Path | None:
     """The first folder of the loader's own search order that holds all four files: what
     `scripts/train.sh` or `mlplab data fetch` installed ($MLPLAB_DATA, the user cache, Debian's)."""
     for place in sources.search_dirs(fashion_mnist.DATASET, None, fashion_mnist.SYSTEM_DIR):
-        if all((place.path / f"{spec.name}.gz").is_file() or (place.path / spec.name).is_file()
-               for spec in fashion_mnist.FILES.values()):  # fmt: skip
+        if all(
+            (place.path / f"{spec.name}.gz").is_file() or (place.path / spec.name).is_file()
+            for spec in fashion_mnist.FILES.values()
+        ):
             return place.path
     return None
 
@@ -46,8 +49,10 @@ def real_fashion_mnist() -> Path:
     """The real Fashion-MNIST folder, found as the loaders find it ($MLPLAB_DATA, which CI sets;
     the user cache; Debian's /usr/share/datasets); the smoke tests skip only where none exists."""
     if REAL_FASHION_MNIST is None:
-        pytest.skip("no Fashion-MNIST installed: run `bash scripts/train.sh` or `mlplab data fetch`, "
-                    "or set MLPLAB_DATA to the folder holding fashion-mnist/")  # fmt: skip
+        pytest.skip(
+            "no Fashion-MNIST installed: run `bash scripts/train.sh` or `mlplab data fetch`, "
+            "or set MLPLAB_DATA to the folder holding fashion-mnist/"
+        )
     return REAL_FASHION_MNIST
 
 

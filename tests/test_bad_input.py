@@ -23,11 +23,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from test_house import write_csvs
 from typer.testing import CliRunner
 
 from mlplab.cli import app
 from mlplab.data import fashion_mnist
-from test_house import write_csvs
 
 runner = CliRunner()
 SRC = str(Path(__file__).resolve().parents[1] / "src")
@@ -108,18 +108,28 @@ def test_a_checkpoint_of_another_model_is_a_clear_error(fake_fashion_mnist, tmp_
 def _patched_cli(files: dict) -> str:
     """Python code that runs the CLI with fashion_mnist.FILES patched to the fake data's table."""
     specs = {k: [v.name, list(v.shape), v.sha256] for k, v in files.items()}
-    return ("import sys; from mlplab.data import fashion_mnist as f; "
-            f"f.FILES = {{k: f.FileSpec(n, tuple(s), h) for k, (n, s, h) in {specs!r}.items()}}; "
-            "from mlplab.cli import main; sys.argv[0] = 'mlplab'; main()")
+    return (
+        "import sys; from mlplab.data import fashion_mnist as f; "
+        f"f.FILES = {{k: f.FileSpec(n, tuple(s), h) for k, (n, s, h) in {specs!r}.items()}}; "
+        "from mlplab.cli import main; sys.argv[0] = 'mlplab'; main()"
+    )
 
 
 def test_two_trains_on_one_folder_one_works_the_other_is_refused_before_any_work(fake_fashion_mnist, tmp_path):
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([SRC, os.environ.get("PYTHONPATH", "")]), "OMP_NUM_THREADS": "1"}
     code = _patched_cli(fashion_mnist.FILES)
-    first = subprocess.Popen([sys.executable, "-c", code, *train_args(fake_fashion_mnist, out, "--epochs", "100000",
-                                                                      "--batch-size", "8", "--seed", "1")],
-                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    first = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            code,
+            *train_args(fake_fashion_mnist, out, "--epochs", "100000", "--batch-size", "8", "--seed", "1"),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (out / "history.json").exists():  # the first one holds the folder and trains
@@ -128,8 +138,13 @@ def test_two_trains_on_one_folder_one_works_the_other_is_refused_before_any_work
             time.sleep(0.05)
         config = (out / "config.json").read_bytes()
         t0 = time.monotonic()
-        second = subprocess.run([sys.executable, "-c", code, *train_args(fake_fashion_mnist, out, "--seed", "2")],
-                                env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-c", code, *train_args(fake_fashion_mnist, out, "--seed", "2")],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert second.returncode == 2, second.stderr
         assert "another `mlplab train` is writing to" in second.stderr and "Traceback" not in second.stderr
         assert time.monotonic() - t0 < 30  # refused at once, not after loading data and training
@@ -168,8 +183,11 @@ def test_resume_with_fewer_epochs_than_done_is_refused_and_changes_nothing(fake_
     out = tmp_path / "run"
     assert invoke(*train_args(fake_fashion_mnist, out, "--epochs", "3")).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
-    assert_clear_error(invoke(*train_args(fake_fashion_mnist, out, "--epochs", "2", "--resume")),
-                       "already trained 3 epochs", "--epochs 3")  # fmt: skip
+    assert_clear_error(
+        invoke(*train_args(fake_fashion_mnist, out, "--epochs", "2", "--resume")),
+        "already trained 3 epochs",
+        "--epochs 3",
+    )
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
@@ -180,7 +198,9 @@ def test_resume_with_other_settings_names_both_values(fake_fashion_mnist, tmp_pa
     assert_clear_error(result, "train.lr: stored 0.1, given 0.5")
 
 
-@pytest.mark.parametrize("content", ["not json", "[1, 2]", '{"train": 3}', "\udcff"], ids=["garbage", "list", "bad-train", "non-utf8"])
+@pytest.mark.parametrize(
+    "content", ["not json", "[1, 2]", '{"train": 3}', "\udcff"], ids=["garbage", "list", "bad-train", "non-utf8"]
+)
 def test_a_damaged_config_json_on_resume_is_a_clear_error(fake_fashion_mnist, tmp_path, content):
     out = tmp_path / "run"
     assert invoke(*train_args(fake_fashion_mnist, out, "--epochs", "1")).exit_code == 0
@@ -217,8 +237,9 @@ def test_train_into_a_read_only_folder_names_the_path_and_cause(fake_fashion_mni
 
 def test_house_submit_into_a_read_only_folder_is_refused_before_fitting(tmp_path, read_only_dir):
     data = write_csvs(tmp_path / "house")
-    result = invoke("house", "submit", "--model", "ridge", "--no-verify", "--data-dir", data,
-                    "--out", read_only_dir / "sub.csv")  # fmt: skip
+    result = invoke(
+        "house", "submit", "--model", "ridge", "--no-verify", "--data-dir", data, "--out", read_only_dir / "sub.csv"
+    )
     assert_clear_error(result, str(read_only_dir), "cannot write")
 
 
@@ -309,8 +330,18 @@ def test_house_submit_never_writes_over_its_own_training_data(tmp_path):
     data = write_csvs(tmp_path / "house")
     before = (data / "train.csv").read_bytes()
     for extra, needle in (([], "not a submission"), (["--force"], "would destroy it")):
-        result = invoke("house", "submit", "--model", "ridge", "--no-verify", "--data-dir", data,
-                        "--out", data / "train.csv", *extra)  # fmt: skip
+        result = invoke(
+            "house",
+            "submit",
+            "--model",
+            "ridge",
+            "--no-verify",
+            "--data-dir",
+            data,
+            "--out",
+            data / "train.csv",
+            *extra,
+        )
         assert_clear_error(result, "train.csv", needle)
     assert (data / "train.csv").read_bytes() == before
 
@@ -402,14 +433,37 @@ def test_an_os_error_naming_a_file_is_one_line(fake_fashion_mnist, tmp_path, mon
         raise PermissionError(13, "Permission denied", "/some/where/file.bin")
 
     monkeypatch.setattr(train_cli, "fit", denied)
-    assert_clear_error(invoke(*train_args(fake_fashion_mnist, tmp_path / "run")), "/some/where/file.bin",
-                       "permission denied")  # fmt: skip
+    assert_clear_error(
+        invoke(*train_args(fake_fashion_mnist, tmp_path / "run")), "/some/where/file.bin", "permission denied"
+    )
 
 
 # --- hypothesis: random strings and extreme numbers to the numeric flags -----------------------
 
-EXTREMES = st.sampled_from(["0", "-0", "-1", "1e39", "1e308", "1e309", "-1e309", "inf", "-inf", "nan", str(2**63),
-                            str(2**64), str(-2**63), "1000000000000", "0x10", "1_000", "", " ", "1,5", "१२"])  # fmt: skip
+EXTREMES = st.sampled_from(
+    [
+        "0",
+        "-0",
+        "-1",
+        "1e39",
+        "1e308",
+        "1e309",
+        "-1e309",
+        "inf",
+        "-inf",
+        "nan",
+        str(2**63),
+        str(2**64),
+        str(-(2**63)),
+        "1000000000000",
+        "0x10",
+        "1_000",
+        "",
+        " ",
+        "1,5",
+        "१२",
+    ]
+)
 NUMERIC = st.one_of(EXTREMES, st.text(max_size=12), st.floats().map(repr), st.integers().map(str))
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -421,33 +475,70 @@ def assert_no_traceback(result) -> None:
 
 
 @FUZZ
-@given(flag=st.sampled_from(["--lr", "--weight-decay", "--batch-size", "--epochs", "--seed", "--hidden", "--dropout",
-                             "--init"]), value=NUMERIC)  # fmt: skip
+@given(
+    flag=st.sampled_from(
+        ["--lr", "--weight-decay", "--batch-size", "--epochs", "--seed", "--hidden", "--dropout", "--init"]
+    ),
+    value=NUMERIC,
+)
 def test_fuzz_train_flags(flag, value, tmp_path):
     out = tmp_path / uuid.uuid4().hex
-    assert_no_traceback(runner.invoke(app, ["train", "--data-dir", str(tmp_path / "no-data"), "--out", str(out),
-                                            flag, value]))  # fmt: skip
+    assert_no_traceback(
+        runner.invoke(app, ["train", "--data-dir", str(tmp_path / "no-data"), "--out", str(out), flag, value])
+    )
 
 
 @FUZZ
-@given(flag=st.sampled_from(["--lr", "--weight-decay", "--batch-size", "--epochs", "--seeds", "--first-seed",
-                             "--max-models", "--dropout", "--samples", "--search-seed"]), value=NUMERIC)  # fmt: skip
+@given(
+    flag=st.sampled_from(
+        [
+            "--lr",
+            "--weight-decay",
+            "--batch-size",
+            "--epochs",
+            "--seeds",
+            "--first-seed",
+            "--max-models",
+            "--dropout",
+            "--samples",
+            "--search-seed",
+        ]
+    ),
+    value=NUMERIC,
+)
 def test_fuzz_sweep_run_flags(flag, value, tmp_path):
     out = tmp_path / uuid.uuid4().hex
-    assert_no_traceback(runner.invoke(app, ["sweep", "run", "--data-dir", str(tmp_path / "no-data"), "--out", str(out),
-                                            flag, value]))  # fmt: skip
+    assert_no_traceback(
+        runner.invoke(app, ["sweep", "run", "--data-dir", str(tmp_path / "no-data"), "--out", str(out), flag, value])
+    )
 
 
 @FUZZ
-@given(args=st.sampled_from([["label", "--alpha"], ["label", "--rho"], ["label", "--delta"], ["label", "--n-target"],
-                             ["label", "--seeds"], ["label", "--source-epochs"], ["covariate", "--strength"],
-                             ["covariate", "--clip"], ["covariate", "--components"], ["covariate", "--epochs"],
-                             ["concept", "--n-changed"], ["concept", "--n-train"], ["run", "--seeds"]]),
-       value=NUMERIC)  # fmt: skip
+@given(
+    args=st.sampled_from(
+        [
+            ["label", "--alpha"],
+            ["label", "--rho"],
+            ["label", "--delta"],
+            ["label", "--n-target"],
+            ["label", "--seeds"],
+            ["label", "--source-epochs"],
+            ["covariate", "--strength"],
+            ["covariate", "--clip"],
+            ["covariate", "--components"],
+            ["covariate", "--epochs"],
+            ["concept", "--n-changed"],
+            ["concept", "--n-train"],
+            ["run", "--seeds"],
+        ]
+    ),
+    value=NUMERIC,
+)
 def test_fuzz_shift_flags(args, value, tmp_path):
     out = tmp_path / uuid.uuid4().hex
-    assert_no_traceback(runner.invoke(app, ["shift", *args, value, "--data-dir", str(tmp_path / "no-data"),
-                                            "--out", str(out)]))  # fmt: skip
+    assert_no_traceback(
+        runner.invoke(app, ["shift", *args, value, "--data-dir", str(tmp_path / "no-data"), "--out", str(out)])
+    )
 
 
 @FUZZ

@@ -23,16 +23,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from test_house import make_houses, write_csvs
 from typer.testing import CliRunner
 
 from mlplab.cli import app
 from mlplab.data import fashion_mnist, idx, sources
 from mlplab.data.idx import IdxError, encode_idx, read_bytes, read_idx
 from mlplab.errors import ConfigError, DataError, MlplabError
-from mlplab.house import check_schema, load as house_load
+from mlplab.house import check_schema
 from mlplab.house import data as house_data
-
-from test_house import make_houses, write_csvs
+from mlplab.house import load as house_load
 
 runner = CliRunner()
 AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
@@ -216,7 +216,9 @@ def test_a_disk_full_while_downloading_is_reported_not_retried(tmp_path, fake_ur
 
     monkeypatch.setattr(sources, "_fetch", lambda url, out, *rest: real_fetch(url, Full(), *rest))
     dest = tmp_path / "dl" / "file.gz"
-    with pytest.raises(DataError, match=r"cannot write the download .*file.gz: no space left on the device\. Fix: free"):
+    with pytest.raises(
+        DataError, match=r"cannot write the download .*file.gz: no space left on the device\. Fix: free"
+    ):
         sources.download(["http://a/", "http://b/"], dest, accept, retries=3)
     assert response.reads == 1  # neither retried nor tried on the next mirror
     assert list(dest.parent.iterdir()) == []
@@ -267,7 +269,9 @@ def test_gzip_bomb_is_refused_after_the_declared_size(tmp_path):
     path.write_bytes(gzip.compress(idx_header((10,)) + bytes(50_000_000), compresslevel=9))
     assert path.stat().st_size < 200_000
     start = time.perf_counter()
-    with pytest.raises(IdxError, match=r"bomb.gz decompresses to more than 18 bytes, the header declares 18.*Fix: delete it"):
+    with pytest.raises(
+        IdxError, match=r"bomb.gz decompresses to more than 18 bytes, the header declares 18.*Fix: delete it"
+    ):
         read_idx(path)
     assert time.perf_counter() - start < 2.0  # one chunk decompressed, not 50 MB
 
@@ -275,7 +279,9 @@ def test_gzip_bomb_is_refused_after_the_declared_size(tmp_path):
 def test_header_declaring_more_than_max_bytes_is_refused_before_reading(tmp_path):
     path = tmp_path / "x.gz"
     path.write_bytes(gzip.compress(idx_header((1000, 1000)) + bytes(1000)))
-    with pytest.raises(IdxError, match=r"header declares dimensions \(1000, 1000\) of uint8, 1,000,012 bytes, more than the 5,000"):
+    with pytest.raises(
+        IdxError, match=r"header declares dimensions \(1000, 1000\) of uint8, 1,000,012 bytes, more than the 5,000"
+    ):
         read_bytes(path, max_bytes=5000)
 
 
@@ -291,7 +297,9 @@ def test_raw_file_far_larger_than_expected_is_refused_before_reading(tmp_path):
     with open(path, "wb") as f:
         f.write(idx_header((10,)))
         f.truncate(idx.MAX_BYTES + 1)  # sparse: no disk used
-    with pytest.raises(IdxError, match=r"huge-idx1-ubyte has 4,294,967,297 bytes, more than the 4,294,967,296 expected"):
+    with pytest.raises(
+        IdxError, match=r"huge-idx1-ubyte has 4,294,967,297 bytes, more than the 4,294,967,296 expected"
+    ):
         read_idx(path)
 
 
@@ -306,7 +314,9 @@ def test_load_file_caps_at_the_file_spec(fake_fashion_mnist):
     spec = fashion_mnist.FILES["test_labels"]
     bigger = (np.arange(spec.shape[0] * 100) % 10).astype(np.uint8)  # valid IDX, 100x the size
     (fake_fashion_mnist / f"{spec.name}.gz").write_bytes(gzip.compress(encode_idx(bigger)))
-    with pytest.raises(IdxError, match=rf"{spec.name}.gz: the header declares .* more than the {spec.nbytes:,} expected"):
+    with pytest.raises(
+        IdxError, match=rf"{spec.name}.gz: the header declares .* more than the {spec.nbytes:,} expected"
+    ):
         fashion_mnist.load(fake_fashion_mnist, download=False)
 
 
@@ -324,7 +334,9 @@ def test_not_an_idx_file_is_refused_at_the_first_chunk(tmp_path):
 
 @pytest.mark.parametrize("timeout", [-1.0, 0.0, float("nan"), float("inf"), 1e9, "30", True])
 def test_bad_timeout_is_a_config_error(timeout):
-    with pytest.raises(ConfigError, match=r"timeout = .* is invalid: the timeout in seconds must be a number in \(0, 3600\]"):
+    with pytest.raises(
+        ConfigError, match=r"timeout = .* is invalid: the timeout in seconds must be a number in \(0, 3600\]"
+    ):
         fashion_mnist.fetch(None, timeout=timeout)
     with pytest.raises(ConfigError, match="timeout"):
         sources.download(["http://a/"], Path("unused"), accept, timeout=timeout)
@@ -387,7 +399,9 @@ def test_data_dir_missing_a_file_names_it_and_does_not_download(cached_fashion_m
     (partial / "t10k-labels-idx1-ubyte.gz").unlink()
     monkeypatch.setattr(fashion_mnist, "MIRRORS", (cached_fashion_mnist.as_uri() + "/",))  # would work
     shutil.rmtree(cached_fashion_mnist)
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte\(\.gz\) not found in --data-dir .*partial \(only that folder"):
+    with pytest.raises(
+        DataError, match=r"t10k-labels-idx1-ubyte\(\.gz\) not found in --data-dir .*partial \(only that folder"
+    ):
         fashion_mnist.fetch(partial)
     assert not (sources.cache_dir() / "fashion-mnist").exists()  # nothing downloaded
 
@@ -413,7 +427,9 @@ def test_house_mistyped_or_partial_data_dir_is_an_error(tmp_path, monkeypatch):
         house_load(tmp_path / "hosue", verify=False)
     partial = write_csvs(tmp_path / "partial")
     (partial / "test.csv").unlink()
-    with pytest.raises(DataError, match=r"no test file \(test.csv or kaggle_house_pred_test.csv\) in --data-dir .*partial"):
+    with pytest.raises(
+        DataError, match=r"no test file \(test.csv or kaggle_house_pred_test.csv\) in --data-dir .*partial"
+    ):
         house_load(partial, verify=False)
     assert not (sources.cache_dir() / "house-prices").exists()  # and no download was tried
 
@@ -440,14 +456,22 @@ def test_unsearchable_data_dir_is_named(fake_fashion_mnist):
 
 @pytest.mark.parametrize(
     ("column", "value", "shown"),
-    [("LotArea", np.inf, "inf"), ("LotArea", -np.inf, "-inf"), ("GrLivArea", 1e308, "1e+308"),
-     ("MiscVal", -2e9, "-2e+09"), ("YearBuilt", 1e10, "1e+10")],
-)  # fmt: skip
+    [
+        ("LotArea", np.inf, "inf"),
+        ("LotArea", -np.inf, "-inf"),
+        ("GrLivArea", 1e308, "1e+308"),
+        ("MiscVal", -2e9, "-2e+09"),
+        ("YearBuilt", 1e10, "1e+10"),
+    ],
+)
 @pytest.mark.parametrize("kind", ["train", "test"])
 def test_infinite_or_absurd_feature_is_named_with_ids(column, value, shown, kind):
     frame = make_houses(10, with_price=kind == "train")
     frame.loc[3, column] = value
-    with pytest.raises(DataError, match=rf"column {column} must hold finite numbers of magnitude at most 1e\+09.*1 value\(s\).*Id 4: {re.escape(shown)}.*Fix:"):
+    with pytest.raises(
+        DataError,
+        match=rf"column {column} must hold finite numbers of magnitude at most 1e\+09.*1 value\(s\).*Id 4: {re.escape(shown)}.*Fix:",
+    ):
         check_schema(frame, kind)
 
 
@@ -532,7 +556,10 @@ def write_train(tmp_path: Path, content: bytes) -> Path:
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (make_houses(3).to_csv(index=False).replace("NAmes", "Naméss").encode("latin-1"), r"it is not UTF-8 text \(it holds byte 0xe9\)"),
+        (
+            make_houses(3).to_csv(index=False).replace("NAmes", "Naméss").encode("latin-1"),
+            r"it is not UTF-8 text \(it holds byte 0xe9\)",
+        ),
         (bytes(range(256)) * 40, r"cannot read train file .*train.csv: "),
         (b"", r"cannot read train file .*train.csv: No columns to parse"),
         (b'a,b\n1,2\n3,4,5,6\n"unclosed', r"cannot read train file .*train.csv: Error tokenizing data"),

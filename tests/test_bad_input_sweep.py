@@ -48,8 +48,10 @@ def results_of(directory: Path) -> list[tuple]:
     """Every stored row but its timing columns, ordered by key."""
     conn = sqlite3.connect(directory / FILENAME)
     try:
-        return conn.execute("SELECT key, config, seed, status, final_test_acc, final_train_loss, history, group_index "
-                            "FROM results ORDER BY key").fetchall()  # fmt: skip
+        return conn.execute(
+            "SELECT key, config, seed, status, final_test_acc, final_train_loss, history, group_index "
+            "FROM results ORDER BY key"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -71,9 +73,12 @@ def big_store(sweep_dir, tmp_path_factory) -> bytes:
     conn = sqlite3.connect(folder / FILENAME)
     with conn:
         for i in range(74):
-            conn.execute("INSERT INTO results SELECT key || ?, config, seed, status, epochs, final_train_loss, "
-                         "final_train_acc, final_test_loss, final_test_acc, seconds, history, group_index, device, "
-                         "created FROM results WHERE length(key) = 24", (f"-{i}",))  # fmt: skip
+            conn.execute(
+                "INSERT INTO results SELECT key || ?, config, seed, status, epochs, final_train_loss, "
+                "final_train_acc, final_test_loss, final_test_acc, seconds, history, group_index, device, "
+                "created FROM results WHERE length(key) = 24",
+                (f"-{i}",),
+            )
     assert conn.execute("SELECT COUNT(*) FROM results").fetchone()[0] == 300
     assert conn.execute("PRAGMA page_count").fetchone()[0] >= 20
     conn.close()
@@ -106,16 +111,22 @@ def test_a_second_sweep_on_the_folder_is_refused_before_any_work(tmp_path):
     args = [*RUN, "--grid", "lr=0.1,0.2,0.3", "--seeds", "2", "--max-models", "1", "--out", str(out)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     gate = tmp_path / "gate"
-    first = subprocess.Popen([sys.executable, "-c", GATED, str(gate), *args], env=env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    first = subprocess.Popen(
+        [sys.executable, "-c", GATED, str(gate), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while not (tmp_path / "reached").exists():
             assert first.poll() is None, first.communicate()
             assert time.monotonic() < deadline, "the first sweep never reached its first group"
             time.sleep(0.02)
-        second = subprocess.run([sys.executable, "-m", "mlplab", *args], env=env, capture_output=True, text=True,
-                                timeout=60)  # fmt: skip
+        second = subprocess.run(
+            [sys.executable, "-m", "mlplab", *args], env=env, capture_output=True, text=True, timeout=60
+        )
         gate.touch()
         stdout, stderr = first.communicate(timeout=60)
     finally:
@@ -208,8 +219,11 @@ def test_a_damaged_store_is_refused_and_left_as_it_is(tmp_path, big_store, how, 
     out.mkdir()
     damaged = _damage(big_store, how)
     (out / FILENAME).write_bytes(damaged)
-    args = {"run": [*RUN, "--grid", "lr=0.1,0.2", "--seeds", 2, "--out", out], "show": ["sweep", "show", out],
-            "plot": ["sweep", "plot", out, "--out", tmp_path / "p.png"]}[command]  # fmt: skip
+    args = {
+        "run": [*RUN, "--grid", "lr=0.1,0.2", "--seeds", 2, "--out", out],
+        "show": ["sweep", "show", out],
+        "plot": ["sweep", "plot", out, "--out", tmp_path / "p.png"],
+    }[command]
     assert_refused(invoke(*args), str(out / FILENAME), "damaged", "Fix:")
     assert (out / FILENAME).read_bytes() == damaged
     assert sorted(os.listdir(out)) == sorted([FILENAME, *([LOCKNAME] if command == "run" else [])])
@@ -402,8 +416,12 @@ def test_toml_keys_of_the_wrong_type_or_unknown_are_errors(tmp_path, text, words
 
 @pytest.mark.parametrize("kind", ["not utf-8", "folder", "missing", "device"])
 def test_a_config_that_is_not_a_toml_file(tmp_path, kind):
-    config = {"not utf-8": tmp_path / "latin1.toml", "folder": tmp_path, "missing": tmp_path / "nope.toml",
-              "device": Path("/dev/zero")}[kind]  # fmt: skip
+    config = {
+        "not utf-8": tmp_path / "latin1.toml",
+        "folder": tmp_path,
+        "missing": tmp_path / "nope.toml",
+        "device": Path("/dev/zero"),
+    }[kind]
     if kind == "not utf-8":
         config.write_bytes("[base]\nactivation = 'relu' # café\n".encode("latin-1"))
     assert_refused(invoke(*RUN, "--config", config, "--out", tmp_path / "out"), "--config", str(config))
@@ -438,8 +456,9 @@ def test_show_and_plot_flags(sweep_dir, tmp_path):
     for top in (-1, 0):
         assert_refused(invoke("sweep", "show", sweep_dir, "--top", top), "--top", str(top))
     assert_refused(invoke("sweep", "show", sweep_dir, "--sort", "speed"), "--sort", "speed")
-    assert_refused(invoke("sweep", "plot", sweep_dir, "--x", "lr", "--y", "lr", "--out", tmp_path / "p.png"),
-                   "--y", "differ")  # fmt: skip
+    assert_refused(
+        invoke("sweep", "plot", sweep_dir, "--x", "lr", "--y", "lr", "--out", tmp_path / "p.png"), "--y", "differ"
+    )
     assert_refused(invoke("sweep", "plot", sweep_dir, "--metric", "f1", "--out", tmp_path / "p.png"), "--metric", "f1")
     assert list(tmp_path.iterdir()) == []
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import csv
-import os
 import json
+import os
 
 import pytest
 import torch
@@ -86,8 +86,11 @@ def test_rerunning_into_a_run_folder_needs_resume(fake_fashion_mnist, tmp_path):
         (["--lr", "0"], "lr = 0.0 is invalid: the learning rate must be a finite number > 0"),
         (["--init", "normal:x"], "init = 'normal:x' is invalid"),
         (["--impl", "scratch", "--optimizer", "adam"], "scratch MLP is trained by hand-written SGD only"),
-        pytest.param(["--device", "cuda"], "CUDA is not available on this machine; use --device cpu",
-                     marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")),
+        pytest.param(
+            ["--device", "cuda"],
+            "CUDA is not available on this machine; use --device cpu",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA"),
+        ),
     ],
 )
 def test_bad_flags_are_rejected_before_any_work(flags, message, tmp_path):
@@ -169,27 +172,65 @@ def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tm
 
     net, ckpt = torch.nn.Linear(5, 2), tmp_path / "ckpt.pt"
     fit(net, data, TrainConfig(epochs=1, batch_size=16), checkpoint=ckpt)
-    fit(net, data, TrainConfig(epochs=3, batch_size=16), callbacks=[RunDir(tmp_path).writer(), Watch()],
-        checkpoint=ckpt, resume=True)
+    fit(
+        net,
+        data,
+        TrainConfig(epochs=3, batch_size=16),
+        callbacks=[RunDir(tmp_path).writer(), Watch()],
+        checkpoint=ckpt,
+        resume=True,
+    )
     assert seen == [[1, 2], [1, 2, 3]]
 
 
 def test_resume_takes_the_runs_settings_from_its_config_json(fake_fashion_mnist, tmp_path):
     out = tmp_path / "run"
-    first = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--impl", "scratch",
-                                "--hidden", "12,6", "--batch-size", "16", "--lr", "0.2", "--epochs", "1"])  # fmt: skip
+    first = runner.invoke(
+        app,
+        [
+            "train",
+            "--data-dir",
+            str(fake_fashion_mnist),
+            "--out",
+            str(out),
+            "--impl",
+            "scratch",
+            "--hidden",
+            "12,6",
+            "--batch-size",
+            "16",
+            "--lr",
+            "0.2",
+            "--epochs",
+            "1",
+        ],
+    )
     assert first.exit_code == 0, first.output
     stored = json.loads((out / "config.json").read_text())
     # only the folder and the new total: everything else comes from config.json (README: --out DIR --epochs 20 --resume)
-    result = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume",
-                                 "--epochs", "3"])  # fmt: skip
+    result = runner.invoke(
+        app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume", "--epochs", "3"]
+    )
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["impl"] == "scratch" and config["model"]["hidden"] == [12, 6]
     assert {**config["train"], "epochs": 1} == stored["train"]
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3]
-    refused = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume",
-                                  "--epochs", "4", "--hidden", "12"])  # fmt: skip
+    refused = runner.invoke(
+        app,
+        [
+            "train",
+            "--data-dir",
+            str(fake_fashion_mnist),
+            "--out",
+            str(out),
+            "--resume",
+            "--epochs",
+            "4",
+            "--hidden",
+            "12",
+        ],
+    )
     assert refused.exit_code == 2 and "model.hidden: stored [12, 6], given [12]" in refused.output
 
 
@@ -231,8 +272,10 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(fake_fashion_mnist, tmp_pat
     out = tmp_path / "run"
     result = runner.invoke(app, train_args(fake_fashion_mnist, out, "--epochs", "5"))
     assert result.exit_code == 130 and "Traceback" not in result.output
-    assert f"interrupted: 2 finished epoch(s) are saved in {out}. Continue with: mlplab train --out {out} --resume" \
+    assert (
+        f"interrupted: 2 finished epoch(s) are saved in {out}. Continue with: mlplab train --out {out} --resume"
         in result.output.replace("\n", "")
+    )
     monkeypatch.setattr(train_cli, "fit", fit)
     resumed = runner.invoke(app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume"])
     assert resumed.exit_code == 0, resumed.output
@@ -241,9 +284,11 @@ def test_ctrl_c_says_what_is_saved_and_how_to_resume(fake_fashion_mnist, tmp_pat
 
 def test_mlplab_help_imports_no_heavy_library():
     # `mlplab --help` must start fast: the commands import torch, pandas, sklearn, matplotlib when they run
-    code = ("import sys; from mlplab.cli import app; import typer.main; typer.main.get_command(app); "
-            "heavy = sorted(m for m in ('torch', 'pandas', 'sklearn', 'matplotlib', 'numpy', 'scipy') if m in sys.modules); "
-            "print(','.join(heavy))")  # fmt: skip
+    code = (
+        "import sys; from mlplab.cli import app; import typer.main; typer.main.get_command(app); "
+        "heavy = sorted(m for m in ('torch', 'pandas', 'sklearn', 'matplotlib', 'numpy', 'scipy') if m in sys.modules); "
+        "print(','.join(heavy))"
+    )
     import subprocess
     import sys
 

@@ -64,7 +64,10 @@ def test_raw_files_are_accepted_too(fake_fashion_mnist, tmp_path):
 
 
 def test_missing_files_name_the_fixes(tmp_path):
-    with pytest.raises(DataError, match=r"train-images-idx3-ubyte\(\.gz\) not found.*mlplab data fetch.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        DataError,
+        match=r"train-images-idx3-ubyte\(\.gz\) not found.*mlplab data fetch.*apt-get install dataset-fashion-mnist",
+    ):
         fashion_mnist.load(tmp_path, download=False)
 
 
@@ -73,7 +76,9 @@ def test_checksum_mismatch_is_reported_not_loaded(fake_fashion_mnist):
     labels = fashion_mnist.load(fake_fashion_mnist, download=False).test_labels.copy()
     labels[0] = (labels[0] + 1) % 10  # a valid IDX file with the wrong content
     path.write_bytes(gzip.compress(encode_idx(labels)))
-    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte.gz: SHA-256 of the content is .*expected .*Fix: delete it"):
+    with pytest.raises(
+        DataError, match=r"t10k-labels-idx1-ubyte.gz: SHA-256 of the content is .*expected .*Fix: delete it"
+    ):
         fashion_mnist.load(fake_fashion_mnist, download=False)
 
 
@@ -93,7 +98,10 @@ def test_a_mirror_serving_wrong_content_leaves_nothing_behind(fake_fashion_mnist
     mirror = copy_all(fake_fashion_mnist, tmp_path / "mirror")
     (mirror / "train-images-idx3-ubyte.gz").write_bytes(b"\x1f\x8b garbage")
     monkeypatch.setattr(fashion_mnist, "MIRRORS", (mirror.as_uri() + "/",))
-    with pytest.raises(DataError, match=r"(?s)could not download train-images-idx3-ubyte.gz.*not a valid gzip file.*Fix: check the network"):
+    with pytest.raises(
+        DataError,
+        match=r"(?s)could not download train-images-idx3-ubyte.gz.*not a valid gzip file.*Fix: check the network",
+    ):
         fashion_mnist.fetch(None, retries=2)
     cache = sources.cache_dir() / "fashion-mnist"
     assert not any("train-images" in p.name for p in cache.iterdir())  # no temporary file either

@@ -18,6 +18,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from mlplab.cli import app
+from mlplab.cli.house import app as house_app
 from mlplab.data import sources
 from mlplab.errors import ConfigError, DataError
 from mlplab.house import (
@@ -37,8 +39,6 @@ from mlplab.house import (
     submission_frame,
     write_submission,
 )
-from mlplab.cli import app
-from mlplab.cli.house import app as house_app
 from mlplab.house import data as house_data
 from mlplab.house import models as house_models
 from mlplab.house.baseline import book_folds, train_linear
@@ -68,8 +68,10 @@ TINY_GBM = GBMConfig(n_estimators=30)
 
 def register_tiny_models(monkeypatch) -> None:
     """Register tiny ``mlp`` and ``gbm``, and ``best`` and ``stack`` rebuilt over them."""
-    tiny = {model.name: model for model in (Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()),
-                                            Pipeline("gbm", TINY_GBM, FeatureConfig()))}
+    tiny = {
+        model.name: model
+        for model in (Pipeline("mlp", MLPBuild(TINY_MLP), FeatureConfig()), Pipeline("gbm", TINY_GBM, FeatureConfig()))
+    }
     for name in ("best", "stack"):
         members = tuple(tiny.get(m.name, m) for m in MODELS[name].members)
         tiny[name] = replace(MODELS[name], members=members)
@@ -84,10 +86,13 @@ def register_tiny_models(monkeypatch) -> None:
 _LEVELS = {col: [f"{col[:3]}{i}" for i in range(4)] for col in CATEGORICAL_COLUMNS}
 _LEVELS.update(
     Neighborhood=["NAmes", "Edwards", "OldTown", "CollgCr", "Gilbert"],
-    ExterQual=["Ex", "Gd", "TA", "Fa"], KitchenQual=["Ex", "Gd", "TA", "Fa"],
-    BsmtQual=["Ex", "Gd", "TA", "Fa"], GarageFinish=["Fin", "RFn", "Unf"],
-    SaleCondition=["Normal", "Partial", "Abnorml"], CentralAir=["Y", "N"],
-)  # fmt: skip
+    ExterQual=["Ex", "Gd", "TA", "Fa"],
+    KitchenQual=["Ex", "Gd", "TA", "Fa"],
+    BsmtQual=["Ex", "Gd", "TA", "Fa"],
+    GarageFinish=["Fin", "RFn", "Unf"],
+    SaleCondition=["Normal", "Partial", "Abnorml"],
+    CentralAir=["Y", "N"],
+)
 
 
 def make_houses(n: int, seed: int = 0, with_price: bool = True, first_id: int = 1) -> pd.DataFrame:
@@ -117,8 +122,7 @@ def make_houses(n: int, seed: int = 0, with_price: bool = True, first_id: int = 
             cols[col] = values
     frame = pd.DataFrame(cols)
     if with_price:
-        signal = (0.1 * frame["OverallQual"] + 0.0003 * frame["GrLivArea"]
-                  + 0.2 * (frame["Neighborhood"] == "Edwards"))
+        signal = 0.1 * frame["OverallQual"] + 0.0003 * frame["GrLivArea"] + 0.2 * (frame["Neighborhood"] == "Edwards")
         frame["SalePrice"] = np.round(np.exp(11.0 + signal + rng.normal(0, 0.1, n)))
     return frame
 
@@ -145,9 +149,7 @@ def isolated(tmp_path_factory, monkeypatch):
 def write_csvs(folder: Path, names=("train.csv", "test.csv"), n_train=60, n_test=20) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     make_houses(n_train, seed=3).to_csv(folder / names[0], index=False)
-    make_houses(n_test, seed=4, with_price=False, first_id=n_train + 1).to_csv(
-        folder / names[1], index=False
-    )
+    make_houses(n_test, seed=4, with_price=False, first_id=n_train + 1).to_csv(folder / names[1], index=False)
     return folder
 
 
@@ -273,8 +275,7 @@ def test_download_is_verified_and_lands_in_the_cache(tmp_path, isolated, monkeyp
     # a mirror serving other bytes: the download fails and nothing is left under the real name
     data.train_path.unlink()
     data.test_path.unlink()
-    monkeypatch.setitem(house_data.FILES, "train",
-                        replace(house_data.FILES["train"], sha256="0" * 64))
+    monkeypatch.setitem(house_data.FILES, "train", replace(house_data.FILES["train"], sha256="0" * 64))
     with pytest.raises(DataError, match="expected 0000"):
         load()
     assert not list((isolated / "house-prices").glob("*train*"))
@@ -324,8 +325,8 @@ def test_batched_linear_training_equals_torch_adam_on_nn_linear():
     ref_gen = torch.Generator().manual_seed(7)  # same draws: init, then one permutation per epoch
     net = torch.nn.Linear(6, 1)
     with torch.no_grad():
-        net.weight.copy_(torch.empty(1, 6).uniform_(-6**-0.5, 6**-0.5, generator=ref_gen))
-        net.bias.copy_(torch.empty(1).uniform_(-6**-0.5, 6**-0.5, generator=ref_gen))
+        net.weight.copy_(torch.empty(1, 6).uniform_(-(6**-0.5), 6**-0.5, generator=ref_gen))
+        net.bias.copy_(torch.empty(1).uniform_(-(6**-0.5), 6**-0.5, generator=ref_gen))
     opt = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     for _ in range(config.epochs):
         for idx in torch.randperm(70, generator=ref_gen).split(config.batch_size):
@@ -379,8 +380,7 @@ def drastic(frame: pd.DataFrame, rows) -> pd.DataFrame:
 def test_preprocessor_statistics_come_from_training_rows_only(houses):
     train, _ = houses
     fold_train, fold_val = train.iloc[:120], train.iloc[120:]
-    config = FeatureConfig(squares=True, interactions=True, clip_to_train_range=True,
-                           clip_quantile=0.01)
+    config = FeatureConfig(squares=True, interactions=True, clip_to_train_range=True, clip_quantile=0.01)
     pre = HousePreprocessor(config).fit(fold_train)
     before = pre.transform(fold_train)
     # the same training rows next to drastically changed validation rows
@@ -412,8 +412,7 @@ def test_preprocessor_statistics_come_from_training_rows_only(houses):
         Pipeline("t-lasso", LassoConfig(alpha=0.01), FeatureConfig(min_category_count=3)),
         Pipeline("t-svr", SVRConfig()),
         Pipeline("t-gbm", TINY_GBM),
-        Pipeline("t-mlp", MLPBuild(TINY_MLP), FeatureConfig(clip_quantile=0.01,
-                                                            clip_to_train_range=True)),
+        Pipeline("t-mlp", MLPBuild(TINY_MLP), FeatureConfig(clip_quantile=0.01, clip_to_train_range=True)),
     ],
     ids=lambda m: m.name,
 )
@@ -441,8 +440,7 @@ def test_cross_validation_never_lets_a_row_see_its_own_price(houses, monkeypatch
     changed.loc[val0, "SalePrice"] = changed.loc[val0, "SalePrice"] * 50
     again = cross_validate(changed, names, folds=4, seed=5)
     for name in names:
-        np.testing.assert_allclose(again[name].oof_log[val0], report[name].oof_log[val0],
-                                   rtol=1e-12, atol=0)
+        np.testing.assert_allclose(again[name].oof_log[val0], report[name].oof_log[val0], rtol=1e-12, atol=0)
         assert again[name].fold_scores[0] > report[name].fold_scores[0]  # and they are scored
 
 
@@ -500,8 +498,7 @@ def test_mlp_learns_a_nonlinear_function_and_is_seeded():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(300, 5))
     y = np.abs(X[:, 0]) * 2 + X[:, 1] + 0.05 * rng.normal(size=300)
-    config = MLPConfig(hidden=32, members=2, epochs=300, weight_decay=0.0, l1_linear=0.0,
-                       dropout=0.0)
+    config = MLPConfig(hidden=32, members=2, epochs=300, weight_decay=0.0, l1_linear=0.0, dropout=0.0)
     model = MLPRegressor(config, seed=1).fit(X[:200], y[:200])
     pred = model.predict(X[200:])
     linear = np.linalg.lstsq(np.c_[X[:200], np.ones(200)], y[:200], rcond=None)[0]
@@ -520,16 +517,21 @@ def test_fit_predict_best_returns_one_price_per_test_row(houses, monkeypatch):
     prices = fit_predict(train, test.assign(SalePrice=1.0), progress=lambda *a: steps.append(a))
     assert isinstance(prices, np.ndarray) and prices.shape == (len(test),)
     assert np.isfinite(prices).all() and (prices > 0).all()
-    assert [s[2] for s in steps] == ["fitting lasso", "fitting svr", "fitting gbm",
-                                     "fitting mlp", "done"]
+    assert [s[2] for s in steps] == ["fitting lasso", "fitting svr", "fitting gbm", "fitting mlp", "done"]
     # the ensemble is the mean of its members in log space
     members = [np.log(fit_predict(train, test, model=m)) for m in ("lasso", "svr", "gbm", "mlp")]
     np.testing.assert_allclose(np.log(prices), np.mean(members, axis=0), rtol=1e-12)
     # "stack" weighs the same members with weights fitted on the training rows
     steps.clear()
     stacked = fit_predict(train, test, model="stack", progress=lambda *a: steps.append(a))
-    assert [s[2] for s in steps] == ["fitting stacking weights", "fitting lasso", "fitting svr",
-                                     "fitting gbm", "fitting mlp", "done"]
+    assert [s[2] for s in steps] == [
+        "fitting stacking weights",
+        "fitting lasso",
+        "fitting svr",
+        "fitting gbm",
+        "fitting mlp",
+        "done",
+    ]
     assert [s[:2] for s in steps] == [(i, 5) for i in range(6)]
     weights = MODELS["stack"].fit_weights(train, seed=0)
     assert weights.shape == (4,) and (weights >= 0).all() and weights.sum() == pytest.approx(1)
@@ -561,8 +563,14 @@ def test_stack_weights_are_normalized_non_negative_least_squares():
     rng = np.random.default_rng(0)
     truth = rng.normal(12.0, 0.4, 60)
     # members: two good ones with independent noise, one biased, one anti-correlated
-    P = np.column_stack([truth + rng.normal(0, 0.1, 60), truth + rng.normal(0, 0.2, 60),
-                         truth + 0.5, 24.0 - truth + rng.normal(0, 0.1, 60)])
+    P = np.column_stack(
+        [
+            truth + rng.normal(0, 0.1, 60),
+            truth + rng.normal(0, 0.2, 60),
+            truth + 0.5,
+            24.0 - truth + rng.normal(0, 0.1, 60),
+        ]
+    )
     w = stack_weights(P, truth)
     reference = brute_force_nnls(P, truth)
     np.testing.assert_allclose(w, reference / reference.sum(), rtol=1e-8, atol=1e-10)
@@ -605,12 +613,11 @@ def test_ensembles_hold_their_member_models():
     assert Ensemble("x", (best, MODELS["lasso"])).leaves() == list(best.members)  # the same one
 
 
-@pytest.fixture()
+@pytest.fixture
 def tiny_stack(monkeypatch) -> Ensemble:
     """A registered stacked ensemble of cheap members (tiny MLP and GBM included)."""
     register_tiny_models(monkeypatch)
-    stack = Ensemble("t-stack", tuple(MODELS[m] for m in ("ridge", "svr", "gbm", "mlp")),
-                     stack_folds=3)
+    stack = Ensemble("t-stack", tuple(MODELS[m] for m in ("ridge", "svr", "gbm", "mlp")), stack_folds=3)
     monkeypatch.setitem(MODELS, "t-stack", stack)
     return stack
 
@@ -624,8 +631,8 @@ def test_stacked_weights_depend_on_training_rows_only(houses, tiny_stack):
     for i, (tr, va) in enumerate(fold_indices(len(train), 3, 3)):
         for j, name in enumerate(["ridge", "svr", "gbm", "mlp"]):
             oof[va, j] = MODELS[name].fit_predict_log(
-                train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True),
-                fold_seed(3, i))
+                train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True), fold_seed(3, i)
+            )
     y = np.log(train["SalePrice"].to_numpy())
     reference = brute_force_nnls(oof, y)
     np.testing.assert_allclose(weights, reference / reference.sum(), rtol=1e-6, atol=1e-9)
@@ -638,11 +645,9 @@ def test_stacking_leaves_out_outlier_rows_like_the_pipelines(houses, tiny_stack,
     odd.loc[:2, "SalePrice"] = 1_000.0  # flagged by the outlier rule: must not move the weights
     clean = odd.copy()
     clean.loc[:2, "SalePrice"] = 2_000.0
-    np.testing.assert_allclose(tiny_stack.fit_weights(odd, seed=1),
-                               tiny_stack.fit_weights(clean, seed=1), rtol=1e-12)
+    np.testing.assert_allclose(tiny_stack.fit_weights(odd, seed=1), tiny_stack.fit_weights(clean, seed=1), rtol=1e-12)
     fitted_rows = []
-    monkeypatch.setattr(house_models, "stack_weights",
-                        lambda P, y: fitted_rows.append(len(y)) or stack_weights(P, y))
+    monkeypatch.setattr(house_models, "stack_weights", lambda P, y: fitted_rows.append(len(y)) or stack_weights(P, y))
     tiny_stack.fit_weights(odd, seed=1)
     replace(tiny_stack, outliers=None).fit_weights(odd, seed=1)
     assert fitted_rows == [len(odd) - 3, len(odd)]
@@ -652,13 +657,16 @@ def test_cross_validated_stack_matches_fitting_it_on_each_fold(houses, tiny_stac
     train, _ = houses
     report = cross_validate(train, ["t-stack", "ridge"], folds=4, seed=2)
     tr, va = fold_indices(len(train), 4, 2)[1]
-    direct = tiny_stack.fit_predict_log(train.iloc[tr].reset_index(drop=True),
-                                        train.iloc[va].reset_index(drop=True), fold_seed(2, 1))
+    direct = tiny_stack.fit_predict_log(
+        train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True), fold_seed(2, 1)
+    )
     np.testing.assert_allclose(report["t-stack"].oof_log[va], direct, rtol=1e-12)
     assert len(report["t-stack"].weights) == 4 and report["ridge"].weights is None
-    np.testing.assert_allclose(report["t-stack"].weights[1],
-                               tiny_stack.fit_weights(train.iloc[tr].reset_index(drop=True),
-                                                      fold_seed(2, 1)), rtol=1e-12)
+    np.testing.assert_allclose(
+        report["t-stack"].weights[1],
+        tiny_stack.fit_weights(train.iloc[tr].reset_index(drop=True), fold_seed(2, 1)),
+        rtol=1e-12,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -698,8 +706,11 @@ def test_every_house_command_has_help(command):
     result = CliRunner().invoke(house_app, ([command] if command else []) + ["--help"])
     assert result.exit_code == 0, result.output
     assert cmd.help and " ".join(cmd.help.split()[:3]) in " ".join(result.output.split())
-    names = list(group.commands) if command is None else [
-        opt for param in cmd.params for opt in param.opts if opt.startswith("--")]
+    names = (
+        list(group.commands)
+        if command is None
+        else [opt for param in cmd.params for opt in param.opts if opt.startswith("--")]
+    )
     assert names and all(name in result.output for name in names)
 
 
@@ -715,9 +726,9 @@ def test_cli_cv_prints_each_models_fold_scores(tmp_path):
 
     folder = write_csvs(tmp_path / "hp", n_train=80)
     result = CliRunner().invoke(
-        house_app, ["cv", "--models", "ridge,lasso", "--folds", "3", "--seed", "4",
-                    "--data-dir", str(folder), "--no-verify"],
-    )  # fmt: skip
+        house_app,
+        ["cv", "--models", "ridge,lasso", "--folds", "3", "--seed", "4", "--data-dir", str(folder), "--no-verify"],
+    )
     assert result.exit_code == 0, result.output
     assert "3-fold shuffled CV (seed 4), 80 houses" in result.output
     assert "wall time" in result.output
@@ -747,16 +758,15 @@ def test_cli_defaults_name_the_registered_models():
     assert models.default == ",".join(DEFAULT_MODELS)
     assert set(DEFAULT_MODELS) == set(MODELS) - {"stack"}  # stack: 3x the time, no better (--models stack)
     for name in MODELS:
-        assert name in models.help and name in inspect.signature(submit).parameters[
-            "model"].default.help
+        assert name in models.help and name in inspect.signature(submit).parameters["model"].default.help
 
 
 def test_cli_submit_writes_the_submission(tmp_path):
     folder = write_csvs(tmp_path / "hp")
     out = tmp_path / "out.csv"
     result = CliRunner().invoke(
-        house_app, ["submit", "--model", "ridge", "--out", str(out), "--data-dir", str(folder),
-                      "--no-verify"],
+        house_app,
+        ["submit", "--model", "ridge", "--out", str(out), "--data-dir", str(folder), "--no-verify"],
     )
     assert result.exit_code == 0, result.output
     sub = pd.read_csv(out)

@@ -111,6 +111,8 @@ def test_damaged_files_load_valid_data_or_raise_the_documented_error(
     except IdxError:
         return  # the documented error; anything else fails the test
     assert isinstance(loaded, np.ndarray)
-    assert loaded.nbytes + 4 + 4 * loaded.ndim <= len(gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content)
+    assert loaded.nbytes + 4 + 4 * loaded.ndim <= len(
+        gzip.decompress(content) if content[:2] == b"\x1f\x8b" else content
+    )
     if damage == "none":
         np.testing.assert_array_equal(loaded, array)

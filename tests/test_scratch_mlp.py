@@ -4,11 +4,8 @@ example, the chapter's facts (piecewise linearity, symmetry), memory kept for th
 from __future__ import annotations
 
 import importlib
-
 import inspect
 import random
-import re
-from pathlib import Path
 
 import pytest
 import torch
@@ -35,8 +32,11 @@ def autograd_reference(net: MLP, X: torch.Tensor, y: torch.Tensor, masks) -> tup
     A = X
     for l in range(L - 1):
         Z = A @ params[2 * l] + params[2 * l + 1]
-        H = {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[net.activation](Z) \
-            if net.activation != "prelu" else F.prelu(Z, params[2 * L + l])  # fmt: skip
+        H = (
+            {"relu": F.relu, "sigmoid": torch.sigmoid, "tanh": torch.tanh}[net.activation](Z)
+            if net.activation != "prelu"
+            else F.prelu(Z, params[2 * L + l])
+        )
         if masks[l] is not None:  # p = 1: every unit dropped (the mask is all False)
             H = H * masks[l] / (1 - net.dropout[l]) if net.dropout[l] < 1 else H * masks[l]
         A = H
@@ -52,9 +52,10 @@ def random_case(seed: int) -> tuple[MLP, torch.Tensor, torch.Tensor]:
     rng = random.Random(seed)
     depth = rng.randint(0, 4)  # hidden layers; 0 is softmax regression
     sizes = [rng.randint(1, 12)] + [rng.randint(1, 12) for _ in range(depth)] + [rng.randint(2, 6)]
-    dropout = None if depth == 0 or rng.random() < 0.4 else [rng.choice([0.0, 0.2, 0.5, 0.9, 0.99]) for _ in range(depth)]
-    net = MLP(sizes, rng.choice(ACTIVATIONS), dropout, rng.choice(["xavier", "he", "normal:0.5"]),
-              gen(seed), dtype=f64)  # fmt: skip
+    dropout = (
+        None if depth == 0 or rng.random() < 0.4 else [rng.choice([0.0, 0.2, 0.5, 0.9, 0.99]) for _ in range(depth)]
+    )
+    net = MLP(sizes, rng.choice(ACTIVATIONS), dropout, rng.choice(["xavier", "he", "normal:0.5"]), gen(seed), dtype=f64)
     if net.alphas:  # slopes of both signs, not just the initial 0.25
         for a in net.alphas:
             a.fill_(rng.uniform(-0.5, 1.0))
@@ -65,6 +66,7 @@ def random_case(seed: int) -> tuple[MLP, torch.Tensor, torch.Tensor]:
 
 
 # -- gradients -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("seed", range(40))
 def test_gradients_match_autograd_for_random_shapes_depths_and_activations(seed):
@@ -152,6 +154,7 @@ def test_forward_equals_the_concise_model_with_the_same_seed():
 
 # -- API ---------------------------------------------------------------------------------------
 
+
 def test_params_order_and_shapes():
     net = MLP([6, 5, 4, 3], "prelu", generator=gen())
     assert [tuple(p.shape) for p in net.params] == [(6, 5), (5,), (5, 4), (4,), (4, 3), (3,), (1,), (1,)]
@@ -211,11 +214,18 @@ def test_no_autograd_graph_is_ever_built(monkeypatch):
     def forbidden(name):
         def call(*args, **kwargs):
             raise AssertionError(f"the scratch MLP called {name}")
+
         return call
 
     # every entry point into autograd fails the test if the scratch code reaches it
-    for owner, name in [(torch.Tensor, "backward"), (torch.Tensor, "requires_grad_"), (torch.autograd, "backward"),
-                        (torch.autograd, "grad"), (torch, "enable_grad"), (torch.autograd, "Function")]:
+    for owner, name in [
+        (torch.Tensor, "backward"),
+        (torch.Tensor, "requires_grad_"),
+        (torch.autograd, "backward"),
+        (torch.autograd, "grad"),
+        (torch, "enable_grad"),
+        (torch.autograd, "Function"),
+    ]:
         monkeypatch.setattr(owner, name, forbidden(f"{getattr(owner, '__name__', owner)}.{name}"))
     loss, grads, logits = net.loss_and_grads(X, y, return_logits=True)
     before = [p.clone() for p in net.params]
@@ -239,6 +249,7 @@ def test_state_dict_round_trip_and_mismatch():
 
 
 # -- the chapter's facts -------------------------------------------------------------------------
+
 
 def second_differences(net: MLP) -> tuple[torch.Tensor, torch.Tensor, float]:
     x = torch.linspace(-4, 4, 20001, dtype=f64)
@@ -296,6 +307,7 @@ def test_symmetric_initialization_keeps_hidden_units_identical_without_dropout()
 
 # -- memory kept for the backward pass -------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "sizes, activation, dropout, dtype, by_hand",
     [
@@ -323,6 +335,7 @@ def test_evaluation_mode_keeps_no_dropout_tensors():
 
 def autograd_saved_bytes_per_sample(net: torch.nn.Module, n_in: int, n_out: int) -> float:
     """Bytes per example that autograd saves for backward (inputs and parameters excluded)."""
+
     def saved(B: int) -> int:
         X, y = torch.rand(B, n_in, generator=gen(B)), torch.randint(n_out, (B,), generator=gen(B))
         storages: dict[int, int] = {}
@@ -362,8 +375,11 @@ def test_the_package_documents_every_public_name():
     for module in ("activations", "dropout", "init", "losses", "mlp", "regularization", "sgd"):
         mod = importlib.import_module(f"mlplab.scratch.{module}")  # the attribute may be a function
         for name, obj in vars(mod).items():
-            if not name.startswith("_") and (inspect.isfunction(obj) or inspect.isclass(obj)) \
-                    and obj.__module__ == mod.__name__:
+            if (
+                not name.startswith("_")
+                and (inspect.isfunction(obj) or inspect.isclass(obj))
+                and obj.__module__ == mod.__name__
+            ):
                 assert name in mlplab.scratch.__all__, f"mlplab.scratch.{module}.{name} is not exported"
 
 

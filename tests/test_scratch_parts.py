@@ -12,11 +12,32 @@ import torch.nn.functional as F
 from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp, parse_init
 from mlplab.scratch import (
-    SGD, dropout, dropout_grad, he, init_weight, l1_penalty, l1_subgrad, l2_grad, l2_penalty, log_softmax,
-    normal, prelu, prelu_grad, prelu_grad_alpha, relu, relu_grad, sigmoid, sigmoid_grad,
-    softmax_cross_entropy, softmax_cross_entropy_and_grad, softmax_cross_entropy_grad, tanh, tanh_grad,
-    xavier_normal, xavier_uniform,
-)  # fmt: skip
+    SGD,
+    dropout,
+    dropout_grad,
+    he,
+    init_weight,
+    l1_penalty,
+    l1_subgrad,
+    l2_grad,
+    l2_penalty,
+    log_softmax,
+    normal,
+    prelu,
+    prelu_grad,
+    prelu_grad_alpha,
+    relu,
+    relu_grad,
+    sigmoid,
+    sigmoid_grad,
+    softmax_cross_entropy,
+    softmax_cross_entropy_and_grad,
+    softmax_cross_entropy_grad,
+    tanh,
+    tanh_grad,
+    xavier_normal,
+    xavier_uniform,
+)
 
 f64 = torch.float64
 
@@ -34,6 +55,7 @@ def autograd_elementwise(fn, z: torch.Tensor) -> torch.Tensor:
 
 # -- activations -----------------------------------------------------------------------------
 
+
 def test_zero_is_included_in_activation_inputs():
     z = torch.tensor([-2.0, -1e-300, 0.0, 1e-300, 3.0], dtype=f64)
     assert torch.equal(relu_grad(relu(z)).to(f64), autograd_elementwise(torch.relu, z))
@@ -48,7 +70,9 @@ def test_activation_values_and_derivatives_match_autograd(forward, derivative, r
     z[:5] = torch.tensor([0.0, -50.0, 50.0, 1e-8, -1e-8])
     torch.testing.assert_close(forward(z), reference(z), rtol=0, atol=0)
     # atol: 1 - h^2 for |h| near 1 cancels; both sides then differ by a few 1e-17 absolute
-    torch.testing.assert_close(derivative(forward(z)).to(f64), autograd_elementwise(reference, z), rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(
+        derivative(forward(z)).to(f64), autograd_elementwise(reference, z), rtol=1e-14, atol=1e-15
+    )
 
 
 def test_activations_match_their_formulas():
@@ -100,6 +124,7 @@ def test_prelu_gradients_match_autograd(alpha_value):
 
 # -- softmax cross-entropy -----------------------------------------------------------------
 
+
 def test_softmax_cross_entropy_and_gradient_match_autograd():
     logits = torch.randn(64, 10, dtype=f64, generator=gen(3)) * 5
     y = torch.randint(10, (64,), generator=gen(4))
@@ -127,6 +152,7 @@ def test_softmax_cross_entropy_is_stable_for_huge_logits():
 
 
 # -- dropout ---------------------------------------------------------------------------------
+
 
 def test_dropout_p0_and_evaluation_are_the_identity():
     h = torch.randn(10, 5, generator=gen())
@@ -186,11 +212,12 @@ def test_dropout_rejects_bad_probabilities(p):
 
 # -- penalties -------------------------------------------------------------------------------
 
+
 def test_l2_and_l1_penalties_and_gradients_match_autograd():
     ws = [torch.randn(4, 3, dtype=f64, generator=gen(i)) for i in range(2)]
     lam = 0.7
     refs = [w.clone().requires_grad_(True) for w in ws]
-    l2 = lam / 2 * sum((r ** 2).sum() for r in refs)
+    l2 = lam / 2 * sum((r**2).sum() for r in refs)
     l1 = lam * sum(r.abs().sum() for r in refs)
     torch.testing.assert_close(l2_penalty(ws, lam), l2.detach(), rtol=1e-15, atol=0)
     torch.testing.assert_close(l1_penalty(ws, lam), l1.detach(), rtol=1e-15, atol=0)
@@ -206,6 +233,7 @@ def test_l1_subgradient_at_zero_is_zero():
 
 
 # -- initializers ----------------------------------------------------------------------------
+
 
 def test_initializers_have_shape_n_in_by_n_out_and_the_formula_variances():
     n_in, n_out = 300, 900  # unequal, so a swapped fan-in/fan-out shows in he's variance
@@ -245,8 +273,11 @@ def test_variance_through_ten_linear_layers():
     n, depth = 200, 10
     X = torch.randn(2000, n, dtype=f64, generator=gen(12))
     variances = {}
-    for name, draw in {"xavier": lambda g: xavier_uniform(n, n, g), "normal:1": lambda g: normal(n, n, 1.0, g),
-                       "normal:0.01": lambda g: normal(n, n, 0.01, g)}.items():  # fmt: skip
+    for name, draw in {
+        "xavier": lambda g: xavier_uniform(n, n, g),
+        "normal:1": lambda g: normal(n, n, 1.0, g),
+        "normal:0.01": lambda g: normal(n, n, 0.01, g),
+    }.items():
         g, A = gen(13), X
         for _ in range(depth):
             A = A @ draw(g).to(f64)
@@ -257,6 +288,7 @@ def test_variance_through_ten_linear_layers():
 
 
 # -- SGD -------------------------------------------------------------------------------------
+
 
 def test_sgd_step_worked_by_hand():
     w = torch.tensor([1.0, -2.0], dtype=f64)
@@ -272,7 +304,9 @@ def test_sgd_step_worked_by_hand():
 def test_sgd_matches_torch_sgd_with_weight_decay():
     ws = [torch.randn(5, 4, dtype=f64, generator=gen(i)) for i in range(3)]
     refs = [torch.nn.Parameter(w.clone()) for w in ws]
-    ref = torch.optim.SGD([{"params": refs[:2], "weight_decay": 0.3}, {"params": refs[2:], "weight_decay": 0.0}], lr=0.05)
+    ref = torch.optim.SGD(
+        [{"params": refs[:2], "weight_decay": 0.3}, {"params": refs[2:], "weight_decay": 0.0}], lr=0.05
+    )
     opt = SGD(ws, lr=0.05, weight_decay=0.3, decay=[True, True, False])
     for step in range(3):
         grads = [torch.randn(5, 4, dtype=f64, generator=gen(10 + 3 * step + i)) for i in range(3)]
@@ -284,9 +318,15 @@ def test_sgd_matches_torch_sgd_with_weight_decay():
         torch.testing.assert_close(w, r.detach(), rtol=1e-14, atol=1e-15)
 
 
-@pytest.mark.parametrize("kwargs, field", [({"lr": 0.0}, "lr"), ({"lr": float("inf")}, "lr"),
-                                           ({"lr": 0.1, "weight_decay": -1.0}, "weight_decay"),
-                                           ({"lr": 0.1, "decay": [True]}, "decay")])  # fmt: skip
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("inf")}, "lr"),
+        ({"lr": 0.1, "weight_decay": -1.0}, "weight_decay"),
+        ({"lr": 0.1, "decay": [True]}, "decay"),
+    ],
+)
 def test_sgd_rejects_bad_settings(kwargs, field):
     with pytest.raises(ConfigError, match=field):
         SGD([torch.zeros(2), torch.zeros(3)], **kwargs)

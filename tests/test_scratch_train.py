@@ -70,8 +70,10 @@ def test_fit_learns_in_float32_with_dropout():
     assert net.training  # fit restores the mode after evaluating
 
 
-@pytest.mark.parametrize("change, field", [({"optimizer": "adam"}, "optimizer"), ({"optimizer": "adamw"}, "optimizer"),
-                                           ({"loss": "mse"}, "loss")])  # fmt: skip
+@pytest.mark.parametrize(
+    "change, field",
+    [({"optimizer": "adam"}, "optimizer"), ({"optimizer": "adamw"}, "optimizer"), ({"loss": "mse"}, "loss")],
+)
 def test_fit_refuses_what_the_scratch_model_does_not_implement(change, field):
     with pytest.raises(ConfigError, match=field):
         fit(MLP([8, 4]), blobs(), TrainConfig(epochs=1, **change))
@@ -95,6 +97,7 @@ def test_checkpoint_resume_gives_the_uninterrupted_result(tmp_path):
 
 
 # -- CLI -------------------------------------------------------------------------------------
+
 
 def test_train_help_lists_impl():
     result = runner.invoke(app, ["train", "--help"])
@@ -131,7 +134,9 @@ def test_train_impl_scratch_refuses_adam(tmp_path, monkeypatch):
 def test_train_impl_scratch_on_fashion_mnist(tmp_path, real_fashion_mnist):
     out = tmp_path / "fmnist"
     data_dir = str(real_fashion_mnist)
-    result = runner.invoke(app, ["train", "--impl", "scratch", "--epochs", "1", "--out", str(out), "--data-dir", data_dir])
+    result = runner.invoke(
+        app, ["train", "--impl", "scratch", "--epochs", "1", "--out", str(out), "--data-dir", data_dir]
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((out / "history.json").read_text())[0]
     assert record["test_acc"] > 0.7  # one epoch of the chapter's 784-256-10 at lr 0.1 (0.70-0.76 seen)

@@ -13,11 +13,26 @@ from torch import nn
 from mlplab.data.batching import Data, Split
 from mlplab.errors import ConfigError, DataError
 from mlplab.shift import (
-    ShiftInputError, adjust_predictions, concept_mapping, confusion_matrix, covariate_shift_split,
-    covariate_weights, dirichlet_priors, effective_sample_size, em_priors, estimate_label_shift,
-    fit_calibration, fit_label_shift, fit_weighted, knock_out_priors, mean_ci, relabel,
-    sample_by_priors, tweak_one_priors, weight_error,
-)  # fmt: skip
+    ShiftInputError,
+    adjust_predictions,
+    concept_mapping,
+    confusion_matrix,
+    covariate_shift_split,
+    covariate_weights,
+    dirichlet_priors,
+    effective_sample_size,
+    em_priors,
+    estimate_label_shift,
+    fit_calibration,
+    fit_label_shift,
+    fit_weighted,
+    knock_out_priors,
+    mean_ci,
+    relabel,
+    sample_by_priors,
+    tweak_one_priors,
+    weight_error,
+)
 from mlplab.shift.experiment import verdict
 from mlplab.shift.label import IllConditionedWarning, calibration_nll
 from mlplab.stats import MeanCI
@@ -48,7 +63,9 @@ def gaussian_label_shift():
     return ps, ys, pt, yt
 
 
-@pytest.mark.parametrize("method,calibration", [("bbse", None), ("bbse_soft", None), ("em", None), ("em", "bcts"), ("em", "ts")])
+@pytest.mark.parametrize(
+    "method,calibration", [("bbse", None), ("bbse_soft", None), ("em", None), ("em", "bcts"), ("em", "ts")]
+)
 def test_label_shift_weights_match_closed_form(gaussian_label_shift, method, calibration):
     ps, ys, pt, _ = gaussian_label_shift
     w_true = Q_TARGET / P_SOURCE  # (0.2, 1, 3)
@@ -103,7 +120,9 @@ def test_adjust_predictions_is_bayes_rule_with_the_new_prior():
     rng = np.random.default_rng(3)
     post_p, _ = gaussian_posteriors(1000, P_SOURCE, rng, P_SOURCE)
     x_post_q = post_p * Q_TARGET / P_SOURCE
-    np.testing.assert_allclose(adjust_predictions(post_p, Q_TARGET / P_SOURCE), x_post_q / x_post_q.sum(1, keepdims=True))
+    np.testing.assert_allclose(
+        adjust_predictions(post_p, Q_TARGET / P_SOURCE), x_post_q / x_post_q.sum(1, keepdims=True)
+    )
     # the exact posteriors under q, computed from the likelihoods directly
     x = rng.normal(0.3, 1.5, size=50)
     lik = np.exp(-0.5 * (x[:, None] - MEANS) ** 2)
@@ -127,8 +146,10 @@ def test_calibration_gradient_matches_finite_differences():
     for theta in (rng.normal(size=6) * 0.3, np.array([0.4])):
         _, grad = calibration_nll(theta, logp, y)
         eps = 1e-6
-        numeric = [(calibration_nll(theta + eps * e, logp, y)[0] - calibration_nll(theta - eps * e, logp, y)[0]) / (2 * eps)
-                   for e in np.eye(len(theta))]  # fmt: skip
+        numeric = [
+            (calibration_nll(theta + eps * e, logp, y)[0] - calibration_nll(theta - eps * e, logp, y)[0]) / (2 * eps)
+            for e in np.eye(len(theta))
+        ]
         np.testing.assert_allclose(grad, numeric, rtol=1e-5, atol=1e-8)
 
 
@@ -173,20 +194,23 @@ def _probs(n, k=3, seed=0):
     return np.random.default_rng(seed).dirichlet(np.ones(k), size=n)
 
 
-@pytest.mark.parametrize("source,labels,target,match", [
-    (_probs(10), np.arange(10) % 3, _probs(5, 4), "4 columns, expected 3"),
-    (_probs(10), np.arange(9) % 3, _probs(5), "9 labels but the probabilities have 10 rows"),
-    (_probs(10) * 2, np.arange(10) % 3, _probs(5), "sums to 2"),
-    (_probs(10) - 0.5, np.arange(10) % 3, _probs(5), "negative entries"),
-    (_probs(10), np.arange(10) % 3 + 1, _probs(5), r"outside \[0, 3\)"),
-    (_probs(10), -(np.arange(10) % 3), _probs(5), r"outside \[0, 3\)"),
-    (np.zeros((0, 3)), np.zeros(0, int), _probs(5), "empty"),
-    (_probs(10), np.arange(10) % 3, np.zeros((0, 3)), "empty"),
-    (_probs(10)[:, 0], np.arange(10) % 3, _probs(5), "must be 2-D"),
-    (np.full((10, 3), np.nan), np.arange(10) % 3, _probs(5), "NaN"),
-    (_probs(10), np.zeros(10, int), _probs(5), r"no example of class\(es\) \[1, 2\]"),
-    (_probs(10), np.arange(10) % 3 + 0.5, _probs(5), "integer class indices"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source,labels,target,match",
+    [
+        (_probs(10), np.arange(10) % 3, _probs(5, 4), "4 columns, expected 3"),
+        (_probs(10), np.arange(9) % 3, _probs(5), "9 labels but the probabilities have 10 rows"),
+        (_probs(10) * 2, np.arange(10) % 3, _probs(5), "sums to 2"),
+        (_probs(10) - 0.5, np.arange(10) % 3, _probs(5), "negative entries"),
+        (_probs(10), np.arange(10) % 3 + 1, _probs(5), r"outside \[0, 3\)"),
+        (_probs(10), -(np.arange(10) % 3), _probs(5), r"outside \[0, 3\)"),
+        (np.zeros((0, 3)), np.zeros(0, int), _probs(5), "empty"),
+        (_probs(10), np.arange(10) % 3, np.zeros((0, 3)), "empty"),
+        (_probs(10)[:, 0], np.arange(10) % 3, _probs(5), "must be 2-D"),
+        (np.full((10, 3), np.nan), np.arange(10) % 3, _probs(5), "NaN"),
+        (_probs(10), np.zeros(10, int), _probs(5), r"no example of class\(es\) \[1, 2\]"),
+        (_probs(10), np.arange(10) % 3 + 0.5, _probs(5), "integer class indices"),
+    ],
+)
 def test_label_shift_rejects_bad_input(source, labels, target, match):
     with pytest.raises(ShiftInputError, match=match) as info:
         estimate_label_shift(source, labels, target)
@@ -257,17 +281,20 @@ def test_weighted_target_risk_matches_the_target_risk():
     rng = np.random.default_rng(10)
     Xs, Xt = rng.normal(size=(20_000, 2)), rng.normal(size=(20_000, 2)) + SHIFT
     beta = covariate_weights(Xs, Xt, clip=None)
-    f = lambda X: (X[:, 0] > 0.5).astype(float)  # noqa: E731
+    f = lambda X: (X[:, 0] > 0.5).astype(float)
     assert abs(np.mean(beta * f(Xs)) - f(Xt).mean()) < 0.02
     assert abs(f(Xs).mean() - f(Xt).mean()) > 0.2  # unweighted, the estimate is far off
 
 
-@pytest.mark.parametrize("source,target,kw,match", [
-    (np.zeros((5, 2)), np.zeros((5, 3)), {}, "3 columns, expected 2"),
-    (np.zeros((0, 2)), np.zeros((5, 2)), {}, "empty"),
-    (np.zeros(5), np.zeros((5, 1)), {}, "must be 2-D"),
-    (np.full((5, 2), np.inf), np.zeros((5, 2)), {}, "infinite"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "source,target,kw,match",
+    [
+        (np.zeros((5, 2)), np.zeros((5, 3)), {}, "3 columns, expected 2"),
+        (np.zeros((0, 2)), np.zeros((5, 2)), {}, "empty"),
+        (np.zeros(5), np.zeros((5, 1)), {}, "must be 2-D"),
+        (np.full((5, 2), np.inf), np.zeros((5, 2)), {}, "infinite"),
+    ],
+)
 def test_covariate_weights_reject_bad_input(source, target, kw, match):
     with pytest.raises(ShiftInputError, match=match):
         covariate_weights(source, target, **kw)

@@ -12,8 +12,16 @@ from typer.testing import CliRunner
 from mlplab.cli import app
 from mlplab.data.batching import Data, Split
 from mlplab.errors import ConfigError
-from mlplab.shift import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, PartResult, SourceConfig,
-                          StudyConfig, run_study, train_source)  # fmt: skip
+from mlplab.shift import (
+    ConceptShiftConfig,
+    CovariateShiftConfig,
+    LabelShiftConfig,
+    PartResult,
+    SourceConfig,
+    StudyConfig,
+    run_study,
+    train_source,
+)
 from mlplab.shift.report import concept_figure, study_markdown
 
 runner = CliRunner()
@@ -70,8 +78,11 @@ def test_label_part_measures_every_estimator(results):
     oracle = [r for r in rows if r["estimator"].startswith("oracle")]
     assert all(r["weight_mse"] == 0 for r in oracle)
     assert all(r["gain"] == 0 for r in rows if r["estimator"] == "none")
-    assert all(r["weight_mse"] == next(n["weight_mse"] for n in rows if n["seed"] == r["seed"] and n["estimator"] == "none")
-               for r in rows if r["estimator"] == "none+bcts")  # calibration alone: w_hat = 1 too  # fmt: skip
+    assert all(
+        r["weight_mse"] == next(n["weight_mse"] for n in rows if n["seed"] == r["seed"] and n["estimator"] == "none")
+        for r in rows
+        if r["estimator"] == "none+bcts"
+    )  # calibration alone: w_hat = 1 too
     # the synthetic classes are easy (C is nearly diagonal), so BBSE is close to the truth
     mse = {name: np.mean([r["weight_mse"] for r in rows if r["estimator"] == name]) for name in names}
     assert mse["bbse"] < 0.05 < mse["none"]
@@ -143,22 +154,33 @@ def test_source_classifier_settings():
 # --- CLI -------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("args", [["shift", "--help"], ["shift", "run", "--help"], ["shift", "label", "--help"],
-                                  ["shift", "covariate", "--help"], ["shift", "concept", "--help"]])  # fmt: skip
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["shift", "--help"],
+        ["shift", "run", "--help"],
+        ["shift", "label", "--help"],
+        ["shift", "covariate", "--help"],
+        ["shift", "concept", "--help"],
+    ],
+)
 def test_cli_help(args):
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "Usage" in result.output
 
 
-@pytest.mark.parametrize("args,message", [
-    (["shift", "run", "--parts", "label,labels"], "labels"),
-    (["shift", "covariate", "--models", "softmax,big"], "--models"),
-    (["shift", "label", "--estimators", "bbse,mle"], "mle"),
-    (["shift", "label", "--seeds", "0"], "--seeds"),
-    (["shift", "run", "--retrain", "bbse_soft+ts"], "retrain_with"),
-    (["shift", "label", "--source-optimizer", "lbfgs"], "optimizer"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["shift", "run", "--parts", "label,labels"], "labels"),
+        (["shift", "covariate", "--models", "softmax,big"], "--models"),
+        (["shift", "label", "--estimators", "bbse,mle"], "mle"),
+        (["shift", "label", "--seeds", "0"], "--seeds"),
+        (["shift", "run", "--retrain", "bbse_soft+ts"], "retrain_with"),
+        (["shift", "label", "--source-optimizer", "lbfgs"], "optimizer"),
+    ],
+)
 def test_cli_reports_bad_flags_without_traceback(args, message, tmp_path):
     result = runner.invoke(app, [*args, "--out", str(tmp_path / "o")])
     assert result.exit_code == 2, result.output
@@ -174,8 +196,20 @@ def test_cli_refuses_to_overwrite_results(tmp_path):
 def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path, real_fashion_mnist):
     data_dir = str(real_fashion_mnist)
     out = str(tmp_path / "label")
-    args = ["shift", "label", "--seeds", "2", "--source-epochs", "1", "--estimators", "bbse,em+bcts",
-            "--out", out, "--data-dir", data_dir]  # fmt: skip
+    args = [
+        "shift",
+        "label",
+        "--seeds",
+        "2",
+        "--source-epochs",
+        "1",
+        "--estimators",
+        "bbse,em+bcts",
+        "--out",
+        out,
+        "--data-dir",
+        data_dir,
+    ]
     first = runner.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "| bbse |" in first.output
@@ -185,7 +219,24 @@ def test_cli_label_and_concept_on_fashion_mnist_and_resume(tmp_path, real_fashio
     assert again.exit_code == 0 and json.loads((tmp_path / "label" / "label.json").read_text()) == stored
     changed = runner.invoke(app, [*args[:-4], "--n-target", "1000", "--out", out, "--data-dir", data_dir, "--resume"])
     assert changed.exit_code == 2 and "other settings" in changed.output
-    concept = runner.invoke(app, ["shift", "concept", "--seeds", "2", "--n-train", "200", "--epochs", "1",
-                                  "--source-epochs", "1", "--out", str(tmp_path / "c"), "--data-dir", data_dir])  # fmt: skip
+    concept = runner.invoke(
+        app,
+        [
+            "shift",
+            "concept",
+            "--seeds",
+            "2",
+            "--n-train",
+            "200",
+            "--epochs",
+            "1",
+            "--source-epochs",
+            "1",
+            "--out",
+            str(tmp_path / "c"),
+            "--data-dir",
+            data_dir,
+        ],
+    )
     assert concept.exit_code == 0, concept.output
     assert (tmp_path / "c" / "concept_curves.png").stat().st_size > 0

@@ -63,10 +63,12 @@ def test_bad_confidence_names_the_field():
 
 
 def test_aggregate_groups_in_order_of_appearance_and_keeps_missing_keys():
-    frame = pd.DataFrame({
-        "p": [0.5, 0.1, 0.5, 0.1, np.nan, np.nan],
-        "acc": [0.80, 0.90, 0.82, 0.92, 0.70, 0.74],
-    })  # fmt: skip
+    frame = pd.DataFrame(
+        {
+            "p": [0.5, 0.1, 0.5, 0.1, np.nan, np.nan],
+            "acc": [0.80, 0.90, 0.82, 0.92, 0.70, 0.74],
+        }
+    )
     out = aggregate(frame, ["p"], ["acc"])
     assert list(out["n"]) == [2, 2, 2]
     assert out["p"].iloc[0] == 0.5 and out["p"].iloc[1] == 0.1 and math.isnan(out["p"].iloc[2])

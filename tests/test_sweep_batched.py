@@ -50,7 +50,7 @@ def test_without_dropout_a_group_trains_exactly_like_fit(data, optimizer, device
         base={"hidden": (16, 8), "epochs": 3, "batch_size": 32, "optimizer": optimizer},
         grid={"lr": lrs, "weight_decay": (0.0, 0.05), "init": ("normal:0.1", "xavier"), "decay_biases": (True, False)},
         seeds=(4,),
-    )  # fmt: skip
+    )
     trials = spec.trials(12, 5)
     results = train_group(trials, data, device)
     model = BatchedMLP.from_trials(trials)  # initial weights only, to check the export path
@@ -64,8 +64,11 @@ def test_without_dropout_a_group_trains_exactly_like_fit(data, optimizer, device
 
 
 def test_final_weights_match_fit_and_export_to_modules(data):
-    spec = SweepSpec(base={"hidden": (10,), "epochs": 2, "batch_size": 16, "activation": "prelu", "weight_decay": 0.01},
-                     grid={"lr": (0.1, 0.4)}, seeds=(1,))  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (10,), "epochs": 2, "batch_size": 16, "activation": "prelu", "weight_decay": 0.01},
+        grid={"lr": (0.1, 0.4)},
+        seeds=(1,),
+    )
     trials = spec.trials(12, 5)
     model = BatchedMLP.from_trials(trials)
     results = train_group(trials, data, model=model)
@@ -76,15 +79,20 @@ def test_final_weights_match_fit_and_export_to_modules(data):
         exported = model.to_module(k, trial.model)
         for a, b in zip(net.parameters(), exported.parameters()):
             torch.testing.assert_close(a.detach(), b.detach(), atol=ATOL, rtol=0)
-        assert evaluate(exported, data.test) == pytest.approx((result.history.final.test_loss, result.history.final.test_acc), abs=ATOL)
+        assert evaluate(exported, data.test) == pytest.approx(
+            (result.history.final.test_loss, result.history.final.test_acc), abs=ATOL
+        )
     with pytest.raises(ConfigError, match="model"):
         train_group(trials[:1], data, model=model)
 
 
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh"])
 def test_other_activations_match_fit(data, activation, device):
-    spec = SweepSpec(base={"hidden": (8, 8), "epochs": 2, "batch_size": 64, "activation": activation, "init": "xavier"},
-                     grid={"lr": (0.5, 1.0)}, seeds=(0,))  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (8, 8), "epochs": 2, "batch_size": 64, "activation": activation, "init": "xavier"},
+        grid={"lr": (0.5, 1.0)},
+        seeds=(0,),
+    )
     trials = spec.trials(12, 5)
     for trial, result in zip(trials, train_group(trials, data, device)):
         net = build_mlp(trial.model, torch.Generator().manual_seed(0))
@@ -140,16 +148,22 @@ def sequential_reference(trial, data: Data, device: str = "cpu") -> History:
 
 
 def test_with_dropout_a_group_matches_a_sequential_loop_with_the_same_masks(data, device):
-    spec = SweepSpec(base={"hidden": (16, 16), "epochs": 3, "batch_size": 32, "lr": 0.3},
-                     grid={"dropout1": (0.0, 0.3, 0.8), "dropout2": (0.0, 0.5)}, seeds=(2,))  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (16, 16), "epochs": 3, "batch_size": 32, "lr": 0.3},
+        grid={"dropout1": (0.0, 0.3, 0.8), "dropout2": (0.0, 0.5)},
+        seeds=(2,),
+    )
     trials = spec.trials(12, 5)
     for trial, result in zip(trials, train_group(trials, data, device)):
         assert_same_history(result.history, sequential_reference(trial, data, device))
 
 
 def test_a_trial_trains_the_same_in_any_group(data):
-    spec = SweepSpec(base={"hidden": (16, 16), "epochs": 2, "batch_size": 32, "lr": 0.3},
-                     grid={"dropout1": (0.0, 0.5), "dropout2": (0.0, 0.2, 0.7)}, seeds=(0,))  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (16, 16), "epochs": 2, "batch_size": 32, "lr": 0.3},
+        grid={"dropout1": (0.0, 0.5), "dropout2": (0.0, 0.2, 0.7)},
+        seeds=(0,),
+    )
     trials = spec.trials(12, 5)
     together = train_group(trials, data)
     for k in (0, 3, 5):  # alone: layer streams that no other model needs are not even drawn
@@ -195,8 +209,11 @@ def test_dropout_seeds_differ_by_seed_and_layer():
 
 
 def test_a_diverging_model_is_frozen_and_the_others_are_unaffected(data, device):
-    spec = SweepSpec(base={"hidden": (16,), "epochs": 4, "batch_size": 32, "init": "normal:1"},
-                     grid={"lr": (0.1, 1000.0, 0.05)}, seeds=(3,))  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (16,), "epochs": 4, "batch_size": 32, "init": "normal:1"},
+        grid={"lr": (0.1, 1000.0, 0.05)},
+        seeds=(3,),
+    )
     trials = spec.trials(12, 5)
     model = BatchedMLP.from_trials(trials, device)
     before = [W[1].detach().clone() for W in model.weights]  # no autograd link to the weights
@@ -206,14 +223,19 @@ def test_a_diverging_model_is_frozen_and_the_others_are_unaffected(data, device)
     assert not math.isfinite(bad.final.train_loss)
     for k in (0, 2):
         assert results[k].history.status == "ok"
-        assert_same_history(results[k].history, fit(build_mlp(trials[k].model, torch.Generator().manual_seed(3)),
-                                                     data, on(trials[k], device)))  # fmt: skip
-    assert all(torch.isfinite(W[1]).all() and not torch.equal(W[1], b) for W, b in zip(model.weights, before))  # frozen finite
+        assert_same_history(
+            results[k].history,
+            fit(build_mlp(trials[k].model, torch.Generator().manual_seed(3)), data, on(trials[k], device)),
+        )
+    assert all(
+        torch.isfinite(W[1]).all() and not torch.equal(W[1], b) for W, b in zip(model.weights, before)
+    )  # frozen finite
 
 
 def test_all_models_diverging_ends_the_group_early(data):
-    spec = SweepSpec(base={"hidden": (16,), "epochs": 20, "batch_size": 32, "init": "normal:1"},
-                     grid={"lr": (1e4, 1e5)})  # fmt: skip
+    spec = SweepSpec(
+        base={"hidden": (16,), "epochs": 20, "batch_size": 32, "init": "normal:1"}, grid={"lr": (1e4, 1e5)}
+    )
     results = train_group(spec.trials(12, 5), data)
     assert all(r.history.status == "diverged" and len(r.history.records) < 20 for r in results)
 
@@ -265,9 +287,17 @@ def test_group_needs_integer_labels_in_run_sweep(tmp_path):
 @pytest.mark.parametrize("optimizer", ["sgd", "adamw"])
 def test_cuda_graph_steps_compute_what_eager_steps_compute(data, device, optimizer):
     # on the CPU (CI) this checks the clear error; MLPLAB_TEST_DEVICE=cuda checks the graphs themselves
-    spec = SweepSpec(base={"hidden": (16, 16), "epochs": 3, "batch_size": 40, "optimizer": optimizer,
-                           "lr": 0.3 if optimizer == "sgd" else 0.01},
-                     grid={"dropout1": (0.0, 0.4), "weight_decay": (0.0, 0.01)}, seeds=(6,))  # fmt: skip
+    spec = SweepSpec(
+        base={
+            "hidden": (16, 16),
+            "epochs": 3,
+            "batch_size": 40,
+            "optimizer": optimizer,
+            "lr": 0.3 if optimizer == "sgd" else 0.01,
+        },
+        grid={"dropout1": (0.0, 0.4), "weight_decay": (0.0, 0.01)},
+        seeds=(6,),
+    )
     trials = spec.trials(12, 5)  # 384 rows: 9 full batches of 40 (3 eager, a capture, replays) and one of 24
     if not device.startswith("cuda"):
         with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):

@@ -25,11 +25,35 @@ def test_every_command_has_help(command):
 @pytest.fixture(scope="module")
 def grid_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "grid"
-    result = runner.invoke(app, [
-        "sweep", "run", "--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--lr", "0.5", "--batch-size", "128",
-        "--optimizer", "sgd", "--init", "normal:0.1", "--grid", "dropout1=0:0.5:0.5", "--grid", "dropout2=0,0.3,0.6",
-        "--seeds", "2", "--out", str(out),
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "run",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.5",
+            "--batch-size",
+            "128",
+            "--optimizer",
+            "sgd",
+            "--init",
+            "normal:0.1",
+            "--grid",
+            "dropout1=0:0.5:0.5",
+            "--grid",
+            "dropout2=0,0.3,0.6",
+            "--seeds",
+            "2",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "12 models (6 configurations x 2 seeds)" in result.output and "trained 12 model(s)" in result.output
     return out
@@ -60,7 +84,17 @@ def test_show_csv_has_one_row_per_configuration_and_seed(grid_dir):
     assert result.exit_code == 0
     rows = list(csv.DictReader(io.StringIO(result.output)))
     assert len(rows) == 12
-    for column in ("dropout1", "dropout2", "lr", "hidden", "seed", "final_test_acc", "final_train_loss", "status", "seconds"):
+    for column in (
+        "dropout1",
+        "dropout2",
+        "lr",
+        "hidden",
+        "seed",
+        "final_test_acc",
+        "final_train_loss",
+        "status",
+        "seconds",
+    ):
         assert column in rows[0]
     assert {r["status"] for r in rows} == {"ok"}
 
@@ -69,28 +103,77 @@ def test_plot_draws_a_heatmap_and_lines(grid_dir, tmp_path):
     result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--out", str(tmp_path / "heat.png")])
     assert result.exit_code == 0, result.output
     assert (tmp_path / "heat.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    result = runner.invoke(app, ["sweep", "plot", str(grid_dir), "--x", "dropout2", "--metric", "final_train_loss",
-                                 "--out", str(tmp_path / "lines.png")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "plot",
+            str(grid_dir),
+            "--x",
+            "dropout2",
+            "--metric",
+            "final_train_loss",
+            "--out",
+            str(tmp_path / "lines.png"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (tmp_path / "lines.png").stat().st_size > 1000
 
 
 def test_rerun_resumes(grid_dir):
-    result = runner.invoke(app, [
-        "sweep", "run", "--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--lr", "0.5", "--batch-size", "128",
-        "--init", "normal:0.1", "--grid", "dropout1=0:0.5:0.5", "--grid", "dropout2=0,0.3,0.6", "--seeds", "2",
-        "--out", str(grid_dir),
-    ])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "run",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "16,16",
+            "--epochs",
+            "2",
+            "--lr",
+            "0.5",
+            "--batch-size",
+            "128",
+            "--init",
+            "normal:0.1",
+            "--grid",
+            "dropout1=0:0.5:0.5",
+            "--grid",
+            "dropout2=0,0.3,0.6",
+            "--seeds",
+            "2",
+            "--out",
+            str(grid_dir),
+        ],
+    )
     assert result.exit_code == 0
     assert "12 stored result(s) skipped" in result.output and "trained 0 model(s)" in result.output
 
 
 def test_toml_config_with_flag_overrides(tmp_path):
     config = tmp_path / "sweep.toml"
-    config.write_text('seeds = 1\n[base]\nhidden = [8]\nepochs = 1\nbatch_size = 256\n[grid]\nlr = [0.1, 0.2]\n')
+    config.write_text("seeds = 1\n[base]\nhidden = [8]\nepochs = 1\nbatch_size = 256\n[grid]\nlr = [0.1, 0.2]\n")
     out = tmp_path / "toml"
-    result = runner.invoke(app, ["sweep", "run", "--config", str(config), "--data", "synthetic", "--lr", "9",
-                                 "--grid", "weight_decay=0,0.1", "--out", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "run",
+            "--config",
+            str(config),
+            "--data",
+            "synthetic",
+            "--lr",
+            "9",
+            "--grid",
+            "weight_decay=0,0.1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     frame = load_results(out)
     assert len(frame) == 4 and sorted(frame["lr"].unique()) == [0.1, 0.2]  # the grid axis wins over --lr
@@ -98,8 +181,25 @@ def test_toml_config_with_flag_overrides(tmp_path):
 
 
 def test_random_search_from_flags(tmp_path):
-    result = runner.invoke(app, ["sweep", "run", "--data", "synthetic", "--hidden", "8", "--epochs", "1",
-                                 "--random", "lr=loguniform:0.01:1", "--samples", "3", "--out", str(tmp_path / "r")])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "run",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "8",
+            "--epochs",
+            "1",
+            "--random",
+            "lr=loguniform:0.01:1",
+            "--samples",
+            "3",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     lrs = load_results(tmp_path / "r")["lr"]
     assert len(lrs) == 3 and lrs.between(0.01, 1).all() and lrs.nunique() == 3
@@ -137,8 +237,27 @@ def test_show_and_plot_errors(tmp_path, grid_dir):
 def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
     # weight decay 3 at lr 0.5: every SGD step multiplies the weights by 1 - 1.5 < 0; nothing is learned
     out = tmp_path / "collapse"
-    result = runner.invoke(app, ["sweep", "run", "--data", "synthetic", "--hidden", "16", "--epochs", "3", "--lr", "0.5",
-                                 "--grid", "weight_decay=0,3", "--seeds", "3", "--out", str(out)])  # fmt: skip
+    result = runner.invoke(
+        app,
+        [
+            "sweep",
+            "run",
+            "--data",
+            "synthetic",
+            "--hidden",
+            "16",
+            "--epochs",
+            "3",
+            "--lr",
+            "0.5",
+            "--grid",
+            "weight_decay=0,3",
+            "--seeds",
+            "3",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert result.output.count("1 failed (at chance or loss rose)") == 3  # one group per seed, one bad model each
     summary = summarize(load_results(out))
@@ -147,5 +266,9 @@ def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
     assert by_wd.loc[0.0, "final_test_acc_mean"] > 0.25  # chance is 0.1
     failed = runner.invoke(app, ["sweep", "show", str(out), "--status", "failed", "--csv"])
     rows = failed.output.strip().splitlines()[1:]
-    assert failed.exit_code == 0 and len(rows) == by_wd.loc[3.0, "failed"] and all(",3.0," in r or ",3," in r for r in rows)
+    assert (
+        failed.exit_code == 0
+        and len(rows) == by_wd.loc[3.0, "failed"]
+        and all(",3.0," in r or ",3," in r for r in rows)
+    )
     assert runner.invoke(app, ["sweep", "show", str(out), "--status", "bogus"]).exit_code == 2

@@ -8,8 +8,16 @@ import pytest
 
 from mlplab.errors import ConfigError
 from mlplab.sweep.planner import bytes_per_model, default_max_models, group_key, plan
-from mlplab.sweep.spec import (DEFAULTS, Distribution, SweepSpec, load_toml, make_trial, parse_axis, parse_random_axis,
-                               parse_range)  # fmt: skip
+from mlplab.sweep.spec import (
+    DEFAULTS,
+    Distribution,
+    SweepSpec,
+    load_toml,
+    make_trial,
+    parse_axis,
+    parse_random_axis,
+    parse_range,
+)
 
 
 def test_ranges_include_both_ends_and_are_decimal():
@@ -60,9 +68,17 @@ def test_bad_axes_name_the_field(text, field):
 
 def test_the_issue_example_expands_to_300_trials():
     spec = SweepSpec(
-        base={"hidden": (256, 256), "epochs": 10, "lr": 0.5, "batch_size": 256, "optimizer": "sgd", "init": "normal:0.01"},
-        grid=dict([parse_axis("dropout1=0:0.9:0.1"), parse_axis("dropout2=0:0.9:0.1")]), seeds=(0, 1, 2),
-    )  # fmt: skip
+        base={
+            "hidden": (256, 256),
+            "epochs": 10,
+            "lr": 0.5,
+            "batch_size": 256,
+            "optimizer": "sgd",
+            "init": "normal:0.01",
+        },
+        grid=dict([parse_axis("dropout1=0:0.9:0.1"), parse_axis("dropout2=0:0.9:0.1")]),
+        seeds=(0, 1, 2),
+    )
     trials = spec.trials()
     assert len(trials) == 300 and len({t.key for t in trials}) == 300
     assert [t.seed for t in trials[:100]] == [0] * 100  # seeds outermost
@@ -103,12 +119,23 @@ def test_keys_identify_configuration_and_seed():
 
 
 def test_random_search_is_reproducible_and_within_bounds():
-    spec = SweepSpec(grid={"hidden": ((8,), (16,))}, random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
-                     samples=20, search_seed=3)  # fmt: skip
+    spec = SweepSpec(
+        grid={"hidden": ((8,), (16,))},
+        random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
+        samples=20,
+        search_seed=3,
+    )
     configs = spec.configurations()
     assert len(configs) == 40
-    assert configs == SweepSpec(grid={"hidden": ((8,), (16,))}, random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
-                                samples=20, search_seed=3).configurations()  # fmt: skip
+    assert (
+        configs
+        == SweepSpec(
+            grid={"hidden": ((8,), (16,))},
+            random={"lr": "loguniform:0.001:1", "activation": "relu,tanh"},
+            samples=20,
+            search_seed=3,
+        ).configurations()
+    )
     assert all(0.001 <= c["lr"] <= 1 for c in configs)
     assert {c["activation"] for c in configs} == {"relu", "tanh"}
     logs = [math.log10(c["lr"]) for c in configs]
@@ -119,9 +146,14 @@ def test_random_search_is_reproducible_and_within_bounds():
 
 @pytest.mark.parametrize(
     ("text", "field"),
-    [("lr=loguniform:0:1", "lr"), ("lr=uniform:1:0.5", "lr"), ("batch_size=uniform:1:9", "batch_size"),
-     ("lr=loguniform:a:b", "lr"), ("lr", "--random")],
-)  # fmt: skip
+    [
+        ("lr=loguniform:0:1", "lr"),
+        ("lr=uniform:1:0.5", "lr"),
+        ("batch_size=uniform:1:9", "batch_size"),
+        ("lr=loguniform:a:b", "lr"),
+        ("lr", "--random"),
+    ],
+)
 def test_bad_random_axes(text, field):
     with pytest.raises(ConfigError) as info:
         parse_random_axis(text)
@@ -147,13 +179,13 @@ def test_spec_validation():
 def test_toml_file(tmp_path):
     path = tmp_path / "grid.toml"
     path.write_text(
-        'seeds = 2\nfirst_seed = 5\n[base]\nhidden = [32, 16]\nlr = 0.5\n'
+        "seeds = 2\nfirst_seed = 5\n[base]\nhidden = [32, 16]\nlr = 0.5\n"
         '[grid]\ndropout1 = "0:0.2:0.1"\nhidden = [[32, 16], "64-16"]\n[random]\nweight_decay = "uniform:0:0.01"\n'
-        'samples = 3\n'
-    )  # fmt: skip
+        "samples = 3\n"
+    )
     with pytest.raises(ConfigError, match="samples"):  # samples inside [random] is a typo: a top-level key
         load_toml(path)
-    path.write_text(path.read_text().replace('samples = 3\n', '').replace('seeds = 2\n', 'seeds = 2\nsamples = 3\n'))
+    path.write_text(path.read_text().replace("samples = 3\n", "").replace("seeds = 2\n", "seeds = 2\nsamples = 3\n"))
     spec = load_toml(path)
     assert spec.seeds == (5, 6) and spec.samples == 3
     assert spec.grid == {"dropout1": (0.0, 0.1, 0.2), "hidden": ((32, 16), (64, 16))}

@@ -23,8 +23,11 @@ from mlplab.sweep.runner import SweepCallback
 from mlplab.sweep.store import FILENAME, LOCKNAME, SweepStore, writer_lock
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-SMALL = SweepSpec(base={"hidden": (8,), "epochs": 2, "batch_size": 128, "lr": 0.5},
-                  grid={"dropout1": (0.0, 0.5), "weight_decay": (0.0, 0.01)}, seeds=(0, 1, 2))  # fmt: skip
+SMALL = SweepSpec(
+    base={"hidden": (8,), "epochs": 2, "batch_size": 128, "lr": 0.5},
+    grid={"dropout1": (0.0, 0.5), "weight_decay": (0.0, 0.01)},
+    seeds=(0, 1, 2),
+)
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,9 @@ def data():
 def stored(directory: Path) -> list[tuple]:
     conn = sqlite3.connect(directory / FILENAME)
     try:
-        return conn.execute("SELECT key, final_test_acc, final_train_loss, history, group_index FROM results ORDER BY key").fetchall()
+        return conn.execute(
+            "SELECT key, final_test_acc, final_train_loss, history, group_index FROM results ORDER BY key"
+        ).fetchall()
     finally:
         conn.close()
 
@@ -86,12 +91,33 @@ def test_store_refuses_other_data_and_a_second_writer(tmp_path, data):
 
 def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
     out = tmp_path / "killed"
-    args = ["run", "--data", "synthetic", "--hidden", "64,64", "--epochs", "12", "--batch-size", "64", "--lr", "0.3",
-            "--grid", "dropout1=0:0.9:0.1", "--grid", "weight_decay=0,0.001", "--seeds", "1", "--max-models", "2",
-            "--out", str(out)]  # fmt: skip
+    args = [
+        "run",
+        "--data",
+        "synthetic",
+        "--hidden",
+        "64,64",
+        "--epochs",
+        "12",
+        "--batch-size",
+        "64",
+        "--lr",
+        "0.3",
+        "--grid",
+        "dropout1=0:0.9:0.1",
+        "--grid",
+        "weight_decay=0,0.001",
+        "--seeds",
+        "1",
+        "--max-models",
+        "2",
+        "--out",
+        str(out),
+    ]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen([sys.executable, "-m", "mlplab", "sweep", *args], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mlplab", "sweep", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         deadline = time.monotonic() + 60
         count = 0
@@ -105,7 +131,9 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
                     break
             time.sleep(0.01)
         if proc.poll() is not None and proc.returncode != 0:
-            pytest.fail(f"the sweep process failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+            pytest.fail(
+                f"the sweep process failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}"
+            )
         proc.send_signal(signal.SIGKILL)  # a no-op if it already finished: the assertion below says so
         proc.wait(timeout=10)
     finally:
@@ -154,7 +182,10 @@ def test_results_frame_and_summary(tmp_path, data):
     assert ranked["final_test_acc_mean"].is_monotonic_decreasing
     assert sort_summary(summary, "final_train_loss")["final_train_loss_mean"].is_monotonic_increasing
     table = markdown_table(ranked)
-    assert table.splitlines()[0] == "| dropout1 | weight_decay | seeds | diverged | failed | final_test_acc | final_train_loss |"
+    assert (
+        table.splitlines()[0]
+        == "| dropout1 | weight_decay | seeds | diverged | failed | final_test_acc | final_train_loss |"
+    )
     assert "±" in table and len(table.splitlines()) == 6
     history = load_histories(tmp_path)
     assert len(history) == 24 and set(history["epoch"]) == {1, 2}
@@ -199,10 +230,15 @@ def test_a_version_1_store_is_upgraded_in_place_and_keeps_its_rows(tmp_path):
     with SweepStore(folder) as store:  # a writer upgrades it
         assert store.meta()["schema_version"] == str(SCHEMA_VERSION)
         with store.conn:
-            store.conn.execute("INSERT INTO results VALUES ('k2', '{}', 1, 'failed: at chance', 1, 2.3, 0.1, 2.3, "
-                               "0.1, 1.0, '[]', 1, 'cpu', 'now')")  # fmt: skip
+            store.conn.execute(
+                "INSERT INTO results VALUES ('k2', '{}', 1, 'failed: at chance', 1, 2.3, 0.1, 2.3, "
+                "0.1, 1.0, '[]', 1, 'cpu', 'now')"
+            )
         rows = store.rows()
-    assert [(r["key"], r["status"], r["final_test_acc"]) for r in rows] == [("k1", "ok", 0.7), ("k2", "failed: at chance", 0.1)]
+    assert [(r["key"], r["status"], r["final_test_acc"]) for r in rows] == [
+        ("k1", "ok", 0.7),
+        ("k2", "failed: at chance", 0.1),
+    ]
 
 
 def test_run_sweep_with_progress_shows_a_line_per_group(tmp_path, capsys):

@@ -22,8 +22,10 @@ def blobs(gen, n=256, d=20, k=4) -> Data:
 
 def test_linear_regression_reaches_the_least_squares_optimum(gen):
     true_w = torch.tensor([2.0, -3.4, 1.5])
-    data = Data(synthetic.linear(true_w, 4.2, 500, noise=0.1, generator=gen),
-                synthetic.linear(true_w, 4.2, 100, noise=0.1, generator=gen))  # fmt: skip
+    data = Data(
+        synthetic.linear(true_w, 4.2, 500, noise=0.1, generator=gen),
+        synthetic.linear(true_w, 4.2, 100, noise=0.1, generator=gen),
+    )
     model = nn.Linear(3, 1)
     nn.init.zeros_(model.weight), nn.init.zeros_(model.bias)
     fit(model, data, TrainConfig(epochs=40, batch_size=10, lr=0.03, loss="mse"))
@@ -47,7 +49,9 @@ def test_history_has_one_record_per_epoch_with_sane_metrics(gen):
 
 
 def test_divergence_stops_training_with_a_status(gen):
-    data = Data(synthetic.linear([1.0, 2.0], 0.0, 200, generator=gen), synthetic.linear([1.0, 2.0], 0.0, 50, generator=gen))
+    data = Data(
+        synthetic.linear([1.0, 2.0], 0.0, 200, generator=gen), synthetic.linear([1.0, 2.0], 0.0, 50, generator=gen)
+    )
     model = nn.Linear(2, 1)
     history = fit(model, data, TrainConfig(epochs=20, batch_size=10, lr=50.0, loss="mse"))
     assert history.status == "diverged"
@@ -82,7 +86,7 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(tmp_path, o
 
     for p, q in zip(straight.parameters(), resumed.parameters()):
         assert torch.equal(p, q)
-    strip = lambda h: [dataclasses.replace(r, seconds=0.0) for r in h.records]  # noqa: E731
+    strip = lambda h: [dataclasses.replace(r, seconds=0.0) for r in h.records]
     assert strip(history) == strip(full)
 
 
@@ -173,7 +177,9 @@ def test_a_cuda_device_this_machine_lacks_is_a_clear_error():
 
 def test_history_round_trips_through_its_dict(gen):
     data = blobs(gen)
-    history = fit(build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen), data, TrainConfig(epochs=2, batch_size=64))
+    history = fit(
+        build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen), data, TrainConfig(epochs=2, batch_size=64)
+    )
     assert History.from_dict(history.to_dict()) == history
 
 
@@ -230,11 +236,17 @@ def test_a_learning_rate_of_10000_ends_as_failed_not_ok(gen):
     y = (X[:, :2].sum(1) > 0).long() + 2 * (X[:, 2] > 0).long()  # 4 learnable classes
     data = Data(Split(X[:384], y[:384]), Split(X[384:], y[384:]))
     torch.manual_seed(0)
-    good = fit(torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)), data,
-               TrainConfig(epochs=20, batch_size=32, lr=0.1))  # fmt: skip
+    good = fit(
+        torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)),
+        data,
+        TrainConfig(epochs=20, batch_size=32, lr=0.1),
+    )
     assert good.status == "ok" and good.final.test_acc > 0.7
     torch.manual_seed(0)
-    bad = fit(torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)), data,
-              TrainConfig(epochs=5, batch_size=32, lr=1e4))  # fmt: skip
+    bad = fit(
+        torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.ReLU(), torch.nn.Linear(32, 4)),
+        data,
+        TrainConfig(epochs=5, batch_size=32, lr=1e4),
+    )
     assert bad.status in ("failed: loss rose", "failed: at chance", "diverged") and not bad.ok
     assert bad.initial_loss == pytest.approx(math.log(4), abs=0.5)

@@ -16,8 +16,8 @@ import os
 import re
 import tempfile
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mlplab.errors import MlplabError
 
@@ -45,9 +45,10 @@ def describe_os_error(exc: OSError) -> str:
 def output_error(path: str | os.PathLike[str], exc: OSError, what: str = "cannot write") -> OutputError:
     """An :class:`OutputError` for ``exc`` raised while writing ``path``, with the usual fixes."""
     cause = describe_os_error(exc)
-    fix = {errno.ENOSPC: "free some space (or pick another --out) and run the command again",
-           errno.EDQUOT: "free some space (or pick another --out) and run the command again"}.get(
-        exc.errno, "pick a folder you can write to (--out)")  # fmt: skip
+    fix = {
+        errno.ENOSPC: "free some space (or pick another --out) and run the command again",
+        errno.EDQUOT: "free some space (or pick another --out) and run the command again",
+    }.get(exc.errno, "pick a folder you can write to (--out)")
     return OutputError(f"{what} {path}: {cause}. Fix: {fix}.")
 
 

@@ -8,7 +8,7 @@ functions below, so one kind of value is checked, and described, the same way ev
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from collections.abc import Iterable
 
 #: Largest finite float32: a learning rate or penalty above it cannot even be stored in a weight's dtype.
 FLOAT32_MAX = 3.4028234663852886e38
@@ -34,7 +34,12 @@ class DataError(MlplabError):
 
 def check_int(name: str, value: object, minimum: int, maximum: int | None = None) -> None:
     """Raise :class:`ConfigError` unless ``value`` is an integer (not a bool) in ``[minimum, maximum]``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum is not None and value > maximum):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < minimum
+        or (maximum is not None and value > maximum)
+    ):
         upper = "" if maximum is None else f" and <= {maximum:,}"
         raise ConfigError(name, value, f"must be an integer >= {minimum}{upper}")
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mlplab.atomic import output_error, prepare_dir
 from mlplab.errors import MlplabError
@@ -54,8 +54,10 @@ def folder_lock(directory: str | os.PathLike[str], name: str, holder: str) -> It
         fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
     except OSError as exc:
         if path.is_symlink():
-            raise MlplabError(f"{path} is a symbolic link; mlplab does not follow links for its lock "
-                              "files. Fix: remove the link, or use another --out.") from None  # fmt: skip
+            raise MlplabError(
+                f"{path} is a symbolic link; mlplab does not follow links for its lock "
+                "files. Fix: remove the link, or use another --out."
+            ) from None
         raise output_error(path, exc, "cannot create the lock file") from exc
     key = None
     try:
@@ -68,8 +70,10 @@ def folder_lock(directory: str | os.PathLike[str], name: str, holder: str) -> It
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 except BlockingIOError:
                     key = None
-                    raise LockedError(f"another `{holder}` is writing to {directory}. "
-                                      "Fix: wait for it to finish, or use another --out folder.") from None  # fmt: skip
+                    raise LockedError(
+                        f"another `{holder}` is writing to {directory}. "
+                        "Fix: wait for it to finish, or use another --out folder."
+                    ) from None
             _held[key] = depth + 1
         yield directory
     finally:

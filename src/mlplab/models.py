@@ -7,8 +7,8 @@ an explicit ``torch.Generator``; biases start at zero.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -24,6 +24,8 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
     "tanh": nn.Tanh,
     "prelu": nn.PReLU,  # one learnable slope per layer, initialised to 0.25 (He et al. 2015)
 }
+
+
 def _as_tuple(values: Sequence[float] | float | None) -> tuple[float, ...]:
     if values is None:
         return ()
@@ -56,9 +58,10 @@ class ModelConfig:
             raise ConfigError("dropout", self.dropout, "dropout needs at least one hidden layer")
         if len(self.dropout) not in (0, 1, len(self.hidden)):
             raise ConfigError(
-                "dropout", self.dropout,
+                "dropout",
+                self.dropout,
                 f"give one probability for all hidden layers or one per hidden layer ({len(self.hidden)})",
-            )  # fmt: skip
+            )
         for i, p in enumerate(self.dropout):
             check_probability(f"dropout[{i}]", p)
         parse_init(self.init)
@@ -76,7 +79,9 @@ class ModelConfig:
         return self.dropout * len(self.hidden) if len(self.dropout) == 1 else self.dropout
 
 
-def build_mlp(config: ModelConfig, generator: torch.Generator | None = None, device: str | torch.device = "cpu") -> nn.Sequential:
+def build_mlp(
+    config: ModelConfig, generator: torch.Generator | None = None, device: str | torch.device = "cpu"
+) -> nn.Sequential:
     """Build the MLP that ``config`` describes, weights drawn from ``generator``.
 
     Example

@@ -7,11 +7,11 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure
 
-from mlplab.atomic import atomic_path, output_error  # noqa: E402
-from mlplab.train import History  # noqa: E402
+from mlplab.atomic import atomic_path, output_error
+from mlplab.train import History
 
 
 def training_curves(history: History, title: str = "") -> Figure:

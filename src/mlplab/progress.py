@@ -8,7 +8,7 @@ it only draws: it never changes training. Nothing is imported or drawn unless as
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+from collections.abc import Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -24,8 +24,10 @@ def format_record(r: EpochRecord) -> str:
     def num(v, width, digits=4):
         return f"{'-':>{width}}" if v is None else f"{v:>{width}.{digits}f}"
 
-    return (f"{r.epoch:>5}  {num(r.train_loss, 10)}  {num(r.train_acc, 9)}  {num(r.test_loss, 9)}  "
-            f"{num(r.test_acc, 8)}  {num(r.seconds, 7, 2)}")  # fmt: skip
+    return (
+        f"{r.epoch:>5}  {num(r.train_loss, 10)}  {num(r.train_acc, 9)}  {num(r.test_loss, 9)}  "
+        f"{num(r.test_acc, 8)}  {num(r.seconds, 7, 2)}"
+    )
 
 
 class EpochProgress(Callback):

@@ -14,8 +14,8 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from mlplab.atomic import remove_stale, write_text
 from mlplab.errors import MlplabError
@@ -35,8 +35,9 @@ def read_json(path: Path, what: str = "file") -> object:
     try:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise MlplabError(f"cannot read the {what} {path}: {exc}. Fix: restore it, or delete the "
-                          "folder's run and start over.") from None  # fmt: skip
+        raise MlplabError(
+            f"cannot read the {what} {path}: {exc}. Fix: restore it, or delete the folder's run and start over."
+        ) from None
 
 
 def history_csv(history: History) -> str:
@@ -90,7 +91,7 @@ class RunDir:
         return self.path / self.CHECKPOINT
 
     @contextlib.contextmanager
-    def open(self, resume: bool) -> Iterator["RunDir"]:
+    def open(self, resume: bool) -> Iterator[RunDir]:
         """Hold the folder for the block: locked, stale temp files removed, checked for ``resume``.
 
         Without ``resume`` a folder that already holds a run is refused (nothing is overwritten);
@@ -100,8 +101,10 @@ class RunDir:
             remove_stale(self.path)
             existing = [name for name in self.OUTPUTS if (self.path / name).exists()]
             if existing and not resume:
-                raise MlplabError(f"{self.path} already holds a run ({', '.join(existing)}). Fix: add --resume "
-                                  "to continue it, or pick another --out.")  # fmt: skip
+                raise MlplabError(
+                    f"{self.path} already holds a run ({', '.join(existing)}). Fix: add --resume "
+                    "to continue it, or pick another --out."
+                )
             yield self
 
     def stored_config(self) -> dict | None:
@@ -111,8 +114,10 @@ class RunDir:
             return None
         config = read_json(path, "run config")
         if not isinstance(config, dict) or not isinstance(config.get("train", {}), dict):
-            raise MlplabError(f"{path} is not a run config (expected an object with impl, model and train). "
-                              "Fix: restore it, or pick another --out.")  # fmt: skip
+            raise MlplabError(
+                f"{path} is not a run config (expected an object with impl, model and train). "
+                "Fix: restore it, or pick another --out."
+            )
         return config
 
     def check_resume(self, config: dict, train_config: TrainConfig) -> None:
@@ -124,13 +129,17 @@ class RunDir:
         if stored is not None:
             diffs = _differences(stored, config)
             if diffs:
-                raise MlplabError(f"cannot resume the run in {self.path}: {'; '.join(diffs)}. Fix: use the run's "
-                                  "own settings (see its config.json), or pick another --out.")  # fmt: skip
+                raise MlplabError(
+                    f"cannot resume the run in {self.path}: {'; '.join(diffs)}. Fix: use the run's "
+                    "own settings (see its config.json), or pick another --out."
+                )
         if self.checkpoint.exists():
             done = len(load_checkpoint(self.checkpoint)["history"]["epochs"])
             if done > train_config.epochs:
-                raise MlplabError(f"the run in {self.path} has already trained {done} epochs, more than "
-                                  f"--epochs {train_config.epochs}. Fix: give --epochs {done} or more.")  # fmt: skip
+                raise MlplabError(
+                    f"the run in {self.path} has already trained {done} epochs, more than "
+                    f"--epochs {train_config.epochs}. Fix: give --epochs {done} or more."
+                )
 
     def write_config(self, config: dict) -> None:
         write_json(self.path / self.CONFIG, config)
@@ -147,8 +156,9 @@ class RunDir:
             done = 0
         if done == 0:
             return f"no epoch had finished; {self.path} holds the settings. Start it again with: mlplab train --out {self.path} --resume"
-        return (f"{done} finished epoch(s) are saved in {self.path}. Continue with: "
-                f"mlplab train --out {self.path} --resume")  # fmt: skip
+        return (
+            f"{done} finished epoch(s) are saved in {self.path}. Continue with: mlplab train --out {self.path} --resume"
+        )
 
     def finish(self, history: History, title: str) -> None:
         """Write the final history and ``curves.png``."""

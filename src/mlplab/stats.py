@@ -16,10 +16,9 @@ which covers the true mean with probability ``c`` when the per-seed results are 
 from __future__ import annotations
 
 import functools
-
 import math
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -99,9 +98,7 @@ def mean_ci(values: Iterable[float], confidence: float = 0.95) -> MeanCI:
     return MeanCI(mean, t_critical(n - 1, confidence) * sem, n)
 
 
-def aggregate(
-    frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], confidence: float = 0.95
-) -> pd.DataFrame:
+def aggregate(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], confidence: float = 0.95) -> pd.DataFrame:
     """Mean and CI half-width of each metric for every distinct combination of ``by``.
 
     Parameters

@@ -15,9 +15,9 @@ import os
 import pickle
 import re
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,8 +99,10 @@ class EpochRecord:
 
     def to_dict(self) -> dict[str, float | int | None]:
         """JSON-safe dict: non-finite numbers become None."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in dataclasses.asdict(self).items()}  # fmt: skip
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v)
+            for k, v in dataclasses.asdict(self).items()
+        }
 
 
 DIVERGED = "diverged"  # a non-finite loss: training stops there
@@ -157,10 +159,12 @@ class History:
         return {"status": self.status, "initial_loss": initial, "epochs": [r.to_dict() for r in self.records]}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "History":
+    def from_dict(cls, data: dict) -> History:
         nan = float("nan")
-        records = [EpochRecord(**{k: (nan if v is None and k.endswith("loss") else v) for k, v in r.items()})
-                   for r in data["epochs"]]  # fmt: skip
+        records = [
+            EpochRecord(**{k: (nan if v is None and k.endswith("loss") else v) for k, v in r.items()})
+            for r in data["epochs"]
+        ]
         return cls(records, data["status"], data.get("initial_loss"))
 
 
@@ -196,9 +200,10 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if trains_by_hand(model):
         if config.optimizer != "sgd":
             raise ConfigError(
-                "optimizer", config.optimizer,
+                "optimizer",
+                config.optimizer,
                 "the scratch MLP is trained by hand-written SGD only: use sgd, or the concise model",
-            )  # fmt: skip
+            )
         decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
         return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -251,7 +256,9 @@ def _train_step(model, optimizer, loss: str):
         return manual_step
     loss_fn, per_example = loss_function(loss), per_example_loss(loss)
 
-    def autograd_step(X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def autograd_step(
+        X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(X)
         value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
         optimizer.zero_grad(set_to_none=True)
@@ -263,7 +270,9 @@ def _train_step(model, optimizer, loss: str):
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, loss: str = "cross_entropy", batch_size: int = 8192) -> tuple[float, float | None]:
+def evaluate(
+    model: nn.Module, split: Split, loss: str = "cross_entropy", batch_size: int = 8192
+) -> tuple[float, float | None]:
     """Mean loss and accuracy (None for mse) of ``model`` on ``split``, in eval mode, no grad."""
     was_training = model.training
     model.eval()
@@ -348,8 +357,15 @@ def fit(
         from mlplab.progress import epoch_progress  # rich only when asked for
 
         with epoch_progress() as display:
-            return fit(model, data, config, callbacks=[*callbacks, display], checkpoint=checkpoint, resume=resume,
-                       sample_weight=sample_weight)  # fmt: skip
+            return fit(
+                model,
+                data,
+                config,
+                callbacks=[*callbacks, display],
+                checkpoint=checkpoint,
+                resume=resume,
+                sample_weight=sample_weight,
+            )
     device = resolve_device(config.device)
     model.to(device)
     data = data.to(device)
@@ -360,7 +376,9 @@ def fit(
         if trains_by_hand(model):
             raise ConfigError("sample_weight", "given", "the scratch MLP's gradients are for the plain mean loss only")
         if sample_weight.shape != (len(data.train),):
-            raise ConfigError("sample_weight", tuple(sample_weight.shape), f"one weight per training example: ({len(data.train)},)")
+            raise ConfigError(
+                "sample_weight", tuple(sample_weight.shape), f"one weight per training example: ({len(data.train)},)"
+            )
         weights = sample_weight.to(device=device, dtype=torch.float32)
     classify = config.loss == "cross_entropy"
     order = torch.Generator().manual_seed(config.seed)  # mini-batch order (CPU generator)
@@ -402,9 +420,13 @@ def fit(
             train_loss = loss_sum.item() / n
             test_loss, test_acc = evaluate(model, data.test, config.loss)
             record = EpochRecord(
-                epoch, train_loss, correct.item() / n if classify else None, test_loss, test_acc,
+                epoch,
+                train_loss,
+                correct.item() / n if classify else None,
+                test_loss,
+                test_acc,
                 time.perf_counter() - t0,
-            )  # fmt: skip
+            )
             history.records.append(record)
             history.status = outcome(record, history.initial_loss, n_classes, len(data.test))
             if ckpt is not None:
@@ -421,8 +443,15 @@ INITIAL_LOSS_ROWS = 8192  # the initial weights' loss is measured on this many t
 RUN_LOCK = "run.lock"  # the lock file of a run folder (see mlplab.lock)
 
 
-def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig,
-          history: History, rng_devices: list[torch.device]) -> None:  # fmt: skip
+def _save(
+    path: Path,
+    model,
+    optimizer,
+    order: torch.Generator,
+    config: TrainConfig,
+    history: History,
+    rng_devices: list[torch.device],
+) -> None:
     state = {
         "version": CHECKPOINT_VERSION,
         "config": dataclasses.asdict(config),
@@ -436,8 +465,9 @@ def _save(path: Path, model, optimizer, order: torch.Generator, config: TrainCon
     save_torch(state, path)
 
 
-def _restore(path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device,
-             rng_devices: list[torch.device]) -> History:  # fmt: skip
+def _restore(
+    path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device, rng_devices: list[torch.device]
+) -> History:
     state = load_checkpoint(path, device)
     stored = dict(state["config"])
     current = dataclasses.asdict(config)
@@ -450,16 +480,22 @@ def _restore(path: Path, model, optimizer, order: torch.Generator, config: Train
         )
     history = History.from_dict(state["history"])
     if len(history.records) > config.epochs:
-        raise ConfigError("epochs", config.epochs, f"the run in {path.parent} has already trained "
-                          f"{len(history.records)} epochs; give --epochs {len(history.records)} or more to resume it")  # fmt: skip
+        raise ConfigError(
+            "epochs",
+            config.epochs,
+            f"the run in {path.parent} has already trained "
+            f"{len(history.records)} epochs; give --epochs {len(history.records)} or more to resume it",
+        )
     try:
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     except (RuntimeError, KeyError, ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MlplabError(f"cannot resume from {path}: its weights do not fit this model ({first}). "
-                          "Fix: resume with the run's own settings (see its config.json), or use a new "
-                          "output folder.") from None  # fmt: skip
+        raise MlplabError(
+            f"cannot resume from {path}: its weights do not fit this model ({first}). "
+            "Fix: resume with the run's own settings (see its config.json), or use a new "
+            "output folder."
+        ) from None
     order.set_state(state["order_rng"].cpu())
     torch.set_rng_state(state["cpu_rng"].cpu())
     for d, s in zip(rng_devices, state["cuda_rng"]):
@@ -481,21 +517,27 @@ def load_checkpoint(path: str | os.PathLike[str], device: torch.device | str = "
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise MlplabError(f"refusing checkpoint {path}: it holds objects other than tensors and plain "
-                          f"data, which mlplab never writes ({str(exc).splitlines()[0]}). It may be crafted "
-                          "to run code. Fix: delete it and train again, or resume from a checkpoint "
-                          "mlplab wrote.") from None  # fmt: skip
+        raise MlplabError(
+            f"refusing checkpoint {path}: it holds objects other than tensors and plain "
+            f"data, which mlplab never writes ({str(exc).splitlines()[0]}). It may be crafted "
+            "to run code. Fix: delete it and train again, or resume from a checkpoint "
+            "mlplab wrote."
+        ) from None
     except Exception as exc:  # torch raises many kinds for a damaged file
         raise MlplabError(f"cannot read checkpoint {path}: {exc}. Fix: delete it to start over.") from None
     if not isinstance(state, dict) or any(k not in state for k in _CHECKPOINT_KEYS):
-        raise MlplabError(f"{path} is not an mlplab checkpoint (it lacks the expected entries). "
-                          "Fix: delete it to start over, or use another output folder.")  # fmt: skip
+        raise MlplabError(
+            f"{path} is not an mlplab checkpoint (it lacks the expected entries). "
+            "Fix: delete it to start over, or use another output folder."
+        )
     if state.get("version") != CHECKPOINT_VERSION:
         raise MlplabError(f"checkpoint {path} has version {state.get('version')!r}, expected {CHECKPOINT_VERSION}")
     try:
         History.from_dict(state["history"])
         dict(state["config"])
     except Exception:
-        raise MlplabError(f"checkpoint {path} is damaged (its history or config is not what mlplab writes). "
-                          "Fix: delete it to start over.") from None  # fmt: skip
+        raise MlplabError(
+            f"checkpoint {path} is damaged (its history or config is not what mlplab writes). "
+            "Fix: delete it to start over."
+        ) from None
     return state

@@ -11,13 +11,13 @@ from importlib import metadata
 import typer
 
 from mlplab import __version__
-from mlplab.cli._common import set_debug
 from mlplab.cli import data as _data
 from mlplab.cli import house as _house
 from mlplab.cli import run as _run
 from mlplab.cli import shift as _shift
 from mlplab.cli import sweep as _sweep
 from mlplab.cli import train as _train
+from mlplab.cli._common import set_debug
 
 app = typer.Typer(
     name="mlplab",
@@ -40,8 +40,12 @@ def _show_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."),
-    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an unexpected error (a bug) instead of one line."),
+    version: bool = typer.Option(
+        False, "--version", callback=_show_version, is_eager=True, help="Print the version and exit."
+    ),
+    debug: bool = typer.Option(
+        False, "--debug", help="Show the full traceback of an unexpected error (a bug) instead of one line."
+    ),
 ) -> None:
     """Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore."""
     set_debug(debug)

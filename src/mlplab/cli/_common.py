@@ -7,8 +7,9 @@ import functools
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import TypeVar
 
 import typer
 from rich.console import Console
@@ -85,8 +86,11 @@ def reports_errors(func: F) -> F:
             return func(*args, **kwargs)
         except KeyboardInterrupt:
             hint = _interrupt_hint["hint"]
-            err_console.print(f"[bold yellow]interrupted[/]: {hint() if hint else 'nothing was saved'}",
-                              soft_wrap=True, highlight=False)  # fmt: skip
+            err_console.print(
+                f"[bold yellow]interrupted[/]: {hint() if hint else 'nothing was saved'}",
+                soft_wrap=True,
+                highlight=False,
+            )
             raise typer.Exit(130) from None
         except MlplabError as exc:
             _error(str(exc))
@@ -96,8 +100,10 @@ def reports_errors(func: F) -> F:
                 if debug_enabled():
                     raise
                 return _unexpected(func, exc)
-            _error(f"{exc.filename}: {describe_os_error(exc)}. Fix: check the path and its permissions "
-                   "and free space, then run the command again.")  # fmt: skip
+            _error(
+                f"{exc.filename}: {describe_os_error(exc)}. Fix: check the path and its permissions "
+                "and free space, then run the command again."
+            )
             raise typer.Exit(2) from None
         except Exception as exc:
             if debug_enabled() or _is_cli_control(exc):
@@ -117,8 +123,10 @@ def _unexpected(func: Callable, exc: BaseException) -> None:
     report = _write_crash_report(command)
     where = f"the full traceback is in {report}" if report else "no traceback file could be written"
     first = (str(exc).strip().splitlines() or [""])[0][:200]
-    _error(f"unexpected {type(exc).__name__} in `mlplab {command}`: {first}. This is a bug in mlplab; "
-           f"{where} (please report it). Run with `mlplab --debug ...` to see it here.")  # fmt: skip
+    _error(
+        f"unexpected {type(exc).__name__} in `mlplab {command}`: {first}. This is a bug in mlplab; "
+        f"{where} (please report it). Run with `mlplab --debug ...` to see it here."
+    )
     raise typer.Exit(1) from None
 
 

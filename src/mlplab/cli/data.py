@@ -25,7 +25,9 @@ DATA_DIR_HELP = "A folder holding the IDX files; when given, the only place sear
 @reports_errors
 def fetch(
     data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP),
-    timeout: float = typer.Option(30.0, help="Seconds without data before a download attempt is abandoned (0 < s <= 3600)."),
+    timeout: float = typer.Option(
+        30.0, help="Seconds without data before a download attempt is abandoned (0 < s <= 3600)."
+    ),
     retries: int = typer.Option(3, help="Attempts per mirror (1 to 100)."),
 ) -> None:
     """Make sure Fashion-MNIST is available and verified, downloading missing files to the cache."""
@@ -53,9 +55,13 @@ def info(data_dir: Optional[str] = typer.Option(None, help=DATA_DIR_HELP)) -> No
 
     from mlplab.data import fashion_mnist, sources
 
-    console.print("Search order: " + "  >  ".join(
-        f"{d.label} ({d.path})" for d in sources.search_dirs(fashion_mnist.DATASET, data_dir, fashion_mnist.SYSTEM_DIR)
-    ))  # fmt: skip
+    console.print(
+        "Search order: "
+        + "  >  ".join(
+            f"{d.label} ({d.path})"
+            for d in sources.search_dirs(fashion_mnist.DATASET, data_dir, fashion_mnist.SYSTEM_DIR)
+        )
+    )
     data = fashion_mnist.load(data_dir, download=False)
     table = Table("file", "source", "shape", "dtype")
     table.columns[1].overflow = "fold"

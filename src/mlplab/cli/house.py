@@ -31,9 +31,13 @@ VERIFY_HELP = "Check the files' SHA-256 against the competition's (--no-verify: 
 
 def _progress() -> Progress:
     return Progress(
-        TextColumn("{task.description:<24}"), BarColumn(), MofNCompleteColumn(),
-        TimeElapsedColumn(), console=err_console, transient=True,
-    )  # fmt: skip
+        TextColumn("{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    )
 
 
 def _load(data_dir: Path | None, verify: bool):
@@ -52,7 +56,8 @@ def _load(data_dir: Path | None, verify: bool):
 @reports_errors
 def cv(
     models: str = typer.Option(
-        "baseline,ridge,lasso,svr,gbm,mlp,best", "--models",
+        "baseline,ridge,lasso,svr,gbm,mlp,best",
+        "--models",
         help="Comma-separated model names: baseline, ridge, lasso, svr, gbm, mlp, stack, best "
         "(stack, not run by default, fits its weights by an inner CV: about 3x the time).",
     ),
@@ -78,8 +83,7 @@ def cv(
     check_seed("--seed", seed, HOUSE_MAX_SEED)
     data = _load(data_dir, verify)
     result = cross_validate(data.train, names, folds=folds, seed=seed, progress=True)
-    table = Table(title=f"House Prices, {folds}-fold shuffled CV (seed {seed}), "
-                        f"{result.n_rows} houses: log-RMSE")
+    table = Table(title=f"House Prices, {folds}-fold shuffled CV (seed {seed}), {result.n_rows} houses: log-RMSE")
     table.add_column("model")
     table.add_column("mean", justify="right")
     table.add_column("std", justify="right")
@@ -88,10 +92,13 @@ def cv(
     table.add_column("what")
     for score in result.scores:
         table.add_row(
-            score.name, f"{score.mean:.4f}", f"{score.std:.4f}",
-            " ".join(f"{s:.3f}" for s in score.fold_scores), f"{score.seconds:.1f}",
+            score.name,
+            f"{score.mean:.4f}",
+            f"{score.std:.4f}",
+            " ".join(f"{s:.3f}" for s in score.fold_scores),
+            f"{score.seconds:.1f}",
             get_model(score.name).description,
-        )  # fmt: skip
+        )
     console.print(table)
     console.print(f"wall time {result.seconds:.1f} s")
 
@@ -99,11 +106,13 @@ def cv(
 @app.command("submit")
 @reports_errors
 def submit(
-    model: str = typer.Option(
-        "best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm, stack."
+    model: str = typer.Option("best", help="Model to fit: best, mlp, baseline, ridge, lasso, svr, gbm, stack."),
+    out: str = typer.Option(
+        "runs/house/submission.csv",
+        "--out",
+        help="File to write (atomically); never one of "
+        "the data files, and an existing file only if it is a submission (or with --force).",
     ),
-    out: str = typer.Option("runs/house/submission.csv", "--out", help="File to write (atomically); never one of "
-                            "the data files, and an existing file only if it is a submission (or with --force)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file that is not a submission."),
     seed: int = typer.Option(0, help="Seeds every model."),
     data_dir: Path | None = typer.Option(None, help=DATA_DIR_HELP),
@@ -122,5 +131,7 @@ def submit(
     check_submission_path(path, inputs, force)
     prices = fit_predict(data.train, data.test, model=model, seed=seed, progress=True)
     path = write_submission(path, data.test["Id"], prices, inputs=inputs, force=force)
-    console.print(f"wrote {path}: {len(prices)} predictions by {model} "
-                  f"(median ${float(sorted(prices)[len(prices) // 2]):,.0f})", soft_wrap=True)
+    console.print(
+        f"wrote {path}: {len(prices)} predictions by {model} (median ${float(sorted(prices)[len(prices) // 2]):,.0f})",
+        soft_wrap=True,
+    )

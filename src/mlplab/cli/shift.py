@@ -84,15 +84,19 @@ def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Opti
     checkpoint = out / "source.pt"
     existing = [path.name for path in [*stored.values(), checkpoint] if path.exists()]
     if existing and not resume:
-        raise MlplabError(f"{out} already holds results ({', '.join(existing)}). Fix: add --resume to reuse "
-                          "and complete them, or pick another --out.")  # fmt: skip
+        raise MlplabError(
+            f"{out} already holds results ({', '.join(existing)}). Fix: add --resume to reuse "
+            "and complete them, or pick another --out."
+        )
     done: dict[str, PartResult] = {}
     for part, path in stored.items():
         if resume and path.exists():
             result = PartResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
             if _canonical(result.config) != _canonical(part_config(config, part)):
-                raise MlplabError(f"cannot resume: {path} was made with other settings. Fix: use the "
-                                  "original settings, or another --out to start over.")  # fmt: skip
+                raise MlplabError(
+                    f"cannot resume: {path} was made with other settings. Fix: use the "
+                    "original settings, or another --out to start over."
+                )
             done[part] = result
     t0 = time.perf_counter()
 
@@ -122,17 +126,23 @@ COMMON_DATA = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (
 COMMON_DEVICE = typer.Option("cpu", help="cpu, cuda, cuda:N or mps.")
 COMMON_SOURCE_EPOCHS = typer.Option(10, help="Epochs of the 784-256-10 source classifier.")
 COMMON_SOURCE_OPTIMIZER = typer.Option(
-    "adam", help="Source classifier's optimizer: adam (lr 1e-3: test accuracy ~0.87) or sgd (the chapter's "
-    "recipe, lr 0.1: ~0.82-0.84, less well calibrated).")  # fmt: skip
+    "adam",
+    help="Source classifier's optimizer: adam (lr 1e-3: test accuracy ~0.87) or sgd (the chapter's "
+    "recipe, lr 0.1: ~0.82-0.84, less well calibrated).",
+)
 
 
 @app.command("run")
 @reports_errors
 def run(
-    quick: bool = typer.Option(False, help="A smaller study: 3 seeds, fewer epochs, no MLP in covariate shift (about 20 s on one core)."),
+    quick: bool = typer.Option(
+        False, help="A smaller study: 3 seeds, fewer epochs, no MLP in covariate shift (about 20 s on one core)."
+    ),
     parts: str = typer.Option(",".join(PARTS), help="Which parts, a comma list of label, covariate, concept."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 for every part (ignored with --quick)."),
-    retrain: Optional[str] = typer.Option(None, help="Label shift: also retrain a class-weighted MLP with this estimator's weights (e.g. bbse)."),
+    retrain: Optional[str] = typer.Option(
+        None, help="Label shift: also retrain a class-weighted MLP with this estimator's weights (e.g. bbse)."
+    ),
     source_optimizer: str = COMMON_SOURCE_OPTIMIZER,
     out: str = COMMON_OUT,
     resume: bool = COMMON_RESUME,
@@ -146,16 +156,26 @@ def run(
     weights, weighted vs unweighted training. Concept shift: relabeled classes, fine-tuning vs
     retraining from scratch. Prints the tables (mean ± 95% CI over seeds) and writes them to OUT.
     """
-    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
-                                         StudyConfig)  # fmt: skip
+    from mlplab.shift.experiment import (
+        ConceptShiftConfig,
+        CovariateShiftConfig,
+        LabelShiftConfig,
+        SourceConfig,
+        StudyConfig,
+    )
 
     part_list = parse_csv("--parts", parts, str, ", ".join(PARTS))
     if quick:
         config = StudyConfig.quick(part_list, device, source_optimizer)
     else:
         s = _seeds(seeds)
-        config = StudyConfig(part_list, SourceConfig(optimizer=source_optimizer, device=device), LabelShiftConfig(seeds=s),
-                             CovariateShiftConfig(seeds=s, device=device), ConceptShiftConfig(seeds=s))  # fmt: skip
+        config = StudyConfig(
+            part_list,
+            SourceConfig(optimizer=source_optimizer, device=device),
+            LabelShiftConfig(seeds=s),
+            CovariateShiftConfig(seeds=s, device=device),
+            ConceptShiftConfig(seeds=s),
+        )
     if retrain is not None:
         config = dataclasses.replace(config, label=dataclasses.replace(config.label, retrain_with=retrain))
     _execute(config, out, resume, data_dir, device)
@@ -170,8 +190,13 @@ def label(
     delta: float = typer.Option(0.8, help="knock-out: fraction of one class removed."),
     n_target: int = typer.Option(5000, help="Target images drawn from the 10,000 test images per seed (1 to 10000)."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 (one target prior and sample each)."),
-    estimators: str = typer.Option("bbse,bbse_soft,bbse+bcts,em,em+ts,em+bcts", help="METHOD[+CALIBRATION] list; methods bbse, bbse_soft, em; calibrations ts, bcts."),
-    retrain: Optional[str] = typer.Option(None, help="Also retrain a class-weighted MLP with this estimator's weights."),
+    estimators: str = typer.Option(
+        "bbse,bbse_soft,bbse+bcts,em,em+ts,em+bcts",
+        help="METHOD[+CALIBRATION] list; methods bbse, bbse_soft, em; calibrations ts, bcts.",
+    ),
+    retrain: Optional[str] = typer.Option(
+        None, help="Also retrain a class-weighted MLP with this estimator's weights."
+    ),
     source_epochs: int = COMMON_SOURCE_EPOCHS,
     source_optimizer: str = COMMON_SOURCE_OPTIMIZER,
     out: str = typer.Option("runs/shift-label", help="Output folder."),
@@ -180,12 +205,18 @@ def label(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Label shift: estimate w = q(y)/p(y) by BBSE or EM and correct the predictions."""
-    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
-                                         StudyConfig)  # fmt: skip
+    from mlplab.shift.experiment import (
+        LabelShiftConfig,
+        SourceConfig,
+        StudyConfig,
+    )
 
     est = parse_csv("--estimators", estimators, str, "e.g. bbse,em+bcts")
-    config = StudyConfig(("label",), SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
-                         label=LabelShiftConfig(kind, alpha, rho, delta, n_target, _seeds(seeds), est, retrain))  # fmt: skip
+    config = StudyConfig(
+        ("label",),
+        SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
+        label=LabelShiftConfig(kind, alpha, rho, delta, n_target, _seeds(seeds), est, retrain),
+    )
     _execute(config, out, resume, data_dir, device)
 
 
@@ -193,10 +224,14 @@ def label(
 @reports_errors
 def covariate(
     statistic: str = typer.Option("brightness", help="Image statistic the selection depends on: brightness or ink."),
-    strength: float = typer.Option(2.0, help="Selection strength s: source kept w.p. sigmoid(-s z), target sigmoid(+s z)."),
+    strength: float = typer.Option(
+        2.0, help="Selection strength s: source kept w.p. sigmoid(-s z), target sigmoid(+s z)."
+    ),
     clip: float = typer.Option(20.0, help="Cap c on the weights (0 = no cap; >= 0)."),
     components: int = typer.Option(50, help="PCA components for the domain classifier (0 = raw pixels; >= 0)."),
-    models: str = typer.Option("softmax,256", help="Models to train: softmax (no hidden layer) and/or widths, e.g. 256 or 256x256."),
+    models: str = typer.Option(
+        "softmax,256", help="Models to train: softmax (no hidden layer) and/or widths, e.g. 256 or 256x256."
+    ),
     epochs: int = typer.Option(10, help="Adam epochs per model."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1."),
     out: str = typer.Option("runs/shift-covariate", help="Output folder."),
@@ -205,14 +240,26 @@ def covariate(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Covariate shift: domain-classifier weights beta = min(exp(h(x)) n_s/n_t, c), weighted training."""
-    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
-                                         StudyConfig)  # fmt: skip
+    from mlplab.shift.experiment import (
+        CovariateShiftConfig,
+        StudyConfig,
+    )
 
     check_real("--clip", clip, 0.0, what="the weight cap (0 = no cap)")
     check_int("--components", components, 0)
-    config = StudyConfig(("covariate",), covariate=CovariateShiftConfig(
-        statistic, strength, clip if clip > 0 else None, components if components > 0 else None, _seeds(seeds),
-        _models(models), epochs, device=device))  # fmt: skip
+    config = StudyConfig(
+        ("covariate",),
+        covariate=CovariateShiftConfig(
+            statistic,
+            strength,
+            clip if clip > 0 else None,
+            components if components > 0 else None,
+            _seeds(seeds),
+            _models(models),
+            epochs,
+            device=device,
+        ),
+    )
     _execute(config, out, resume, data_dir, device)
 
 
@@ -231,10 +278,16 @@ def concept(
     device: str = COMMON_DEVICE,
 ) -> None:
     """Concept shift: learning curves of fine-tuning the source model vs retraining from scratch."""
-    from mlplab.shift.experiment import (ConceptShiftConfig, CovariateShiftConfig, LabelShiftConfig, SourceConfig,
-                                         StudyConfig)  # fmt: skip
+    from mlplab.shift.experiment import (
+        ConceptShiftConfig,
+        SourceConfig,
+        StudyConfig,
+    )
 
     sizes = parse_csv("--n-train", n_train, int, "integers, e.g. 500,5000")
-    config = StudyConfig(("concept",), SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
-                         concept=ConceptShiftConfig(n_changed, sizes, epochs, seeds=_seeds(seeds)))  # fmt: skip
+    config = StudyConfig(
+        ("concept",),
+        SourceConfig(epochs=source_epochs, optimizer=source_optimizer, device=device),
+        concept=ConceptShiftConfig(n_changed, sizes, epochs, seeds=_seeds(seeds)),
+    )
     _execute(config, out, resume, data_dir, device)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, List, Optional, Sequence
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -32,8 +33,16 @@ app = typer.Typer(
 )
 
 
-def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random: Sequence[str], seeds: Optional[int],
-                first_seed: Optional[int], samples: Optional[int], search_seed: Optional[int]) -> SweepSpec:  # fmt: skip
+def _build_spec(
+    config: Optional[Path],
+    base: dict,
+    grid: Sequence[str],
+    random: Sequence[str],
+    seeds: Optional[int],
+    first_seed: Optional[int],
+    samples: Optional[int],
+    search_seed: Optional[int],
+) -> SweepSpec:
     """The spec of ``sweep run``: the config file (if any), then the flags over it.
 
     Rules: each hyperparameter is given once among the flags (a fixed flag such as ``--lr``, a
@@ -57,8 +66,10 @@ def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random:
     grid_axes = dict(spec.grid)
     random_axes = dict(spec.random)
     given: dict[str, str] = {}  # hyperparameter -> the flag that gave it
-    for flag, texts, parse, mine, other in (("--grid", grid, parse_axis, grid_axes, random_axes),
-                                            ("--random", random, parse_random_axis, random_axes, grid_axes)):  # fmt: skip
+    for flag, texts, parse, mine, other in (
+        ("--grid", grid, parse_axis, grid_axes, random_axes),
+        ("--random", random, parse_random_axis, random_axes, grid_axes),
+    ):
         for text in texts:
             try:
                 name, value = parse(text)
@@ -66,8 +77,12 @@ def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random:
                 field = exc.field if exc.field == flag else f"{flag} {exc.field}"
                 raise ConfigError(field, exc.value, exc.allowed) from None
             if name in given:  # otherwise the later flag would silently replace the earlier one
-                raise ConfigError(flag, text, f"{name} is already given by {given[name]}; give each hyperparameter "
-                                              "one axis (a grid or a random one)")  # fmt: skip
+                raise ConfigError(
+                    flag,
+                    text,
+                    f"{name} is already given by {given[name]}; give each hyperparameter "
+                    "one axis (a grid or a random one)",
+                )
             given[name] = f"{flag} {text}"
             other.pop(name, None)
             mine[name] = value
@@ -83,33 +98,56 @@ def _build_spec(config: Optional[Path], base: dict, grid: Sequence[str], random:
         count = seeds if seeds is not None else len(spec.seeds)
         start = first_seed if first_seed is not None else spec.seeds[0]
         if start + count - 1 > MAX_SEED:
-            raise ConfigError("--first-seed", start, f"with {count} seed(s) the last would be {start + count - 1}; "
-                                                     f"seeds go up to {MAX_SEED}")  # fmt: skip
+            raise ConfigError(
+                "--first-seed",
+                start,
+                f"with {count} seed(s) the last would be {start + count - 1}; seeds go up to {MAX_SEED}",
+            )
         seed_list = tuple(range(start, start + count))
     else:
         seed_list = spec.seeds
     return SweepSpec(
-        base=fixed, grid=grid_axes, random=random_axes,
+        base=fixed,
+        grid=grid_axes,
+        random=random_axes,
         samples=samples if samples is not None else spec.samples,
-        seeds=seed_list, search_seed=search_seed if search_seed is not None else spec.search_seed,
-    )  # fmt: skip
+        seeds=seed_list,
+        search_seed=search_seed if search_seed is not None else spec.search_seed,
+    )
 
 
 @app.command("run")
 @reports_errors
 def run(
-    out: str = typer.Option(..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."),
-    config: Optional[Path] = typer.Option(None, help="TOML sweep file (tables base, grid, random; keys seeds, samples); flags override it."),
-    grid: List[str] = typer.Option([], help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
-                                   "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
-                                   "decay_biases, optimizer, batch_size, epochs."),
-    random: List[str] = typer.Option([], help="A random axis NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,... Repeatable."),
-    samples: Optional[int] = typer.Option(None, help="Random draws per grid point when --random is given (default 10)."),
+    out: str = typer.Option(
+        ..., help="Sweep folder: results go to OUT/sweep.sqlite; an existing sweep there is resumed."
+    ),
+    config: Optional[Path] = typer.Option(
+        None, help="TOML sweep file (tables base, grid, random; keys seeds, samples); flags override it."
+    ),
+    grid: list[str] = typer.Option(
+        [],
+        help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
+        "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
+        "decay_biases, optimizer, batch_size, epochs.",
+    ),
+    random: list[str] = typer.Option(
+        [], help="A random axis NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,... Repeatable."
+    ),
+    samples: Optional[int] = typer.Option(
+        None, help="Random draws per grid point when --random is given (default 10)."
+    ),
     search_seed: Optional[int] = typer.Option(None, help="Seed of the random-search draws (default 0)."),
-    seeds: Optional[int] = typer.Option(None, help=f"Train every configuration with this many seeds (default 1, at most "
-                                        f"{MAX_TRIALS:,}), from --first-seed (default: the config's first seed, else 0)."),
-    first_seed: Optional[int] = typer.Option(None, help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, "
-                                             "12; alone, the config's number of seeds (default 1) from there."),
+    seeds: Optional[int] = typer.Option(
+        None,
+        help=f"Train every configuration with this many seeds (default 1, at most "
+        f"{MAX_TRIALS:,}), from --first-seed (default: the config's first seed, else 0).",
+    ),
+    first_seed: Optional[int] = typer.Option(
+        None,
+        help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, "
+        "12; alone, the config's number of seeds (default 1) from there.",
+    ),
     hidden: Optional[str] = typer.Option(None, help="Hidden widths, a comma list: 256,256 ('' = none). Default 256."),
     activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. Default relu."),
     dropout: Optional[float] = typer.Option(None, help="Dropout after every hidden layer. Default 0."),
@@ -117,17 +155,27 @@ def run(
     optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw. Default sgd."),
     lr: Optional[float] = typer.Option(None, help="Learning rate. Default 0.1."),
     weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd", help="L2 weight decay. Default 0."),
-    wd_weights_only: Optional[bool] = typer.Option(None, "--wd-weights-only", help="Decay weight matrices only, not biases."),
+    wd_weights_only: Optional[bool] = typer.Option(
+        None, "--wd-weights-only", help="Decay weight matrices only, not biases."
+    ),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. Default 256."),
     epochs: Optional[int] = typer.Option(None, help="Epochs per model. Default 10."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
-    max_models: Optional[int] = typer.Option(None, help=f"Models per batched group, 1 to {MAX_TRIALS:,} (default: fit the "
-                                             "device's cache or memory)."),
+    max_models: Optional[int] = typer.Option(
+        None, help=f"Models per batched group, 1 to {MAX_TRIALS:,} (default: fit the device's cache or memory)."
+    ),
     tf32: bool = typer.Option(False, help="CUDA only: TF32 matmuls (faster, ~3 significant digits per product)."),
-    cuda_graphs: bool = typer.Option(True, help="CUDA only: replay each training step from a CUDA graph (same results, "
-                                     "fewer launches); --no-cuda-graphs launches kernels one by one."),
-    data: str = typer.Option("fashion-mnist", help=f"Data set: {' or '.join(DATA_SETS)} (small Gaussian blobs, for tests and demos)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
+    cuda_graphs: bool = typer.Option(
+        True,
+        help="CUDA only: replay each training step from a CUDA graph (same results, "
+        "fewer launches); --no-cuda-graphs launches kernels one by one.",
+    ),
+    data: str = typer.Option(
+        "fashion-mnist", help=f"Data set: {' or '.join(DATA_SETS)} (small Gaussian blobs, for tests and demos)."
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."
+    ),
 ) -> None:
     """Train every configuration x seed of a grid or random search, one batched model per group.
 
@@ -153,27 +201,47 @@ def run(
     if max_models is not None:
         check_int("--max-models", max_models, 1, MAX_TRIALS)
     base = {
-        "hidden": parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256") if hidden is not None else None,
-        "activation": activation, "dropout": dropout, "init": init, "optimizer": optimizer, "lr": lr,
-        "weight_decay": weight_decay, "decay_biases": None if wd_weights_only is None else not wd_weights_only,
-        "batch_size": batch_size, "epochs": epochs,
-    }  # fmt: skip
+        "hidden": parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256")
+        if hidden is not None
+        else None,
+        "activation": activation,
+        "dropout": dropout,
+        "init": init,
+        "optimizer": optimizer,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "decay_biases": None if wd_weights_only is None else not wd_weights_only,
+        "batch_size": batch_size,
+        "epochs": epochs,
+    }
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
     trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
     with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
         if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
             SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
         n = len(trials)
-        console.print(f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
-                      f"varying {', '.join(spec.varying) or 'nothing'}; results in {folder / 'sweep.sqlite'}")  # fmt: skip
+        console.print(
+            f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
+            f"varying {', '.join(spec.varying) or 'nothing'}; results in {folder / 'sweep.sqlite'}"
+        )
         with console.status(f"loading {data}"):
             dataset = sweep_data(data, data_dir)
         with sweep_progress(console) as display:
-            report = run_sweep(spec, dataset, folder, device=device, max_models=max_models, callbacks=[display],
-                               tf32=tf32, cuda_graphs=None if cuda_graphs else False)  # fmt: skip
-    console.print(f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
-                  f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
-                  f"See: mlplab sweep show {out}")  # fmt: skip
+            report = run_sweep(
+                spec,
+                dataset,
+                folder,
+                device=device,
+                max_models=max_models,
+                callbacks=[display],
+                tf32=tf32,
+                cuda_graphs=None if cuda_graphs else False,
+            )
+    console.print(
+        f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
+        f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
+        f"See: mlplab sweep show {out}"
+    )
 
 
 @app.command("show")
@@ -181,17 +249,31 @@ def run(
 def show(
     directory: str = typer.Argument(..., help="A sweep folder (holding sweep.sqlite)."),
     sort: str = typer.Option("final_test_acc", help=f"Sort by the mean of: {', '.join(METRICS)} or seconds."),
-    ascending: Optional[bool] = typer.Option(None, "--ascending/--descending", help="Sort order (default: best first)."),
+    ascending: Optional[bool] = typer.Option(
+        None, "--ascending/--descending", help="Sort order (default: best first)."
+    ),
     top: Optional[int] = typer.Option(None, help="Show only the first N configurations (N >= 1)."),
-    csv: bool = typer.Option(False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."),
-    status: str = typer.Option("all", help="Only the models that ended ok, failed (at chance or loss rose), diverged, or all."),
+    csv: bool = typer.Option(
+        False, "--csv", help="Print CSV, one row per (configuration, seed), instead of the table."
+    ),
+    status: str = typer.Option(
+        "all", help="Only the models that ended ok, failed (at chance or loss rose), diverged, or all."
+    ),
 ) -> None:
     """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
 
     The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
     """
-    from mlplab.sweep.results import (filter_status, format_value, hyperparameters, load_results, sort_summary,
-                                      summarize, table_rows, varying)  # fmt: skip
+    from mlplab.sweep.results import (
+        filter_status,
+        format_value,
+        hyperparameters,
+        load_results,
+        sort_summary,
+        summarize,
+        table_rows,
+        varying,
+    )
     from mlplab.sweep.runner import sweep_folder
 
     directory = sweep_folder(directory, "DIRECTORY")
@@ -201,8 +283,16 @@ def show(
     check_choice("--status", status, STATUS_FILTERS)
     results = filter_status(load_results(directory), status)
     if csv:
-        columns = [*hyperparameters(results), "seed", "final_test_acc", "final_test_loss", "final_train_acc",
-                   "final_train_loss", "status", "seconds"]  # fmt: skip
+        columns = [
+            *hyperparameters(results),
+            "seed",
+            "final_test_acc",
+            "final_test_loss",
+            "final_train_acc",
+            "final_train_loss",
+            "status",
+            "seconds",
+        ]
         typer.echo(results[columns].to_csv(index=False), nl=False)
         return
     if results.empty:
@@ -244,8 +334,11 @@ def plot(
     metric: str = typer.Option("final_test_acc", help=f"{', '.join(METRICS)} or seconds."),
     x: Optional[str] = typer.Option(None, help="Hyperparameter on the x axis (default: the varying one(s))."),
     y: Optional[str] = typer.Option(None, help="Hyperparameter on the y axis: draws a heatmap."),
-    out: Optional[str] = typer.Option(None, help="Figure to write: a .png, .svg or .pdf file, or an existing folder "
-                                      "(writes FOLDER/METRIC.png). Default DIR/METRIC.png."),
+    out: Optional[str] = typer.Option(
+        None,
+        help="Figure to write: a .png, .svg or .pdf file, or an existing folder "
+        "(writes FOLDER/METRIC.png). Default DIR/METRIC.png.",
+    ),
 ) -> None:
     """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds)."""
     from mlplab.sweep.results import load_results, summarize
@@ -278,6 +371,10 @@ def _figure_path(out: Optional[str], directory: Path, metric: str) -> Path:
     if path.is_dir():
         return path / f"{metric}.png"
     if path.suffix.lower() not in PLOT_FORMATS:
-        raise ConfigError("--out", out, f"a figure file ends in {', '.join(PLOT_FORMATS)} (or name an existing "
-                                        "folder to write FOLDER/METRIC.png into it)")  # fmt: skip
+        raise ConfigError(
+            "--out",
+            out,
+            f"a figure file ends in {', '.join(PLOT_FORMATS)} (or name an existing "
+            "folder to write FOLDER/METRIC.png into it)",
+        )
     return path

@@ -15,13 +15,20 @@ from mlplab.errors import ConfigError
 IMPLS = ("concise", "scratch")
 # Where each setting lives in config.json (section, field) and its default for a new run.
 SETTINGS = {
-    "hidden": ("model", "hidden", "256"), "activation": ("model", "activation", "relu"),
-    "dropout": ("model", "dropout", ""), "init": ("model", "init", "normal:0.01"), "impl": (None, "impl", "concise"),
-    "optimizer": ("train", "optimizer", "sgd"), "lr": ("train", "lr", 0.1),
-    "weight_decay": ("train", "weight_decay", 0.0), "decay_biases": ("train", "decay_biases", True),
-    "batch_size": ("train", "batch_size", 256), "epochs": ("train", "epochs", 10), "seed": ("train", "seed", 0),
+    "hidden": ("model", "hidden", "256"),
+    "activation": ("model", "activation", "relu"),
+    "dropout": ("model", "dropout", ""),
+    "init": ("model", "init", "normal:0.01"),
+    "impl": (None, "impl", "concise"),
+    "optimizer": ("train", "optimizer", "sgd"),
+    "lr": ("train", "lr", 0.1),
+    "weight_decay": ("train", "weight_decay", 0.0),
+    "decay_biases": ("train", "decay_biases", True),
+    "batch_size": ("train", "batch_size", 256),
+    "epochs": ("train", "epochs", 10),
+    "seed": ("train", "seed", 0),
     "device": ("train", "device", "cpu"),
-}  # fmt: skip
+}
 
 
 def _settings(given: dict, stored: dict | None) -> dict:
@@ -40,23 +47,48 @@ def _settings(given: dict, stored: dict | None) -> dict:
 
 @reports_errors
 def train(
-    hidden: Optional[str] = typer.Option(None, help="Hidden layer widths, a comma list: 256 or 256,256 ('' = none). [default: 256]"),
+    hidden: Optional[str] = typer.Option(
+        None, help="Hidden layer widths, a comma list: 256 or 256,256 ('' = none). [default: 256]"
+    ),
     activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. [default: relu]"),
-    dropout: Optional[str] = typer.Option(None, help="Dropout after each hidden layer: one value for all, or a comma list (0.2,0.5). [default: none]"),
-    init: Optional[str] = typer.Option(None, help="Weight init: normal:STD, xavier, xavier_normal or he. [default: normal:0.01]"),
-    impl: Optional[str] = typer.Option(None, help="concise (torch.nn, autograd) or scratch (mlplab.scratch: backward pass by hand, SGD only). [default: concise]"),
+    dropout: Optional[str] = typer.Option(
+        None, help="Dropout after each hidden layer: one value for all, or a comma list (0.2,0.5). [default: none]"
+    ),
+    init: Optional[str] = typer.Option(
+        None, help="Weight init: normal:STD, xavier, xavier_normal or he. [default: normal:0.01]"
+    ),
+    impl: Optional[str] = typer.Option(
+        None,
+        help="concise (torch.nn, autograd) or scratch (mlplab.scratch: backward pass by hand, SGD only). [default: concise]",
+    ),
     optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw. [default: sgd]"),
     lr: Optional[float] = typer.Option(None, help="Learning rate (> 0). [default: 0.1]"),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd", help="L2 weight decay lambda (>= 0). [default: 0]"),
-    wd_weights_only: Optional[bool] = typer.Option(None, "--wd-weights-only", help="Decay weight matrices only, not biases (the book's concise version)."),
+    weight_decay: Optional[float] = typer.Option(
+        None, "--weight-decay", "--wd", help="L2 weight decay lambda (>= 0). [default: 0]"
+    ),
+    wd_weights_only: Optional[bool] = typer.Option(
+        None, "--wd-weights-only", help="Decay weight matrices only, not biases (the book's concise version)."
+    ),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. [default: 256]"),
-    epochs: Optional[int] = typer.Option(None, help="Passes over the 60,000 training images; with --resume, the new total. [default: 10]"),
-    seed: Optional[int] = typer.Option(None, help="Seed for the initial weights, batch order and dropout masks. [default: 0]"),
+    epochs: Optional[int] = typer.Option(
+        None, help="Passes over the 60,000 training images; with --resume, the new total. [default: 10]"
+    ),
+    seed: Optional[int] = typer.Option(
+        None, help="Seed for the initial weights, batch order and dropout masks. [default: 0]"
+    ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps. [default: cpu]"),
-    out: Optional[str] = typer.Option(None, help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME]."),
-    resume: bool = typer.Option(False, help="Continue the run stored in --out from its last finished epoch, with its settings "
-                                "from config.json (give --epochs to train longer)."),
-    data_dir: Optional[Path] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."),
+    out: Optional[str] = typer.Option(
+        None,
+        help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME].",
+    ),
+    resume: bool = typer.Option(
+        False,
+        help="Continue the run stored in --out from its last finished epoch, with its settings "
+        "from config.json (give --epochs to train longer).",
+    ),
+    data_dir: Optional[Path] = typer.Option(
+        None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."
+    ),
 ) -> None:
     """Train an MLP on Fashion-MNIST (the chapter's 784-256-10 network by default).
 
@@ -74,31 +106,55 @@ def train(
     from mlplab.scratch import MLP
     from mlplab.train import TrainConfig, fit, make_optimizer, resolve_device
 
-    given = dict(hidden=hidden, activation=activation, dropout=dropout, init=init, impl=impl, optimizer=optimizer,
-                 lr=lr, weight_decay=weight_decay, decay_biases=None if wd_weights_only is None else not wd_weights_only,
-                 batch_size=batch_size, epochs=epochs, seed=seed, device=device)  # fmt: skip
+    given = dict(
+        hidden=hidden,
+        activation=activation,
+        dropout=dropout,
+        init=init,
+        impl=impl,
+        optimizer=optimizer,
+        lr=lr,
+        weight_decay=weight_decay,
+        decay_biases=None if wd_weights_only is None else not wd_weights_only,
+        batch_size=batch_size,
+        epochs=epochs,
+        seed=seed,
+        device=device,
+    )
     out_dir = path_option("--out", out)
     if resume and out_dir is None:
         raise ConfigError("--resume", True, "give the run's folder with --out DIR")
     stored = RunDir(out_dir).stored_config() if resume else None
     settings = _settings(given, stored)
-    impl, batch_size, seed, optimizer = settings["impl"], settings["batch_size"], settings["seed"], settings["optimizer"]
+    impl, batch_size, seed, optimizer = (
+        settings["impl"],
+        settings["batch_size"],
+        settings["seed"],
+        settings["optimizer"],
+    )
     model_cfg = ModelConfig(
         hidden=parse_csv("--hidden", settings["hidden"], int, "widths are integers >= 1, e.g. 256,256"),
         activation=settings["activation"],
         dropout=parse_csv("--dropout", settings["dropout"], float, "probabilities in [0, 1), e.g. 0.2,0.5"),
         init=settings["init"],
     )
-    train_cfg = TrainConfig(**{k: settings[k] for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay",
-                                                         "decay_biases", "seed", "device")})  # fmt: skip
+    train_cfg = TrainConfig(
+        **{
+            k: settings[k]
+            for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "decay_biases", "seed", "device")
+        }
+    )
     if impl not in IMPLS:
         raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
     out = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
     config = {"impl": impl, "model": dataclasses.asdict(model_cfg), "train": dataclasses.asdict(train_cfg)}
     resolve_device(train_cfg.device)  # fail before any work when the device is missing
-    check_fits(f"an MLP {'-'.join(map(str, model_cfg.sizes))} trained in batches of {batch_size}",
-               mlp_training_bytes(model_cfg.sizes, batch_size, optimizer), train_cfg.device,
-               "use narrower --hidden layers or a smaller --batch-size")  # fmt: skip
+    check_fits(
+        f"an MLP {'-'.join(map(str, model_cfg.sizes))} trained in batches of {batch_size}",
+        mlp_training_bytes(model_cfg.sizes, batch_size, optimizer),
+        train_cfg.device,
+        "use narrower --hidden layers or a smaller --batch-size",
+    )
     generator = torch.Generator().manual_seed(seed)
     if impl == "scratch":
         net = MLP(model_cfg.sizes, model_cfg.activation, model_cfg.dropout_per_layer, model_cfg.init, generator)
@@ -110,15 +166,18 @@ def train(
             run.check_resume(config, train_cfg)
         if impl == "scratch":
             saved = net.saved_bytes_per_sample()
-            console.print(f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
-                          f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none")  # fmt: skip
+            console.print(
+                f"scratch MLP: the forward pass keeps {saved:,} bytes per example for the backward pass "
+                f"({saved * batch_size / 2**20:.2f} MiB per batch of {batch_size}); prediction keeps none"
+            )
         with console.status("loading Fashion-MNIST"):
             data = fashion_mnist_data(data_dir, device=train_cfg.device)
         run.write_config(config)
         on_interrupt(run.resume_hint)
         with epoch_progress(console) as display:
-            history = fit(net, data, train_cfg, callbacks=[display, run.writer()], checkpoint=run.checkpoint,
-                          resume=resume)  # fmt: skip
+            history = fit(
+                net, data, train_cfg, callbacks=[display, run.writer()], checkpoint=run.checkpoint, resume=resume
+            )
         run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}")
     final = history.final
     acc = f"test accuracy {final.test_acc:.4f}" if final.test_acc is not None else f"test loss {final.test_loss:.4f}"

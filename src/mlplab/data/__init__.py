@@ -11,9 +11,17 @@ from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.data.idx import IdxError, read_idx, write_idx
 
 __all__ = [
-    "Data", "IdxError", "Split", "batches", "fashion_mnist", "fashion_mnist_data", "num_batches",
-    "read_idx", "synthetic", "write_idx",
-]  # fmt: skip
+    "Data",
+    "IdxError",
+    "Split",
+    "batches",
+    "fashion_mnist",
+    "fashion_mnist_data",
+    "num_batches",
+    "read_idx",
+    "synthetic",
+    "write_idx",
+]
 
 
 def fashion_mnist_data(

@@ -7,8 +7,8 @@ their matrix multiplications rather than of their input pipeline.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
 import torch
 
@@ -33,7 +33,7 @@ class Split:
     def __len__(self) -> int:
         return self.X.shape[0]
 
-    def to(self, device: torch.device | str) -> "Split":
+    def to(self, device: torch.device | str) -> Split:
         return Split(self.X.to(device), self.y.to(device))
 
 
@@ -44,7 +44,7 @@ class Data:
     train: Split
     test: Split
 
-    def to(self, device: torch.device | str) -> "Data":
+    def to(self, device: torch.device | str) -> Data:
         return Data(self.train.to(device), self.test.to(device))
 
 

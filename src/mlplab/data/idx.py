@@ -75,8 +75,10 @@ def read_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> by
             handle.seek(0)
             if not compressed:
                 if info.st_size > limit:  # refused before reading it whole
-                    raise IdxError(f"{path} has {info.st_size:,} bytes, more than the {limit:,} expected; "
-                                   f"it is not the IDX file sought. {_FIX}")
+                    raise IdxError(
+                        f"{path} has {info.st_size:,} bytes, more than the {limit:,} expected; "
+                        f"it is not the IDX file sought. {_FIX}"
+                    )
                 return _read_limited(handle, path, limit, compressed=False)
             try:
                 with gzip.GzipFile(fileobj=handle, mode="rb") as stream:
@@ -87,8 +89,10 @@ def read_bytes(path: str | os.PathLike[str], max_bytes: int | None = None) -> by
                     "Fix: delete it and fetch it again (mlplab data fetch)."
                 ) from exc
     except OSError as exc:
-        raise IdxError(f"cannot read {path}: {describe_os_error(exc)}. Fix: check the path and its "
-                       "permissions, or delete it and fetch it again (mlplab data fetch).") from exc
+        raise IdxError(
+            f"cannot read {path}: {describe_os_error(exc)}. Fix: check the path and its "
+            "permissions, or delete it and fetch it again (mlplab data fetch)."
+        ) from exc
 
 
 def _read_limited(stream, path: Path, limit: int, compressed: bool) -> bytes:
@@ -101,8 +105,10 @@ def _read_limited(stream, path: Path, limit: int, compressed: bool) -> bytes:
             dtype, dims, header_len = _parse_header(bytes(content[: 4 + 4 * content[3]]), str(path))
             declared = header_len + math.prod(dims) * dtype.itemsize
             if declared > limit:
-                raise IdxError(f"{path}: the header declares dimensions {dims} of {dtype.name}, {declared:,} "
-                               f"bytes, more than the {limit:,} expected; not the IDX file sought. {_FIX}")
+                raise IdxError(
+                    f"{path}: the header declares dimensions {dims} of {dtype.name}, {declared:,} "
+                    f"bytes, more than the {limit:,} expected; not the IDX file sought. {_FIX}"
+                )
             limit = declared
         if len(content) > limit:
             verb = "decompresses to" if compressed else "has"
@@ -128,9 +134,7 @@ def _parse_header(content: bytes, name: str) -> tuple[np.dtype, tuple[int, ...],
         raise IdxError(f"{name}: the header declares 0 dimensions")
     header_len = 4 + 4 * ndim
     if len(content) < header_len:
-        raise IdxError(
-            f"{name}: truncated header: {ndim} dimensions need {header_len} bytes, file has {len(content)}"
-        )
+        raise IdxError(f"{name}: truncated header: {ndim} dimensions need {header_len} bytes, file has {len(content)}")
     dims = struct.unpack(f">{ndim}I", content[4:header_len])
     return DTYPES[code], dims, header_len
 
@@ -170,15 +174,16 @@ def read_idx(path: str | os.PathLike[str], max_bytes: int | None = None) -> np.n
 def encode_idx(array: np.ndarray) -> bytes:
     """The IDX encoding of ``array`` (the inverse of :func:`parse_idx`)."""
     array = np.asarray(array)
-    for code, dtype in DTYPES.items():
-        if array.dtype.newbyteorder(">") == dtype:  # native or big-endian storage of this type
-            break
-    else:
-        raise ValueError(f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64")
+    # native or big-endian storage of one of the format's types
+    code = next((c for c, d in DTYPES.items() if array.dtype.newbyteorder(">") == d), None)
+    if code is None:
+        raise ValueError(
+            f"IDX cannot store dtype {array.dtype}; use one of uint8, int8, int16, int32, float32, float64"
+        )
     if not 1 <= array.ndim <= 255:
         raise ValueError(f"IDX stores 1 to 255 dimensions, got {array.ndim}")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
-    return header + np.ascontiguousarray(array, dtype=dtype).tobytes()
+    return header + np.ascontiguousarray(array, dtype=DTYPES[code]).tobytes()
 
 
 def write_idx(path: str | os.PathLike[str], array: np.ndarray, compress: bool | None = None) -> Path:

@@ -24,9 +24,9 @@ import stat
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import platformdirs
 
@@ -67,7 +67,9 @@ def check_data_dir(data_dir: str | os.PathLike[str]) -> Path:
         raise DataError(f"--data-dir {path} does not exist. Fix: check the spelling, {leave_out}.") from None
     except (OSError, ValueError) as exc:  # no permission on a parent; a NUL byte in the name
         cause = describe_os_error(exc) if isinstance(exc, OSError) else str(exc)
-        raise DataError(f"--data-dir {path} cannot be opened: {cause}. Fix: pick a folder you can read, {leave_out}.") from None
+        raise DataError(
+            f"--data-dir {path} cannot be opened: {cause}. Fix: pick a folder you can read, {leave_out}."
+        ) from None
     if not is_dir:
         raise DataError(f"--data-dir {path} is not a folder. Fix: pass the folder that holds the files, {leave_out}.")
     return path

@@ -24,13 +24,13 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from mlplab.errors import check_seed
 from mlplab.house.baseline import (
     BookConfig,
     BookCVResult,
     book_log_rmse,
     book_protocol_cv,
 )
-from mlplab.errors import check_seed
 from mlplab.house.cv import DEFAULT_MODELS, HOUSE_MAX_SEED, CVReport, ModelScore, cross_validate
 from mlplab.house.data import HouseData, check_schema, load
 from mlplab.house.features import (
@@ -65,7 +65,7 @@ __all__ = [
     "load",
     "submission_frame",
     "write_submission",
-]  # fmt: skip
+]
 
 
 def fit_predict(

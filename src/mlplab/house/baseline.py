@@ -85,8 +85,7 @@ def train_linear(
     weight = torch.empty(k, d).uniform_(-bound, bound, generator=generator).view(k, 1, d)
     bias = torch.empty(k).uniform_(-bound, bound, generator=generator).view(k, 1, 1)
     decay = torch.full((k,), float(config.weight_decay))  # coupled (L2), as torch.optim.Adam's
-    adam = BatchedAdam([weight, bias], torch.full((k,), float(config.lr)), [decay, decay],
-                       decoupled=False)
+    adam = BatchedAdam([weight, bias], torch.full((k,), float(config.lr)), [decay, decay], decoupled=False)
     alive = torch.ones(k, dtype=torch.bool)  # (k,): every net trains to the end
     rows = torch.arange(k).unsqueeze(1)
     for _ in range(config.epochs):

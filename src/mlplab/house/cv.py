@@ -142,8 +142,9 @@ def cross_validate(
     weights: dict[str, list[np.ndarray]] = {name: [] for name in ensembles}
     total, done, start = (len(fitted) + len(stacked)) * folds, 0, time.perf_counter()
 
-    frames = [(train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True))
-              for tr, va in splits]  # (training rows, validation rows) of each fold
+    frames = [
+        (train.iloc[tr].reset_index(drop=True), train.iloc[va].reset_index(drop=True)) for tr, va in splits
+    ]  # (training rows, validation rows) of each fold
 
     for leaf in fitted:
         for i in range(folds):
@@ -178,10 +179,6 @@ def cross_validate(
         else:
             pred, secs = oof[model.name], seconds[model.name]
         # log(max(pred, 1)) - log(price): the book's clamp, in log space
-        fold_scores = tuple(
-            float(np.sqrt(np.mean((np.maximum(pred[va], 0.0) - y_log[va]) ** 2)))
-            for _, va in splits
-        )
+        fold_scores = tuple(float(np.sqrt(np.mean((np.maximum(pred[va], 0.0) - y_log[va]) ** 2))) for _, va in splits)
         scores.append(ModelScore(name, fold_scores, secs, pred, fold_weights))
     return CVReport(tuple(scores), folds, seed, len(train), time.perf_counter() - start)
-

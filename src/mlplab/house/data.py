@@ -38,30 +38,126 @@ ID = "Id"
 
 #: The 36 numeric feature columns of the Kaggle schema (in file order).
 NUMERIC_COLUMNS: tuple[str, ...] = (
-    "MSSubClass", "LotFrontage", "LotArea", "OverallQual", "OverallCond", "YearBuilt",
-    "YearRemodAdd", "MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF",
-    "1stFlrSF", "2ndFlrSF", "LowQualFinSF", "GrLivArea", "BsmtFullBath", "BsmtHalfBath",
-    "FullBath", "HalfBath", "BedroomAbvGr", "KitchenAbvGr", "TotRmsAbvGrd", "Fireplaces",
-    "GarageYrBlt", "GarageCars", "GarageArea", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch",
-    "3SsnPorch", "ScreenPorch", "PoolArea", "MiscVal", "MoSold", "YrSold",
-)  # fmt: skip
+    "MSSubClass",
+    "LotFrontage",
+    "LotArea",
+    "OverallQual",
+    "OverallCond",
+    "YearBuilt",
+    "YearRemodAdd",
+    "MasVnrArea",
+    "BsmtFinSF1",
+    "BsmtFinSF2",
+    "BsmtUnfSF",
+    "TotalBsmtSF",
+    "1stFlrSF",
+    "2ndFlrSF",
+    "LowQualFinSF",
+    "GrLivArea",
+    "BsmtFullBath",
+    "BsmtHalfBath",
+    "FullBath",
+    "HalfBath",
+    "BedroomAbvGr",
+    "KitchenAbvGr",
+    "TotRmsAbvGrd",
+    "Fireplaces",
+    "GarageYrBlt",
+    "GarageCars",
+    "GarageArea",
+    "WoodDeckSF",
+    "OpenPorchSF",
+    "EnclosedPorch",
+    "3SsnPorch",
+    "ScreenPorch",
+    "PoolArea",
+    "MiscVal",
+    "MoSold",
+    "YrSold",
+)
 
 #: The 79 feature columns, in the order of the Kaggle files.
 FEATURE_COLUMNS: tuple[str, ...] = (
-    "MSSubClass", "MSZoning", "LotFrontage", "LotArea", "Street", "Alley", "LotShape",
-    "LandContour", "Utilities", "LotConfig", "LandSlope", "Neighborhood", "Condition1",
-    "Condition2", "BldgType", "HouseStyle", "OverallQual", "OverallCond", "YearBuilt",
-    "YearRemodAdd", "RoofStyle", "RoofMatl", "Exterior1st", "Exterior2nd", "MasVnrType",
-    "MasVnrArea", "ExterQual", "ExterCond", "Foundation", "BsmtQual", "BsmtCond",
-    "BsmtExposure", "BsmtFinType1", "BsmtFinSF1", "BsmtFinType2", "BsmtFinSF2", "BsmtUnfSF",
-    "TotalBsmtSF", "Heating", "HeatingQC", "CentralAir", "Electrical", "1stFlrSF", "2ndFlrSF",
-    "LowQualFinSF", "GrLivArea", "BsmtFullBath", "BsmtHalfBath", "FullBath", "HalfBath",
-    "BedroomAbvGr", "KitchenAbvGr", "KitchenQual", "TotRmsAbvGrd", "Functional", "Fireplaces",
-    "FireplaceQu", "GarageType", "GarageYrBlt", "GarageFinish", "GarageCars", "GarageArea",
-    "GarageQual", "GarageCond", "PavedDrive", "WoodDeckSF", "OpenPorchSF", "EnclosedPorch",
-    "3SsnPorch", "ScreenPorch", "PoolArea", "PoolQC", "Fence", "MiscFeature", "MiscVal",
-    "MoSold", "YrSold", "SaleType", "SaleCondition",
-)  # fmt: skip
+    "MSSubClass",
+    "MSZoning",
+    "LotFrontage",
+    "LotArea",
+    "Street",
+    "Alley",
+    "LotShape",
+    "LandContour",
+    "Utilities",
+    "LotConfig",
+    "LandSlope",
+    "Neighborhood",
+    "Condition1",
+    "Condition2",
+    "BldgType",
+    "HouseStyle",
+    "OverallQual",
+    "OverallCond",
+    "YearBuilt",
+    "YearRemodAdd",
+    "RoofStyle",
+    "RoofMatl",
+    "Exterior1st",
+    "Exterior2nd",
+    "MasVnrType",
+    "MasVnrArea",
+    "ExterQual",
+    "ExterCond",
+    "Foundation",
+    "BsmtQual",
+    "BsmtCond",
+    "BsmtExposure",
+    "BsmtFinType1",
+    "BsmtFinSF1",
+    "BsmtFinType2",
+    "BsmtFinSF2",
+    "BsmtUnfSF",
+    "TotalBsmtSF",
+    "Heating",
+    "HeatingQC",
+    "CentralAir",
+    "Electrical",
+    "1stFlrSF",
+    "2ndFlrSF",
+    "LowQualFinSF",
+    "GrLivArea",
+    "BsmtFullBath",
+    "BsmtHalfBath",
+    "FullBath",
+    "HalfBath",
+    "BedroomAbvGr",
+    "KitchenAbvGr",
+    "KitchenQual",
+    "TotRmsAbvGrd",
+    "Functional",
+    "Fireplaces",
+    "FireplaceQu",
+    "GarageType",
+    "GarageYrBlt",
+    "GarageFinish",
+    "GarageCars",
+    "GarageArea",
+    "GarageQual",
+    "GarageCond",
+    "PavedDrive",
+    "WoodDeckSF",
+    "OpenPorchSF",
+    "EnclosedPorch",
+    "3SsnPorch",
+    "ScreenPorch",
+    "PoolArea",
+    "PoolQC",
+    "Fence",
+    "MiscFeature",
+    "MiscVal",
+    "MoSold",
+    "YrSold",
+    "SaleType",
+    "SaleCondition",
+)
 
 #: The 43 categorical (text) feature columns: the rest (in file order).
 CATEGORICAL_COLUMNS: tuple[str, ...] = tuple(c for c in FEATURE_COLUMNS if c not in NUMERIC_COLUMNS)
@@ -168,7 +264,10 @@ def load(
             known = FILES[kind]
             path = sources.cache_dir() / DATASET / known.names[1]
             sources.download(
-                [known.url], path, verify=lambda p, k=kind: _verify(k, p), progress=progress,
+                [known.url],
+                path,
+                verify=lambda p, k=kind: _verify(k, p),
+                progress=progress,
                 max_bytes=known.size,
             )
         elif verify:
@@ -192,13 +291,17 @@ def read_csv(path: str | os.PathLike[str], kind: Literal["train", "test"]) -> pd
             what = "a folder" if Path(path).is_dir() else "not a regular file"
             raise DataError(f"cannot read {kind} file {path}: it is {what}. {fix}")
         if size > MAX_CSV_BYTES:  # checked before pandas tries to hold it all
-            raise DataError(f"{kind} file {path} has {size:,} bytes, more than the {MAX_CSV_BYTES:,} a "
-                            f"House Prices table can plausibly have (the competition's has about 460 kB). {fix}")
+            raise DataError(
+                f"{kind} file {path} has {size:,} bytes, more than the {MAX_CSV_BYTES:,} a "
+                f"House Prices table can plausibly have (the competition's has about 460 kB). {fix}"
+            )
         frame = pd.read_csv(path)
     except UnicodeDecodeError as exc:
         byte = f" (it holds byte 0x{exc.object[exc.start]:02x})" if isinstance(exc.object, bytes) else ""
-        raise DataError(f"cannot read {kind} file {path}: it is not UTF-8 text{byte}. Fix: save it as a "
-                        "UTF-8 CSV, or use the competition's file.") from None
+        raise DataError(
+            f"cannot read {kind} file {path}: it is not UTF-8 text{byte}. Fix: save it as a "
+            "UTF-8 CSV, or use the competition's file."
+        ) from None
     except OSError as exc:
         raise DataError(f"cannot read {kind} file {path}: {describe_os_error(exc)}. {fix}") from None
     except ValueError as exc:  # pandas' parser errors are ValueErrors; their text may span lines
@@ -206,9 +309,7 @@ def read_csv(path: str | os.PathLike[str], kind: Literal["train", "test"]) -> pd
     return check_schema(frame, kind, source=str(path))
 
 
-def check_schema(
-    frame: object, kind: Literal["train", "test"], source: str = "DataFrame"
-) -> pd.DataFrame:
+def check_schema(frame: object, kind: Literal["train", "test"], source: str = "DataFrame") -> pd.DataFrame:
     """Check that ``frame`` has the Kaggle schema and return a normalized copy.
 
     Checks: a DataFrame with at least one row; the ``Id`` column and all 79 feature columns
@@ -239,8 +340,10 @@ def check_schema(
         Naming the column, the offending values and the fix.
     """
     if not isinstance(frame, pd.DataFrame):
-        raise DataError(f"{source} must be a pandas DataFrame in the Kaggle House Prices schema, "
-                        f"got {type(frame).__name__}. Fix: read the CSV with pandas.read_csv.")
+        raise DataError(
+            f"{source} must be a pandas DataFrame in the Kaggle House Prices schema, "
+            f"got {type(frame).__name__}. Fix: read the CSV with pandas.read_csv."
+        )
     if len(frame) == 0:
         raise DataError(f"{source} ({kind}) has no rows. Fix: pass the competition's {kind} table.")
     required = [ID, *FEATURE_COLUMNS] + ([TARGET] if kind == "train" else [])
@@ -248,14 +351,16 @@ def check_schema(
     if missing:
         more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
         shown = ", ".join(missing[:10]) + more
-        hint = (" (a test table was passed as training data?)"
-                if missing == [TARGET] else "")
-        raise DataError(f"{source} ({kind}) lacks required column(s) {shown}{hint}. Fix: use the "
-                        f"Kaggle House Prices {kind} table with all {len(required)} columns.")
+        hint = " (a test table was passed as training data?)" if missing == [TARGET] else ""
+        raise DataError(
+            f"{source} ({kind}) lacks required column(s) {shown}{hint}. Fix: use the "
+            f"Kaggle House Prices {kind} table with all {len(required)} columns."
+        )
     repeated = sorted({str(c) for c in frame.columns[frame.columns.duplicated()] if c in required})
     if repeated:  # frame[col] would be a table, not a column
-        raise DataError(f"{source} ({kind}) has column(s) {', '.join(repeated)} more than once. "
-                        "Fix: keep one column of each name.")
+        raise DataError(
+            f"{source} ({kind}) has column(s) {', '.join(repeated)} more than once. Fix: keep one column of each name."
+        )
     out = frame.loc[:, required].reset_index(drop=True).copy()
     for col in (ID, *NUMERIC_COLUMNS) + ((TARGET,) if kind == "train" else ()):
         out[col] = _numeric(out[col], col, source)
@@ -264,24 +369,30 @@ def check_schema(
         out[ID] = ids = ids.astype(np.int64)  # exact: every float up to 2**53 is an integer
     if not np.isfinite(ids).all() or ids.duplicated().any():
         dup = ids[ids.duplicated() | ~np.isfinite(ids)].head(5).tolist()
-        raise DataError(f"{source}: column Id must hold unique, finite, non-missing values; offending: "
-                        f"{dup}. Fix: give every house its own Id.")
+        raise DataError(
+            f"{source}: column Id must hold unique, finite, non-missing values; offending: "
+            f"{dup}. Fix: give every house its own Id."
+        )
     for col in NUMERIC_COLUMNS:
         x = out[col]
         bad = np.isinf(x) | (x.abs() > MAX_FEATURE)  # NaN compares False: missing stays allowed
         if bad.any():
-            raise DataError(f"{source}: column {col} must hold finite numbers of magnitude at most "
-                            f"{MAX_FEATURE:g} (blank means missing); {int(bad.sum())} value(s) are not "
-                            f"({_examples(out, bad, col)}). Fix: correct or blank those cells.")
+            raise DataError(
+                f"{source}: column {col} must hold finite numbers of magnitude at most "
+                f"{MAX_FEATURE:g} (blank means missing); {int(bad.sum())} value(s) are not "
+                f"({_examples(out, bad, col)}). Fix: correct or blank those cells."
+            )
     for col in CATEGORICAL_COLUMNS:
         out[col] = _text(out[col])
     if kind == "train":
         y = out[TARGET]
         bad = ~np.isfinite(y) | (y <= 0) | (y > MAX_PRICE)
         if bad.any():
-            raise DataError(f"{source}: SalePrice must be a positive number of at most {MAX_PRICE:g} "
-                            f"dollars in every row; {int(bad.sum())} row(s) are not "
-                            f"({_examples(out, bad, TARGET)}). Fix: drop or correct those rows.")
+            raise DataError(
+                f"{source}: SalePrice must be a positive number of at most {MAX_PRICE:g} "
+                f"dollars in every row; {int(bad.sum())} row(s) are not "
+                f"({_examples(out, bad, TARGET)}). Fix: drop or correct those rows."
+            )
     return out
 
 
@@ -296,8 +407,10 @@ def _numeric(col: pd.Series, name: str, source: str) -> pd.Series:
     bad = converted.isna() & col.notna()
     if bad.any():
         examples = col[bad].head(3).tolist()
-        raise DataError(f"{source}: column {name} must be numeric; found {examples!r} "
-                        f"({int(bad.sum())} value(s)). Fix: correct or blank those cells.")
+        raise DataError(
+            f"{source}: column {name} must be numeric; found {examples!r} "
+            f"({int(bad.sum())} value(s)). Fix: correct or blank those cells."
+        )
     return converted.astype("float64")
 
 
@@ -314,8 +427,10 @@ def _verify(kind: str, path: Path) -> None:
     try:
         digest = sources.sha256_of_file(path)
     except OSError as exc:
-        raise DataError(f"cannot read {kind} file {path}: {describe_os_error(exc)}. Fix: make it "
-                        "readable, or point --data-dir at a folder with the competition's CSV files.") from None
+        raise DataError(
+            f"cannot read {kind} file {path}: {describe_os_error(exc)}. Fix: make it "
+            "readable, or point --data-dir at a folder with the competition's CSV files."
+        ) from None
     if digest != known.sha256:
         raise DataError(
             f"{path} has SHA-256 {digest}, expected {known.sha256} (the competition's {kind} "
@@ -328,9 +443,13 @@ def _verify(kind: str, path: Path) -> None:
 def _not_found_message(kind: str, data_dir: str | os.PathLike[str] | None) -> str:
     names = " or ".join(FILES[kind].names)
     if data_dir is not None:
-        return (f"no {kind} file ({names}) in --data-dir {Path(data_dir).expanduser()} (only that folder is "
-                f"searched when it is given). Fix: put both CSV files there, or leave --data-dir out to "
-                f"use ${ENV_VAR}/{DATASET}, the user cache or a download from {FILES[kind].url}.")
+        return (
+            f"no {kind} file ({names}) in --data-dir {Path(data_dir).expanduser()} (only that folder is "
+            f"searched when it is given). Fix: put both CSV files there, or leave --data-dir out to "
+            f"use ${ENV_VAR}/{DATASET}, the user cache or a download from {FILES[kind].url}."
+        )
     places = "\n  ".join(f"{d.label}: {d.path}" for d in sources.search_dirs(DATASET, data_dir))
-    return (f"no {kind} file ({names}) found in:\n  {places}\nFix: pass --data-dir, set "
-            f"${ENV_VAR}, or allow the download from {FILES[kind].url}.")
+    return (
+        f"no {kind} file ({names}) found in:\n  {places}\nFix: pass --data-dir, set "
+        f"${ENV_VAR}, or allow the download from {FILES[kind].url}."
+    )

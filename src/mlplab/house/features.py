@@ -52,13 +52,10 @@ class BookPreprocessor:
         num = features.loc[:, NUMERIC_COLUMNS]
         self.mean_ = num.mean().to_numpy()
         self.std_ = num.std(ddof=1).to_numpy()
-        self.categories_ = {
-            col: sorted(features[col].dropna().unique().tolist()) for col in CATEGORICAL_COLUMNS
-        }
+        self.categories_ = {col: sorted(features[col].dropna().unique().tolist()) for col in CATEGORICAL_COLUMNS}
         self.feature_names_ = list(NUMERIC_COLUMNS) + [
-            f"{col}_{value}" for col in CATEGORICAL_COLUMNS
-            for value in [*self.categories_[col], "nan"]
-        ]  # fmt: skip
+            f"{col}_{value}" for col in CATEGORICAL_COLUMNS for value in [*self.categories_[col], "nan"]
+        ]
         return self
 
     def transform(self, features: pd.DataFrame) -> np.ndarray:
@@ -91,40 +88,85 @@ def _one_hot(values: pd.Series, categories: list[str], with_nan: bool) -> np.nda
 
 # Text columns where NA means "the house has none" (no alley, no basement, ...).
 _NA_MEANS_NONE = (
-    "Alley", "BsmtQual", "BsmtCond", "BsmtExposure", "BsmtFinType1", "BsmtFinType2",
-    "FireplaceQu", "GarageType", "GarageFinish", "GarageQual", "GarageCond", "PoolQC", "Fence",
-    "MiscFeature", "MasVnrType",
-)  # fmt: skip
+    "Alley",
+    "BsmtQual",
+    "BsmtCond",
+    "BsmtExposure",
+    "BsmtFinType1",
+    "BsmtFinType2",
+    "FireplaceQu",
+    "GarageType",
+    "GarageFinish",
+    "GarageQual",
+    "GarageCond",
+    "PoolQC",
+    "Fence",
+    "MiscFeature",
+    "MasVnrType",
+)
 # Numeric columns where NA means zero (no veneer, no basement, no garage).
 _NA_MEANS_ZERO = (
-    "MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF", "BsmtFullBath",
-    "BsmtHalfBath", "GarageCars", "GarageArea",
-)  # fmt: skip
+    "MasVnrArea",
+    "BsmtFinSF1",
+    "BsmtFinSF2",
+    "BsmtUnfSF",
+    "TotalBsmtSF",
+    "BsmtFullBath",
+    "BsmtHalfBath",
+    "GarageCars",
+    "GarageArea",
+)
 _QUALITY = {"Ex": 5, "Gd": 4, "TA": 3, "Fa": 2, "Po": 1, "None": 0}
 _ORDINAL: dict[str, dict[str, int]] = {
-    **{c: _QUALITY for c in ("ExterQual", "ExterCond", "BsmtQual", "BsmtCond", "HeatingQC",
-                             "KitchenQual", "FireplaceQu", "GarageQual", "GarageCond", "PoolQC")},
+    **{
+        c: _QUALITY
+        for c in (
+            "ExterQual",
+            "ExterCond",
+            "BsmtQual",
+            "BsmtCond",
+            "HeatingQC",
+            "KitchenQual",
+            "FireplaceQu",
+            "GarageQual",
+            "GarageCond",
+            "PoolQC",
+        )
+    },
     "BsmtExposure": {"Gd": 4, "Av": 3, "Mn": 2, "No": 1, "None": 0},
     "BsmtFinType1": {"GLQ": 6, "ALQ": 5, "BLQ": 4, "Rec": 3, "LwQ": 2, "Unf": 1, "None": 0},
     "BsmtFinType2": {"GLQ": 6, "ALQ": 5, "BLQ": 4, "Rec": 3, "LwQ": 2, "Unf": 1, "None": 0},
     "GarageFinish": {"Fin": 3, "RFn": 2, "Unf": 1, "None": 0},
-    "Functional": {"Typ": 7, "Min1": 6, "Min2": 5, "Mod": 4, "Maj1": 3, "Maj2": 2, "Sev": 1,
-                   "Sal": 0},
+    "Functional": {"Typ": 7, "Min1": 6, "Min2": 5, "Mod": 4, "Maj1": 3, "Maj2": 2, "Sev": 1, "Sal": 0},
     "LandSlope": {"Gtl": 2, "Mod": 1, "Sev": 0},
     "PavedDrive": {"Y": 2, "P": 1, "N": 0},
     "CentralAir": {"Y": 1, "N": 0},
     "Street": {"Pave": 1, "Grvl": 0},
-}  # fmt: skip
+}
 # Features whose (centered) squares `squares=True` adds: the strongest single predictors.
 _SQUARED = (
-    "OverallQual", "GrLivArea", "TotalSF", "GarageCars", "GarageArea", "YearBuilt",
-    "YearRemodAdd", "TotalBath", "ExterQual_ord", "KitchenQual_ord", "BsmtQual_ord", "1stFlrSF",
-    "LotArea", "Age",
-)  # fmt: skip
+    "OverallQual",
+    "GrLivArea",
+    "TotalSF",
+    "GarageCars",
+    "GarageArea",
+    "YearBuilt",
+    "YearRemodAdd",
+    "TotalBath",
+    "ExterQual_ord",
+    "KitchenQual_ord",
+    "BsmtQual_ord",
+    "1stFlrSF",
+    "LotArea",
+    "Age",
+)
 _INTERACTIONS = (
-    ("OverallQual", "GrLivArea"), ("OverallQual", "TotalSF"), ("OverallQual", "Age"),
-    ("OverallQual", "GarageCars"), ("GrLivArea", "Age"),
-)  # fmt: skip
+    ("OverallQual", "GrLivArea"),
+    ("OverallQual", "TotalSF"),
+    ("OverallQual", "Age"),
+    ("OverallQual", "GarageCars"),
+    ("GrLivArea", "Age"),
+)
 # Numeric codes that are really categories.
 _AS_CATEGORY = ("MSSubClass", "MoSold", "YrSold")
 
@@ -153,8 +195,7 @@ class FeatureConfig:
     def __post_init__(self) -> None:
         check_real("skew_threshold", self.skew_threshold, 0.0, None, what="the skewness threshold")
         check_int("min_category_count", self.min_category_count, 1)
-        check_real("clip_quantile", self.clip_quantile, 0.0, 0.5, high_open=True,
-                   what="the clipping quantile")
+        check_real("clip_quantile", self.clip_quantile, 0.0, 0.5, high_open=True, what="the clipping quantile")
 
 
 @dataclass
@@ -183,23 +224,25 @@ class HousePreprocessor:
         train : DataFrame, shape (n_train, >= 80)
         """
         if len(train) < 2:
-            raise DataError(f"HousePreprocessor.fit needs at least 2 training rows, got "
-                            f"{len(train)}. Fix: pass more training rows.")
+            raise DataError(
+                f"HousePreprocessor.fit needs at least 2 training rows, got {len(train)}. Fix: pass more training rows."
+            )
         cfg = self.config
         self.numeric_fill_ = train.loc[:, NUMERIC_COLUMNS].median().fillna(0.0).to_dict()
         self.lot_frontage_by_hood_ = train.groupby("Neighborhood")["LotFrontage"].median().dropna()
         mode = train.loc[:, CATEGORICAL_COLUMNS].mode(dropna=True)
-        self.text_fill_ = {c: (mode[c].iloc[0] if len(mode) and pd.notna(mode[c].iloc[0])
-                               else "None") for c in CATEGORICAL_COLUMNS}
+        self.text_fill_ = {
+            c: (mode[c].iloc[0] if len(mode) and pd.notna(mode[c].iloc[0]) else "None") for c in CATEGORICAL_COLUMNS
+        }
         num, text = self._clean(train)
         skew = num.skew()
         binary = num.nunique() <= 2
-        self.log_columns_ = [c for c in num.columns
-                             if not binary[c] and skew[c] > cfg.skew_threshold]
+        self.log_columns_ = [c for c in num.columns if not binary[c] and skew[c] > cfg.skew_threshold]
         num = self._logged(num)
         self.square_columns_ = [c for c in _SQUARED if c in num.columns] if cfg.squares else []
-        self.interaction_pairs_ = [(a, b) for a, b in _INTERACTIONS if a in num.columns
-                                   and b in num.columns] if cfg.interactions else []
+        self.interaction_pairs_ = (
+            [(a, b) for a, b in _INTERACTIONS if a in num.columns and b in num.columns] if cfg.interactions else []
+        )
         used = set(self.square_columns_) | {c for pair in self.interaction_pairs_ for c in pair}
         used = sorted(used)
         self.poly_center_ = num[used].mean()
@@ -266,10 +309,12 @@ class HousePreprocessor:
         if cfg.engineered:
             num = num.assign(
                 TotalSF=num["TotalBsmtSF"] + num["1stFlrSF"] + num["2ndFlrSF"],
-                TotalBath=num["FullBath"] + 0.5 * num["HalfBath"]
-                + num["BsmtFullBath"] + 0.5 * num["BsmtHalfBath"],
-                TotalPorchSF=num["OpenPorchSF"] + num["EnclosedPorch"] + num["3SsnPorch"]
-                + num["ScreenPorch"] + num["WoodDeckSF"],
+                TotalBath=num["FullBath"] + 0.5 * num["HalfBath"] + num["BsmtFullBath"] + 0.5 * num["BsmtHalfBath"],
+                TotalPorchSF=num["OpenPorchSF"]
+                + num["EnclosedPorch"]
+                + num["3SsnPorch"]
+                + num["ScreenPorch"]
+                + num["WoodDeckSF"],
                 Age=frame["YrSold"].to_numpy(np.float64) - num["YearBuilt"],
                 RemodAge=frame["YrSold"].to_numpy(np.float64) - num["YearRemodAdd"],
                 Has2ndFlr=(num["2ndFlrSF"] > 0).astype(np.float64),

@@ -232,11 +232,16 @@ class GBMConfig:
         from sklearn.ensemble import GradientBoostingRegressor
 
         return GradientBoostingRegressor(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-            max_depth=self.max_depth, min_samples_leaf=self.min_samples_leaf,
-            min_samples_split=self.min_samples_split, max_features=self.max_features,
-            subsample=self.subsample, loss=self.loss, random_state=seed,
-        )  # fmt: skip
+            n_estimators=self.n_estimators,
+            learning_rate=self.learning_rate,
+            max_depth=self.max_depth,
+            min_samples_leaf=self.min_samples_leaf,
+            min_samples_split=self.min_samples_split,
+            max_features=self.max_features,
+            subsample=self.subsample,
+            loss=self.loss,
+            random_state=seed,
+        )
 
 
 @dataclass
@@ -329,8 +334,9 @@ def stack_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
     predictions = np.asarray(predictions, dtype=np.float64)
     target = np.asarray(target, dtype=np.float64)
     if predictions.ndim != 2 or predictions.shape[0] != target.shape[0] or not len(target):
-        raise ConfigError("predictions", predictions.shape,
-                          f"a 2-D array with one row per target value ({target.shape[0]})")
+        raise ConfigError(
+            "predictions", predictions.shape, f"a 2-D array with one row per target value ({target.shape[0]})"
+        )
     w, _ = nnls(predictions, target)
     total = w.sum()
     return w / total if total > 0 else np.full(predictions.shape[1], 1.0 / predictions.shape[1])
@@ -376,11 +382,9 @@ class Ensemble:
             raise ConfigError("members", self.members, "at least one model")
         for member in self.members:
             if not isinstance(member, (BookBaseline, Pipeline, Ensemble)):
-                raise ConfigError("members", member,
-                                  "models, not names (get_model(name) looks one up)")
+                raise ConfigError("members", member, "models, not names (get_model(name) looks one up)")
             if isinstance(member, Ensemble) and member.stack_folds:
-                raise ConfigError("members", member.name,
-                                  f"models other than stacked ensembles ({member.name} is one)")
+                raise ConfigError("members", member.name, f"models other than stacked ensembles ({member.name} is one)")
         leaves_of(self.members)  # two different models under one name would share predictions
 
     def leaves(self) -> list[Model]:
@@ -411,19 +415,25 @@ class Ensemble:
         y_log = np.log(train[TARGET].to_numpy(np.float64))
         return stack_weights(oof[keep], y_log[keep])
 
-    def combine(self, leaf_logs: dict[str, np.ndarray],
-                weights: np.ndarray | None = None) -> np.ndarray:
+    def combine(self, leaf_logs: dict[str, np.ndarray], weights: np.ndarray | None = None) -> np.ndarray:
         """Blend predictions of the :meth:`leaves` (leaf name -> shape (m,)) into one, shape (m,).
 
         ``weights`` (one per member, e.g. from :meth:`fit_weights`) default to the fixed ones.
         """
         w = self.fixed_weights() if weights is None else np.asarray(weights, dtype=np.float64)
-        stacked = [member.combine(leaf_logs) if isinstance(member, Ensemble)
-                   else leaf_logs[member.name] for member in self.members]  # members x (m,)
+        stacked = [
+            member.combine(leaf_logs) if isinstance(member, Ensemble) else leaf_logs[member.name]
+            for member in self.members
+        ]  # members x (m,)
         return (w[:, None] * np.stack(stacked)).sum(0) / w.sum()
 
-    def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int,
-                        progress: Callable[[int, int, str], None] | None = None) -> np.ndarray:  # fmt: skip
+    def fit_predict_log(
+        self,
+        train: pd.DataFrame,
+        test: pd.DataFrame,
+        seed: int,
+        progress: Callable[[int, int, str], None] | None = None,
+    ) -> np.ndarray:
         """Fit the weights and every leaf model on ``train``; blended predictions for ``test``.
 
         ``progress(done, total, label)`` is called before each fit (the stacking weights count as
@@ -456,8 +466,7 @@ def leaves_of(models: Iterable[Model]) -> list[Model]:
     for model in models:
         for leaf in model.leaves() if isinstance(model, Ensemble) else [model]:
             if out.setdefault(leaf.name, leaf) != leaf:
-                raise ConfigError("models", leaf.name,
-                                  "one model per name (two different models are called that)")
+                raise ConfigError("models", leaf.name, "one model per name (two different models are called that)")
     return list(out.values())
 
 
@@ -465,13 +474,20 @@ def leaves_of(models: Iterable[Model]) -> list[Model]:
 # strongest features, rare categories (< 3 training rows) dropped, numeric features winsorized
 # at the training 1% / 99% quantiles so that unusual houses are not extrapolated linearly.
 LINEAR_FEATURES = FeatureConfig(
-    min_category_count=3, squares=True, interactions=True, sale_month_as_category=False,
-    clip_to_train_range=True, clip_quantile=0.01,
-)  # fmt: skip
+    min_category_count=3,
+    squares=True,
+    interactions=True,
+    sale_month_as_category=False,
+    clip_to_train_range=True,
+    clip_quantile=0.01,
+)
 # The RBF SVR bounds extrapolation by itself (far houses fall back to the mean): no clipping.
 KERNEL_FEATURES = FeatureConfig(
-    min_category_count=3, squares=True, interactions=True, sale_month_as_category=False,
-)  # fmt: skip
+    min_category_count=3,
+    squares=True,
+    interactions=True,
+    sale_month_as_category=False,
+)
 # Trees need neither squares nor clipping; fewer one-hot columns help "sqrt" feature sampling.
 TREE_FEATURES = FeatureConfig(min_category_count=10)
 
@@ -485,17 +501,20 @@ def _tuned_models() -> tuple[Model, ...]:
     lasso = Pipeline("lasso", LassoConfig(), LINEAR_FEATURES, description="lasso, log1p target")
     svr = Pipeline("svr", SVRConfig(), KERNEL_FEATURES, description="RBF support vector regression")
     gbm = Pipeline("gbm", GBMConfig(), TREE_FEATURES, description="gradient boosting, Huber loss")
-    mlp = Pipeline("mlp", MLPBuild(), LINEAR_FEATURES,
-                   description="torch MLP, dropout + weight decay")
+    mlp = Pipeline("mlp", MLPBuild(), LINEAR_FEATURES, description="torch MLP, dropout + weight decay")
     blend = (lasso, svr, gbm, mlp)
     return (
         BookBaseline(),
         Pipeline("ridge", RidgeConfig(), LINEAR_FEATURES, description="ridge, log1p target"),
-        lasso, svr, gbm, mlp,
-        Ensemble("stack", blend, stack_folds=STACK_FOLDS,
-                 description="lasso, svr, gbm, mlp; weights by inner-CV stacking"),
+        lasso,
+        svr,
+        gbm,
+        mlp,
+        Ensemble(
+            "stack", blend, stack_folds=STACK_FOLDS, description="lasso, svr, gbm, mlp; weights by inner-CV stacking"
+        ),
         Ensemble("best", blend, description="equal-weight mean of lasso, svr, gbm, mlp"),
-    )  # fmt: skip
+    )
 
 
 #: The tuned models under their public names (``mlplab house cv --models ...``).

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,14 +26,15 @@ def submission_frame(ids: np.ndarray | pd.Series, prices: np.ndarray) -> pd.Data
     ids = np.asarray(ids)
     prices = np.asarray(prices, dtype=np.float64).reshape(-1)
     if len(ids) != len(prices):
-        raise DataError(f"submission: {len(ids)} Ids but {len(prices)} prices. Fix: predict "
-                        "one price per test row.")
+        raise DataError(f"submission: {len(ids)} Ids but {len(prices)} prices. Fix: predict one price per test row.")
     if len(np.unique(ids)) != len(ids):
         raise DataError("submission: Ids repeat. Fix: pass the test table's Id column.")
     bad = ~np.isfinite(prices) | (prices <= 0)
     if bad.any():
-        raise DataError(f"submission: {int(bad.sum())} price(s) are not finite positive numbers "
-                        f"(first at Id {ids[bad][0]}). Fix: check the model's predictions.")
+        raise DataError(
+            f"submission: {int(bad.sum())} price(s) are not finite positive numbers "
+            f"(first at Id {ids[bad][0]}). Fix: check the model's predictions."
+        )
     return pd.DataFrame({ID: ids.astype(np.int64), TARGET: prices})
 
 
@@ -68,20 +69,25 @@ def check_submission_path(path: Path, inputs: Sequence[str | os.PathLike[str]] =
     if str(path).strip() in ("", "."):
         raise DataError("submission: the output path is empty. Fix: name a file, e.g. runs/house/submission.csv.")
     if path.is_dir():
-        raise DataError(f"submission: {path} is a folder. Fix: give a file name, e.g. "
-                        f"{path / 'submission.csv'}.")  # fmt: skip
+        raise DataError(f"submission: {path} is a folder. Fix: give a file name, e.g. {path / 'submission.csv'}.")
     for source in inputs:
         if _same_file(path, Path(source)):
-            raise DataError(f"submission: {path} is the data file {source} it is made from; writing there "
-                            "would destroy it. Fix: give another --out.")  # fmt: skip
+            raise DataError(
+                f"submission: {path} is the data file {source} it is made from; writing there "
+                "would destroy it. Fix: give another --out."
+            )
     parent = path.parent if str(path.parent) else Path(".")
     existing = next((p for p in (parent, *parent.parents) if p.exists()), Path("."))
     if not os.access(existing, os.W_OK):
-        raise DataError(f"submission: cannot write to {existing} (read-only or no permission). "
-                        "Fix: give an --out in a folder you can write to.")  # fmt: skip
+        raise DataError(
+            f"submission: cannot write to {existing} (read-only or no permission). "
+            "Fix: give an --out in a folder you can write to."
+        )
     if path.exists() and not force and not _is_submission(path):
-        raise DataError(f"submission: {path} exists and is not a submission file (its first line is not "
-                        f"{ID},{TARGET}). Fix: give another --out, or add --force to replace it.")  # fmt: skip
+        raise DataError(
+            f"submission: {path} exists and is not a submission file (its first line is not "
+            f"{ID},{TARGET}). Fix: give another --out, or add --force to replace it."
+        )
 
 
 def _same_file(a: Path, b: Path) -> bool:

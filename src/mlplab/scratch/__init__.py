@@ -19,22 +19,56 @@ steps with :class:`SGD` instead of autograd.
 """
 
 from mlplab.scratch.activations import (
-    prelu, prelu_grad, prelu_grad_alpha, relu, relu_grad, sigmoid, sigmoid_grad, tanh, tanh_grad,
-)  # fmt: skip
+    prelu,
+    prelu_grad,
+    prelu_grad_alpha,
+    relu,
+    relu_grad,
+    sigmoid,
+    sigmoid_grad,
+    tanh,
+    tanh_grad,
+)
 from mlplab.scratch.dropout import dropout, dropout_grad, keep_mask
 from mlplab.scratch.init import he, init_weight, normal, xavier_normal, xavier_uniform
 from mlplab.scratch.losses import (
-    log_softmax, softmax_cross_entropy, softmax_cross_entropy_and_grad, softmax_cross_entropy_grad,
-)  # fmt: skip
+    log_softmax,
+    softmax_cross_entropy,
+    softmax_cross_entropy_and_grad,
+    softmax_cross_entropy_grad,
+)
 from mlplab.scratch.mlp import MLP, LayerTape, Tape
 from mlplab.scratch.regularization import l1_penalty, l1_subgrad, l2_grad, l2_penalty
 from mlplab.scratch.sgd import SGD
 
 __all__ = [
-    "MLP", "SGD", "LayerTape", "Tape",
-    "relu", "relu_grad", "sigmoid", "sigmoid_grad", "tanh", "tanh_grad", "prelu", "prelu_grad", "prelu_grad_alpha",
-    "log_softmax", "softmax_cross_entropy", "softmax_cross_entropy_grad", "softmax_cross_entropy_and_grad",
-    "dropout", "dropout_grad", "keep_mask",
-    "l2_penalty", "l2_grad", "l1_penalty", "l1_subgrad",
-    "init_weight", "normal", "xavier_uniform", "xavier_normal", "he",
-]  # fmt: skip
+    "MLP",
+    "SGD",
+    "LayerTape",
+    "Tape",
+    "relu",
+    "relu_grad",
+    "sigmoid",
+    "sigmoid_grad",
+    "tanh",
+    "tanh_grad",
+    "prelu",
+    "prelu_grad",
+    "prelu_grad_alpha",
+    "log_softmax",
+    "softmax_cross_entropy",
+    "softmax_cross_entropy_grad",
+    "softmax_cross_entropy_and_grad",
+    "dropout",
+    "dropout_grad",
+    "keep_mask",
+    "l2_penalty",
+    "l2_grad",
+    "l1_penalty",
+    "l1_subgrad",
+    "init_weight",
+    "normal",
+    "xavier_uniform",
+    "xavier_normal",
+    "he",
+]

@@ -28,14 +28,19 @@ def _probability(p: float, field: str = "dropout") -> float:
     return float(p)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, generator: torch.Generator | None = None,
-              device: torch.device | str = "cpu") -> Tensor:  # fmt: skip
+def keep_mask(
+    shape: torch.Size | tuple[int, ...],
+    p: float,
+    generator: torch.Generator | None = None,
+    device: torch.device | str = "cpu",
+) -> Tensor:
     """A boolean mask, True (keep) with probability ``1 - p``: ``u >= p`` for ``u ~ U[0, 1)``."""
     return torch.rand(shape, generator=generator, device=device) >= p
 
 
-def dropout(h: Tensor, p: float, training: bool = True,
-            generator: torch.Generator | None = None) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+def dropout(
+    h: Tensor, p: float, training: bool = True, generator: torch.Generator | None = None
+) -> tuple[Tensor, Tensor | None]:
     """Inverted dropout: ``h' = m * h / (1 - p)`` with ``m ~ Bernoulli(1 - p)``.
 
     Parameters

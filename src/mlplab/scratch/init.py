@@ -23,8 +23,13 @@ from torch import Tensor
 from mlplab.init import InitSpec, parse_init
 
 
-def init_weight(spec: str | InitSpec, n_in: int, n_out: int, generator: torch.Generator | None = None,
-                dtype: torch.dtype = torch.float32) -> Tensor:  # fmt: skip
+def init_weight(
+    spec: str | InitSpec,
+    n_in: int,
+    n_out: int,
+    generator: torch.Generator | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> Tensor:
     """A new weight matrix of shape ``(n_in, n_out)`` drawn as ``spec`` says (see the module doc).
 
     Parameters

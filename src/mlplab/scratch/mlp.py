@@ -24,8 +24,8 @@ graph is ever built; the tests check every gradient against ``torch.autograd`` i
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Iterator, Sequence
 
 import torch
 from torch import Tensor
@@ -203,16 +203,16 @@ class MLP:
 
     # -- modes, devices, state (what ``mlplab.train.fit`` uses) ------------------------------
 
-    def train(self, mode: bool = True) -> "MLP":
+    def train(self, mode: bool = True) -> MLP:
         """Training mode: dropout on."""
         self.training = bool(mode)
         return self
 
-    def eval(self) -> "MLP":
+    def eval(self) -> MLP:
         """Evaluation mode: dropout is the identity."""
         return self.train(False)
 
-    def to(self, device: str | torch.device) -> "MLP":
+    def to(self, device: str | torch.device) -> MLP:
         """Move the parameters to ``device`` (in the ``params`` list) and return the model."""
         device = torch.device(device)
         self.params[:] = [p.to(device) for p in self.params]
@@ -241,8 +241,10 @@ class MLP:
             )
         for name, p in zip(names, self.params):
             if state[name].shape != p.shape:
-                raise MlplabError(f"parameter {name} has shape {tuple(state[name].shape)} in the state "
-                                  f"but {tuple(p.shape)} in {self!r}")  # fmt: skip
+                raise MlplabError(
+                    f"parameter {name} has shape {tuple(state[name].shape)} in the state "
+                    f"but {tuple(p.shape)} in {self!r}"
+                )
             p.copy_(state[name])
         if self.generator is not None and "generator" in state:
             self.generator.set_state(state["generator"].cpu())

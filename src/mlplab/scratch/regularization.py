@@ -10,7 +10,7 @@ subgradient used there is 0 (``sign(0) = 0``), which lies in ``[-lam, lam]`` as 
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor

@@ -12,7 +12,7 @@ the same update as ``torch.optim.SGD(weight_decay=lam)``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -35,8 +35,9 @@ class SGD:
         Which parameters are decayed (default: all). ``MLP.weight_mask()`` decays weight matrices only.
     """
 
-    def __init__(self, params: list[Tensor], lr: float, weight_decay: float = 0.0,
-                 decay: Sequence[bool] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self, params: list[Tensor], lr: float, weight_decay: float = 0.0, decay: Sequence[bool] | None = None
+    ) -> None:
         if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
             raise ConfigError("lr", lr, "the learning rate must be a finite number > 0")
         if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):

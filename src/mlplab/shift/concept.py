@@ -39,8 +39,14 @@ class LearningCurve:
     seconds: float  # training time
 
     def to_dict(self) -> dict:
-        return {"mode": self.mode, "n_train": self.n_train, "seed": self.seed,
-                "test_acc": list(self.test_acc), "test_loss": list(self.test_loss), "seconds": self.seconds}  # fmt: skip
+        return {
+            "mode": self.mode,
+            "n_train": self.n_train,
+            "seed": self.seed,
+            "test_acc": list(self.test_acc),
+            "test_loss": list(self.test_loss),
+            "seconds": self.seconds,
+        }
 
 
 def concept_learning_curves(
@@ -75,9 +81,14 @@ def concept_learning_curves(
             net = build_mlp(model_config, torch.Generator().manual_seed(config.seed))
         loss0, acc0 = evaluate(net.to(config.device), test.to(config.device))
         history = fit(net, Data(train, test), config)
-        curves.append(LearningCurve(
-            mode, len(train), config.seed,
-            (acc0, *history.column("test_acc")), (loss0, *history.column("test_loss")),
-            sum(r.seconds for r in history.records),
-        ))  # fmt: skip
+        curves.append(
+            LearningCurve(
+                mode,
+                len(train),
+                config.seed,
+                (acc0, *history.column("test_acc")),
+                (loss0, *history.column("test_loss")),
+                sum(r.seconds for r in history.records),
+            )
+        )
     return curves

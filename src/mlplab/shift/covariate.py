@@ -87,8 +87,9 @@ def fit_domain_classifier(
     """
     Xs = check_matrix("source_X", source_X)
     Xt = check_matrix("target_X", target_X, Xs.shape[1])
-    if n_components is not None and (isinstance(n_components, bool) or not isinstance(n_components, int)
-                                     or n_components < 1):  # fmt: skip
+    if n_components is not None and (
+        isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1
+    ):
         raise ConfigError("n_components", n_components, "must be None or an integer >= 1")
     if not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
         raise ConfigError("C", C, "the inverse regularization strength must be a finite number > 0")
@@ -145,8 +146,7 @@ def covariate_weights(
     """
     if clip is not None and not (isinstance(clip, (int, float)) and np.isfinite(clip) and clip > 0):
         raise ConfigError("clip", clip, "the weight cap must be a finite number > 0, or None")
-    classifier = fit_domain_classifier(source_X, target_X, n_components=n_components, C=C,
-                                       max_iter=max_iter, seed=seed)  # fmt: skip
+    classifier = fit_domain_classifier(source_X, target_X, n_components=n_components, C=C, max_iter=max_iter, seed=seed)
     return classifier.density_ratio(source_X, clip, correct_sizes)
 
 

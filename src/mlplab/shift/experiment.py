@@ -36,9 +36,9 @@ import dataclasses
 import math
 import time
 import warnings
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -49,12 +49,27 @@ from mlplab.errors import MAX_SEED, ConfigError, check_int
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.shift.concept import concept_learning_curves
 from mlplab.shift.covariate import DEFAULT_CLIP, covariate_weights, effective_sample_size
-from mlplab.shift.generate import (LABEL_SHIFTS, STATISTICS, concept_mapping, covariate_shift_split,
-                                   image_statistic, label_shift_priors, relabel, sample_by_priors)  # fmt: skip
-from mlplab.shift.label import (CALIBRATIONS, LABEL_SHIFT_METHODS, IllConditionedWarning, adjust_predictions,
-                                fit_calibration, fit_label_shift, weight_error)  # fmt: skip
-from mlplab.stats import MeanCI, mean_ci
+from mlplab.shift.generate import (
+    LABEL_SHIFTS,
+    STATISTICS,
+    concept_mapping,
+    covariate_shift_split,
+    image_statistic,
+    label_shift_priors,
+    relabel,
+    sample_by_priors,
+)
+from mlplab.shift.label import (
+    CALIBRATIONS,
+    LABEL_SHIFT_METHODS,
+    IllConditionedWarning,
+    adjust_predictions,
+    fit_calibration,
+    fit_label_shift,
+    weight_error,
+)
 from mlplab.shift.weighted import fit_weighted
+from mlplab.stats import MeanCI, mean_ci
 from mlplab.train import Callback, TrainConfig, fit
 
 Progress = Callable[[str], None]
@@ -119,8 +134,14 @@ class SourceConfig:
         return ModelConfig(hidden=self.hidden)
 
     def train_config(self, **changes: object) -> TrainConfig:
-        base = dict(epochs=self.epochs, batch_size=self.batch_size, optimizer=self.optimizer, lr=self.lr,
-                    seed=self.seed, device=self.device)  # fmt: skip
+        base = dict(
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            seed=self.seed,
+            device=self.device,
+        )
         return TrainConfig(**{**base, **changes})
 
 
@@ -129,8 +150,12 @@ def parse_estimator(spec: str) -> tuple[str, str]:
     method, _, calibration = spec.partition("+")
     calibration = calibration or "none"
     if method not in LABEL_SHIFT_METHODS or calibration not in CALIBRATIONS:
-        raise ConfigError("estimator", spec, f"expected METHOD[+CALIBRATION], METHOD in {', '.join(LABEL_SHIFT_METHODS)}, "
-                          f"CALIBRATION in {', '.join(CALIBRATIONS[1:])} (e.g. bbse, em+bcts)")  # fmt: skip
+        raise ConfigError(
+            "estimator",
+            spec,
+            f"expected METHOD[+CALIBRATION], METHOD in {', '.join(LABEL_SHIFT_METHODS)}, "
+            f"CALIBRATION in {', '.join(CALIBRATIONS[1:])} (e.g. bbse, em+bcts)",
+        )
     return method, calibration
 
 
@@ -199,8 +224,9 @@ class CovariateShiftConfig:
         _check_positive_int("gaussian_n", self.gaussian_n)
 
     def train_config(self, seed: int) -> TrainConfig:
-        return TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr,
-                           seed=seed, device=self.device)  # fmt: skip
+        return TrainConfig(
+            epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr, seed=seed, device=self.device
+        )
 
 
 @dataclass(frozen=True)
@@ -243,7 +269,7 @@ class StudyConfig:
                 raise ConfigError("parts", p, f"expected some of {', '.join(PARTS)}")
 
     @classmethod
-    def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu", source_optimizer: str = "adam") -> "StudyConfig":
+    def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu", source_optimizer: str = "adam") -> StudyConfig:
         """A smaller study for a first look, about 20 s on one core: 3 seeds, a 3-epoch source
         classifier, covariate shift with softmax regression only (trained as long as in the full
         study: with fewer epochs the weighted model is not converged and the verdict flips)."""
@@ -285,7 +311,7 @@ class PartResult:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "PartResult":
+    def from_dict(cls, data: dict) -> PartResult:
         return cls(**data)
 
     def summary(self, by: Sequence[str], metrics: Sequence[str], level: float = 0.95) -> list[dict]:
@@ -365,25 +391,38 @@ def _take(split: Split, idx: np.ndarray, y: np.ndarray | None = None) -> Split:
     return Split(split.X.index_select(0, t), labels)
 
 
-def train_source(data: Data, config: SourceConfig = SourceConfig(), *, checkpoint: Path | None = None,
-                 callbacks: Sequence[Callback] = ()) -> Source:  # fmt: skip
+def train_source(
+    data: Data,
+    config: SourceConfig = SourceConfig(),
+    *,
+    checkpoint: Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> Source:
     """Train (or, with ``checkpoint``, resume / reload) the source classifier; see the module docstring."""
     t0 = time.perf_counter()
     y = data.train.y.cpu().numpy()
     train_idx, held_idx = holdout_split(y, config.holdout_per_class, config.seed)
     train, holdout = _take(data.train, train_idx), _take(data.train, held_idx)
     net = build_mlp(config.model_config(), torch.Generator().manual_seed(config.seed))
-    history = fit(net, Data(train, data.test), config.train_config(), callbacks=callbacks,
-                  checkpoint=checkpoint, resume=checkpoint is not None)  # fmt: skip
+    history = fit(
+        net,
+        Data(train, data.test),
+        config.train_config(),
+        callbacks=callbacks,
+        checkpoint=checkpoint,
+        resume=checkpoint is not None,
+    )
     net.to("cpu")
     holdout_probs = predict_probs(net, holdout.X.cpu())
     test_probs = predict_probs(net, data.test.X.cpu())
     info = {
-        "n_train": len(train), "n_holdout": len(holdout),
+        "n_train": len(train),
+        "n_holdout": len(holdout),
         "test_acc": float((test_probs.argmax(1) == data.test.y.cpu().numpy()).mean()),
         "holdout_acc": float((holdout_probs.argmax(1) == holdout.y.cpu().numpy()).mean()),
-        "status": history.status, "seconds": time.perf_counter() - t0,
-    }  # fmt: skip
+        "status": history.status,
+        "seconds": time.perf_counter() - t0,
+    }
     cpu = Data(train, data.test).to("cpu")
     return Source(net, cpu.train, holdout.to("cpu"), cpu.test, holdout_probs, test_probs, info, config)
 
@@ -391,8 +430,9 @@ def train_source(data: Data, config: SourceConfig = SourceConfig(), *, checkpoin
 # --- label shift -----------------------------------------------------------------------------
 
 
-def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfig(), *,
-                      progress: Progress = _quiet) -> PartResult:  # fmt: skip
+def label_shift_study(
+    source: Source, config: LabelShiftConfig = LabelShiftConfig(), *, progress: Progress = _quiet
+) -> PartResult:
     """Label shift of the test set; every estimator of ``config.estimators`` on every seed.
 
     Rows (one per seed and ``estimator``): ``weight_mse`` (``||w_hat - w||^2 / k``), ``accuracy``
@@ -420,11 +460,21 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
         probs, yt = source.test_probs[idx], yt_all[idx]
         w_true = q / p
 
-        def row(name: str, w_hat: np.ndarray, adjusted: np.ndarray, **extra: object) -> dict:
+        def row(
+            name: str, w_hat: np.ndarray, adjusted: np.ndarray, yt=yt, seed=seed, w_true=w_true, **extra: object
+        ) -> dict:
             acc = float((adjusted.argmax(1) == yt).mean())
             nll = float(-np.mean(np.log(np.maximum(adjusted[np.arange(len(yt)), yt], 1e-300))))
-            return {"seed": seed, "estimator": name, "weight_mse": weight_error(w_hat, w_true), "accuracy": acc,
-                    "nll": nll, "w_hat": w_hat.tolist(), "w_true": w_true.tolist(), **extra}  # fmt: skip
+            return {
+                "seed": seed,
+                "estimator": name,
+                "weight_mse": weight_error(w_hat, w_true),
+                "accuracy": acc,
+                "nll": nll,
+                "w_hat": w_hat.tolist(),
+                "w_true": w_true.tolist(),
+                **extra,
+            }
 
         base = row("none", np.ones(k), probs)
         rows.append(base)
@@ -455,14 +505,21 @@ def label_shift_study(source: Source, config: LabelShiftConfig = LabelShiftConfi
         for r in rows:
             if r["seed"] == seed:
                 r["gain"] = r["accuracy"] - base["accuracy"]
-        best = min((r for r in rows if r["seed"] == seed and r["estimator"] in config.estimators),
-                   key=lambda r: r["weight_mse"])  # fmt: skip
-        progress(f"label shift seed {seed}: uncorrected acc {base['accuracy']:.4f}; lowest weight error "
-                 f"{best['estimator']} {best['weight_mse']:.4f} (acc {best['accuracy']:.4f})")  # fmt: skip
-    info = {"source": source.info, "source_priors": p.tolist(),
-            "max_condition_number": _finite_or_none(max(cond_values)) if cond_values else None,
-            "target_pool": "Fashion-MNIST test set (10,000 images)",
-            "held_out_source": f"{len(ys)} training images never trained on"}  # fmt: skip
+        best = min(
+            (r for r in rows if r["seed"] == seed and r["estimator"] in config.estimators),
+            key=lambda r: r["weight_mse"],
+        )
+        progress(
+            f"label shift seed {seed}: uncorrected acc {base['accuracy']:.4f}; lowest weight error "
+            f"{best['estimator']} {best['weight_mse']:.4f} (acc {best['accuracy']:.4f})"
+        )
+    info = {
+        "source": source.info,
+        "source_priors": p.tolist(),
+        "max_condition_number": _finite_or_none(max(cond_values)) if cond_values else None,
+        "target_pool": "Fashion-MNIST test set (10,000 images)",
+        "held_out_source": f"{len(ys)} training images never trained on",
+    }
     settings = part_config(StudyConfig(source=source.config, label=config), "label")
     return PartResult("label", settings, rows, info, time.perf_counter() - t0)
 
@@ -477,7 +534,9 @@ def _wls(X: np.ndarray, y: np.ndarray, w: np.ndarray) -> np.ndarray:
     return np.linalg.lstsq(A * sw[:, None], y * sw, rcond=None)[0]
 
 
-def gaussian_regression_study(seeds: Sequence[int] = DEFAULT_SEEDS, n: int = 200, clip: float | None = DEFAULT_CLIP) -> list[dict]:
+def gaussian_regression_study(
+    seeds: Sequence[int] = DEFAULT_SEEDS, n: int = 200, clip: float | None = DEFAULT_CLIP
+) -> list[dict]:
     """Covariate shift where correction must help (Shimodaira 2000, sec. 8).
 
     ``y = -x + x^3 + eps``, ``eps ~ N(0, 0.3^2)``; source ``x ~ N(0.5, 0.5^2)``, target
@@ -499,13 +558,27 @@ def gaussian_regression_study(seeds: Sequence[int] = DEFAULT_SEEDS, n: int = 200
         oracle = np.exp(log_q - log_p)
         # log q/p of two Gaussians is quadratic in x: with features (x, x^2) the logistic
         # regression can represent it exactly
-        beta = covariate_weights(np.column_stack([xs, xs**2]), np.column_stack([xt_unlabeled, xt_unlabeled**2]),
-                                 clip, n_components=None, seed=seed)  # fmt: skip
+        beta = covariate_weights(
+            np.column_stack([xs, xs**2]),
+            np.column_stack([xt_unlabeled, xt_unlabeled**2]),
+            clip,
+            n_components=None,
+            seed=seed,
+        )
         for variant, w in (("unweighted", np.ones(n)), ("weighted", beta), ("oracle", oracle)):
             b = _wls(xs[:, None], ys, w)
             mse = float(np.mean((yt - b[0] - b[1] * xt) ** 2))
-            rows.append({"scenario": "gaussian-regression", "seed": seed, "variant": variant, "target_loss": mse,
-                         "ess_fraction": effective_sample_size(w) / n, "n_source": n, "n_target": n})  # fmt: skip
+            rows.append(
+                {
+                    "scenario": "gaussian-regression",
+                    "seed": seed,
+                    "variant": variant,
+                    "target_loss": mse,
+                    "ess_fraction": effective_sample_size(w) / n,
+                    "n_source": n,
+                    "n_target": n,
+                }
+            )
     return rows
 
 
@@ -514,8 +587,9 @@ def model_name(hidden: Sequence[int]) -> str:
     return "mlp-" + "-".join(map(str, hidden)) if hidden else "softmax-regression"
 
 
-def covariate_shift_study(data: Data, config: CovariateShiftConfig = CovariateShiftConfig(), *,
-                          progress: Progress = _quiet) -> PartResult:  # fmt: skip
+def covariate_shift_study(
+    data: Data, config: CovariateShiftConfig = CovariateShiftConfig(), *, progress: Progress = _quiet
+) -> PartResult:
     """Selection-biased brightness shift on Fashion-MNIST, plus the Gaussian regression scenario.
 
     Fashion-MNIST rows (``scenario="fashion-mnist"``, one per seed, ``model`` of
@@ -540,8 +614,9 @@ def covariate_shift_study(data: Data, config: CovariateShiftConfig = CovariateSh
         half = len(tgt_idx) // 2
         unlabeled, labeled = np.sort(tgt_idx[:half]), np.sort(tgt_idx[half:])
         t1 = time.perf_counter()
-        beta = covariate_weights(Xs_all[src_idx], Xt_all[unlabeled], config.clip,
-                                 n_components=config.n_components, seed=seed)  # fmt: skip
+        beta = covariate_weights(
+            Xs_all[src_idx], Xt_all[unlabeled], config.clip, n_components=config.n_components, seed=seed
+        )
         weight_seconds = time.perf_counter() - t1
         corr = float(np.corrcoef(np.log(beta), np.log(ratio))[0, 1])
         source, target = _take(data.train, src_idx), _take(data.test, labeled)
@@ -553,32 +628,49 @@ def covariate_shift_study(data: Data, config: CovariateShiftConfig = CovariateSh
                 history = fit_weighted(net, source, w, config.train_config(seed), eval_split=target)
                 weighted = variant == "weighted"
                 losses[variant] = history.final.test_loss
-                rows.append({
-                    "scenario": "fashion-mnist", "model": model_name(hidden), "seed": seed, "variant": variant,
-                    "target_loss": history.final.test_loss, "target_acc": history.final.test_acc,
-                    "ess_fraction": effective_sample_size(w) / len(w), "n_source": len(src_idx),
-                    "n_target": len(unlabeled), "n_target_eval": len(labeled),
-                    "log_ratio_corr": corr if weighted else None,
-                    "clipped": float(np.mean(beta >= config.clip)) if weighted and config.clip else None,
-                    "weight_seconds": weight_seconds if weighted else None,
-                })  # fmt: skip
-            progress(f"covariate shift seed {seed}, {model_name(hidden)}: target loss unweighted "
-                     f"{losses['unweighted']:.4f}, weighted {losses['weighted']:.4f}, oracle {losses['oracle']:.4f} "
-                     f"(ESS of beta {effective_sample_size(beta) / len(beta):.2f} n)")  # fmt: skip
+                rows.append(
+                    {
+                        "scenario": "fashion-mnist",
+                        "model": model_name(hidden),
+                        "seed": seed,
+                        "variant": variant,
+                        "target_loss": history.final.test_loss,
+                        "target_acc": history.final.test_acc,
+                        "ess_fraction": effective_sample_size(w) / len(w),
+                        "n_source": len(src_idx),
+                        "n_target": len(unlabeled),
+                        "n_target_eval": len(labeled),
+                        "log_ratio_corr": corr if weighted else None,
+                        "clipped": float(np.mean(beta >= config.clip)) if weighted and config.clip else None,
+                        "weight_seconds": weight_seconds if weighted else None,
+                    }
+                )
+            progress(
+                f"covariate shift seed {seed}, {model_name(hidden)}: target loss unweighted "
+                f"{losses['unweighted']:.4f}, weighted {losses['weighted']:.4f}, oracle {losses['oracle']:.4f} "
+                f"(ESS of beta {effective_sample_size(beta) / len(beta):.2f} n)"
+            )
     base = {(r["scenario"], r["model"], r["seed"]): r["target_loss"] for r in rows if r["variant"] == "unweighted"}
     for r in rows:
         r["loss_change"] = r["target_loss"] - base[(r["scenario"], r["model"], r["seed"])]
-    return PartResult("covariate", part_config(StudyConfig(covariate=config), "covariate"), rows,
-                      {"selection": "source: training set, kept w.p. sigmoid(-s z); target: test set, "
-                                    "kept w.p. sigmoid(+s z); z = standardized " + config.statistic},
-                      time.perf_counter() - t0)  # fmt: skip
+    return PartResult(
+        "covariate",
+        part_config(StudyConfig(covariate=config), "covariate"),
+        rows,
+        {
+            "selection": "source: training set, kept w.p. sigmoid(-s z); target: test set, "
+            "kept w.p. sigmoid(+s z); z = standardized " + config.statistic
+        },
+        time.perf_counter() - t0,
+    )
 
 
 # --- concept shift ---------------------------------------------------------------------------
 
 
-def concept_shift_study(source: Source, config: ConceptShiftConfig = ConceptShiftConfig(), *,
-                        progress: Progress = _quiet) -> PartResult:  # fmt: skip
+def concept_shift_study(
+    source: Source, config: ConceptShiftConfig = ConceptShiftConfig(), *, progress: Progress = _quiet
+) -> PartResult:
     """Fine-tuning versus retraining after relabeling; one row per (seed, n_train, mode, epoch)."""
     t0 = time.perf_counter()
     k = source.holdout_probs.shape[1]
@@ -594,26 +686,43 @@ def concept_shift_study(source: Source, config: ConceptShiftConfig = ConceptShif
                 raise ConfigError("n_train", n, f"at most the {len(source.holdout)} held-out source images")
             idx = rng.choice(len(source.holdout), n, replace=False)
             train = _take(source.holdout, idx, relabel(source.holdout.y.numpy()[idx], mapping))
-            tc = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, optimizer="adam", lr=config.lr,
-                             seed=seed, device=source.config.device)  # fmt: skip
+            tc = TrainConfig(
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                optimizer="adam",
+                lr=config.lr,
+                seed=seed,
+                device=source.config.device,
+            )
             curves = concept_learning_curves(source.model, source.config.model_config(), train, test, tc)
             for c in curves:
                 for epoch, (acc, loss) in enumerate(zip(c.test_acc, c.test_loss)):
-                    rows.append({"seed": seed, "n_train": n, "mode": c.mode, "epoch": epoch,
-                                 "test_acc": acc, "test_loss": loss})  # fmt: skip
+                    rows.append(
+                        {"seed": seed, "n_train": n, "mode": c.mode, "epoch": epoch, "test_acc": acc, "test_loss": loss}
+                    )
             finals = {c.mode: c.test_acc[-1] for c in curves}
-            progress(f"concept shift seed {seed}, {n} relabeled: final accuracy "
-                     + ", ".join(f"{m} {a:.4f}" for m, a in finals.items()))  # fmt: skip
+            progress(
+                f"concept shift seed {seed}, {n} relabeled: final accuracy "
+                + ", ".join(f"{m} {a:.4f}" for m, a in finals.items())
+            )
     settings = part_config(StudyConfig(source=source.config, concept=config), "concept")
-    return PartResult("concept", settings, rows, {"mappings": mappings, "source": source.info}, time.perf_counter() - t0)
+    return PartResult(
+        "concept", settings, rows, {"mappings": mappings, "source": source.info}, time.perf_counter() - t0
+    )
 
 
 # --- the whole study -------------------------------------------------------------------------
 
 
-def run_study(data: Data, config: StudyConfig = StudyConfig(), *, progress: Progress = _quiet,
-              source_checkpoint: Path | None = None, done: dict[str, PartResult] | None = None,
-              on_part: Callable[[PartResult], None] | None = None) -> dict[str, PartResult]:  # fmt: skip
+def run_study(
+    data: Data,
+    config: StudyConfig = StudyConfig(),
+    *,
+    progress: Progress = _quiet,
+    source_checkpoint: Path | None = None,
+    done: dict[str, PartResult] | None = None,
+    on_part: Callable[[PartResult], None] | None = None,
+) -> dict[str, PartResult]:
     """Run ``config.parts``; returns part name -> :class:`PartResult`.
 
     ``done`` holds parts already finished (e.g. loaded by a resumed CLI run): they are returned
@@ -624,8 +733,10 @@ def run_study(data: Data, config: StudyConfig = StudyConfig(), *, progress: Prog
     if any(p in ("label", "concept") and p not in results for p in config.parts):
         progress("training the source classifier")
         source = train_source(data, config.source, checkpoint=source_checkpoint)
-        progress(f"source classifier: test accuracy {source.info['test_acc']:.4f}, "
-                 f"held-out accuracy {source.info['holdout_acc']:.4f} ({source.info['seconds']:.1f} s)")  # fmt: skip
+        progress(
+            f"source classifier: test accuracy {source.info['test_acc']:.4f}, "
+            f"held-out accuracy {source.info['holdout_acc']:.4f} ({source.info['seconds']:.1f} s)"
+        )
     for part in config.parts:
         if part in results:
             continue

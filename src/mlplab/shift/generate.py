@@ -23,7 +23,7 @@ Randomness always comes from a ``numpy.random.Generator`` the caller passes (``n
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -74,8 +74,15 @@ def knock_out_priors(source_priors: np.ndarray, cls: int, delta: float) -> np.nd
     return q / q.sum()
 
 
-def label_shift_priors(kind: str, source_priors: np.ndarray, rng: np.random.Generator, *,
-                       alpha: float = 1.0, rho: float = 0.5, delta: float = 0.8) -> np.ndarray:  # fmt: skip
+def label_shift_priors(
+    kind: str,
+    source_priors: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    alpha: float = 1.0,
+    rho: float = 0.5,
+    delta: float = 0.8,
+) -> np.ndarray:
     """Target priors of one of :data:`LABEL_SHIFTS`; the tweaked/knocked-out class is drawn from ``rng``."""
     p = check_weights("source_priors", source_priors)
     k = len(p)
@@ -184,8 +191,10 @@ def concept_mapping(n_classes: int, n_changed: int, rng: np.random.Generator) ->
     classes form one cycle, so no two of them merely trade places unless ``n_changed == 2``.
     """
     _check_classes(n_classes)
-    if isinstance(n_changed, bool) or not isinstance(n_changed, (int, np.integer)) or not (
-        n_changed == 0 or 2 <= n_changed <= n_classes
+    if (
+        isinstance(n_changed, bool)
+        or not isinstance(n_changed, (int, np.integer))
+        or not (n_changed == 0 or 2 <= n_changed <= n_classes)
     ):
         raise ConfigError("n_changed", n_changed, f"must be 0 or an integer in [2, {n_classes}]")
     mapping = np.arange(n_classes)

@@ -33,8 +33,9 @@ def check_matrix(name: str, x: object, n_cols: int | None = None) -> np.ndarray:
         raise ShiftInputError(f"{name} must be a numeric array, got dtype {a.dtype}")
     a = a.astype(np.float64, copy=False)
     if a.ndim != 2:
-        raise ShiftInputError(f"{name} must be 2-D (n, d), got shape {a.shape}. Fix: reshape it, "
-                              "e.g. X.reshape(len(X), -1)")  # fmt: skip
+        raise ShiftInputError(
+            f"{name} must be 2-D (n, d), got shape {a.shape}. Fix: reshape it, e.g. X.reshape(len(X), -1)"
+        )
     if a.shape[0] == 0 or a.shape[1] == 0:
         raise ShiftInputError(f"{name} is empty (shape {a.shape}); it needs at least one row and one column")
     if n_cols is not None and a.shape[1] != n_cols:
@@ -50,8 +51,10 @@ def check_probs(name: str, probs: object, n_classes: int | None = None) -> np.nd
     if p.shape[1] < 2:
         raise ShiftInputError(f"{name} has {p.shape[1]} column; class probabilities need k >= 2 columns")
     if np.any(p < 0):
-        raise ShiftInputError(f"{name} has negative entries (min {p.min():.3g}); probabilities must be >= 0. "
-                              "Fix: pass softmax outputs, not logits")  # fmt: skip
+        raise ShiftInputError(
+            f"{name} has negative entries (min {p.min():.3g}); probabilities must be >= 0. "
+            "Fix: pass softmax outputs, not logits"
+        )
     sums = p.sum(axis=1)
     bad = np.abs(sums - 1.0) > ROW_SUM_TOL
     if np.any(bad):

@@ -119,8 +119,7 @@ def fit_calibration(probs: object, labels: object, kind: str = "bcts") -> Calibr
     bounds = [(-5.0, 5.0)] + [(None, None)] * (len(theta0) - 1)  # T in [e^-5, e^5]
     res = minimize(calibration_nll, theta0, args=(logp, y), jac=True, method="L-BFGS-B", bounds=bounds)
     bias = res.x[1:] - res.x[1:].mean() if kind == "bcts" else np.zeros(p.shape[1])
-    return Calibration(kind, float(np.exp(res.x[0])), bias,
-                       calibration_nll(theta0, logp, y)[0], float(res.fun))  # fmt: skip
+    return Calibration(kind, float(np.exp(res.x[0])), bias, calibration_nll(theta0, logp, y)[0], float(res.fun))
 
 
 # --- estimators ------------------------------------------------------------------------------
@@ -143,8 +142,9 @@ def mean_prediction(probs: np.ndarray, soft: bool = False) -> np.ndarray:
     return probs.mean(axis=0) if soft else np.bincount(probs.argmax(axis=1), minlength=k) / len(probs)
 
 
-def em_priors(target_probs: np.ndarray, source_priors: np.ndarray, tol: float = 1e-10,
-              max_iter: int = 10_000) -> tuple[np.ndarray, int]:  # fmt: skip
+def em_priors(
+    target_probs: np.ndarray, source_priors: np.ndarray, tol: float = 1e-10, max_iter: int = 10_000
+) -> tuple[np.ndarray, int]:
     """Saerens et al. (2002) EM for the target priors; returns ``(q, iterations)``.
 
     E step: ``a_iy ∝ f_y(x_i) q(y) / p(y)``; M step: ``q(y) = mean_i a_iy``; stop when
@@ -225,8 +225,9 @@ def fit_label_shift(
             f"BBSE: the confusion matrix is ill-conditioned (condition number {cond:.3g} > {cond_warn:g}); "
             "the weight estimate is unreliable. Fix: a more accurate classifier, more held-out "
             "source data, or merging classes the classifier confuses",
-            IllConditionedWarning, stacklevel=2,
-        )  # fmt: skip
+            IllConditionedWarning,
+            stacklevel=2,
+        )
     w, residual = nnls(C, mu)
     return LabelShiftEstimate(w, p, method, cal, condition_number=cond, residual=float(residual))
 
@@ -276,8 +277,9 @@ def estimate_label_shift(
     >>> w = estimate_label_shift(held_out_probs, held_out_y, target_probs, method="em", calibration="bcts")
     >>> corrected = adjust_predictions(target_probs, w)  # or reweight the training loss by w[y]
     """
-    return fit_label_shift(source_probs, source_labels, target_probs, method,
-                           calibration=calibration, cond_warn=cond_warn).weights  # fmt: skip
+    return fit_label_shift(
+        source_probs, source_labels, target_probs, method, calibration=calibration, cond_warn=cond_warn
+    ).weights
 
 
 def adjust_predictions(probs: object, weights: object) -> np.ndarray:

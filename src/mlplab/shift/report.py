@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Mapping
+from collections.abc import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from mlplab.plots import plt, save_figure  # noqa: F401  (save_figure re-exported for the CLI)
+from mlplab.plots import plt, save_figure
 from mlplab.shift.experiment import PartResult, summarize, verdict
 from mlplab.stats import MeanCI
 
@@ -29,11 +29,16 @@ def label_table(result: PartResult) -> str:
     """Weight error, target accuracy and gain per estimator (mean ± 95% CI over seeds)."""
     cfg = result.config["label"]
     summary = result.summary(["estimator"], ["weight_mse", "accuracy", "gain", "nll"])
-    rows = [[s["estimator"], _fmt(s["weight_mse"]), _fmt(s["accuracy"]), _fmt(s["gain"], 2, 100.0), _fmt(s["nll"])]
-            for s in summary]  # fmt: skip
+    rows = [
+        [s["estimator"], _fmt(s["weight_mse"]), _fmt(s["accuracy"]), _fmt(s["gain"], 2, 100.0), _fmt(s["nll"])]
+        for s in summary
+    ]
     n = len(cfg["seeds"])
-    shift = {"dirichlet": f"Dirichlet(alpha={cfg['alpha']:g})", "tweak-one": f"tweak-one (rho={cfg['rho']:g})",
-             "knock-out": f"knock-out (delta={cfg['delta']:g})"}[cfg["kind"]]  # fmt: skip
+    shift = {
+        "dirichlet": f"Dirichlet(alpha={cfg['alpha']:g})",
+        "tweak-one": f"tweak-one (rho={cfg['rho']:g})",
+        "knock-out": f"knock-out (delta={cfg['delta']:g})",
+    }[cfg["kind"]]
     src = result.info.get("source", {})
     text = [
         f"Label shift: {shift} priors, {cfg['n_target']} target images from the test set, {n} seeds "
@@ -64,13 +69,26 @@ def label_table(result: PartResult) -> str:
 def covariate_table(result: PartResult) -> str:
     """Target loss per scenario, model and weighting, with a verdict on whether weighting helped."""
     cfg = result.config["covariate"]
-    summary = summarize(result.rows, ["scenario", "model", "variant"],
-                        ["target_loss", "loss_change", "target_acc", "ess_fraction", "log_ratio_corr"])  # fmt: skip
+    summary = summarize(
+        result.rows,
+        ["scenario", "model", "variant"],
+        ["target_loss", "loss_change", "target_acc", "ess_fraction", "log_ratio_corr"],
+    )
     rows = []
     for s in summary:
         judged = "-" if s["variant"] == "unweighted" else verdict(s["loss_change"])
-        rows.append([s["scenario"], s["model"], s["variant"], _fmt(s["target_loss"]), _fmt(s["loss_change"]),
-                     _fmt(s["target_acc"]), _fmt(s["ess_fraction"], 3), judged])  # fmt: skip
+        rows.append(
+            [
+                s["scenario"],
+                s["model"],
+                s["variant"],
+                _fmt(s["target_loss"]),
+                _fmt(s["loss_change"]),
+                _fmt(s["target_acc"]),
+                _fmt(s["ess_fraction"], 3),
+                judged,
+            ]
+        )
     corr = [r["log_ratio_corr"] for r in result.rows if r.get("log_ratio_corr") is not None]
     n_s = [r["n_source"] for r in result.rows if r["scenario"] == "fashion-mnist"]
     n_t = [r["n_target"] for r in result.rows if r["scenario"] == "fashion-mnist"]
@@ -78,11 +96,26 @@ def covariate_table(result: PartResult) -> str:
         f"Covariate shift: {result.info.get('selection', '')}, s = {cfg['strength']:g}; "
         f"{len(cfg['seeds'])} seeds (mean ± 95% t-CI); weights clipped at c = {cfg['clip']}; "
         f"{cfg['epochs']} Adam epochs per model."
-        + (f" About {int(np.mean(n_s))} source and {int(np.mean(n_t))} unlabeled target images per seed;"
-           f" corr(log β̂, exact log q/p) = {np.mean(corr):.3f}." if n_s else ""),
+        + (
+            f" About {int(np.mean(n_s))} source and {int(np.mean(n_t))} unlabeled target images per seed;"
+            f" corr(log β̂, exact log q/p) = {np.mean(corr):.3f}."
+            if n_s
+            else ""
+        ),
         "",
-        _table(["scenario", "model", "variant", "target loss", "change vs unweighted", "target accuracy",
-                "ESS / n", "weighting"], rows),  # fmt: skip
+        _table(
+            [
+                "scenario",
+                "model",
+                "variant",
+                "target loss",
+                "change vs unweighted",
+                "target accuracy",
+                "ESS / n",
+                "weighting",
+            ],
+            rows,
+        ),
         "",
         "`weighted` = β̂ from the logistic-regression domain classifier; `oracle` = the exact density "
         "ratio. `helps`/`hurts`: the 95% CI of the paired loss change excludes 0; otherwise no "
@@ -104,13 +137,15 @@ def concept_table(result: PartResult) -> str:
             by_epoch = {s["epoch"]: s["test_acc"] for s in summary if s["n_train"] == n and s["mode"] == mode}
             if by_epoch:
                 rows.append([str(n), mode] + [_fmt(by_epoch.get(e)) for e in shown])
-    return "\n".join([
-        f"Concept shift: {cfg['n_changed']} classes relabeled (a cycle), {len(cfg['seeds'])} seeds "
-        f"(mean ± 95% t-CI); training examples from the held-out source, relabeled; accuracy on the "
-        f"relabeled test set; Adam lr {cfg['lr']:g}, batch {cfg['batch_size']}, same budget for both.",
-        "",
-        _table(["relabeled examples", "mode"] + [f"epoch {e}" for e in shown], rows),
-    ])
+    return "\n".join(
+        [
+            f"Concept shift: {cfg['n_changed']} classes relabeled (a cycle), {len(cfg['seeds'])} seeds "
+            f"(mean ± 95% t-CI); training examples from the held-out source, relabeled; accuracy on the "
+            f"relabeled test set; Adam lr {cfg['lr']:g}, batch {cfg['batch_size']}, same budget for both.",
+            "",
+            _table(["relabeled examples", "mode"] + [f"epoch {e}" for e in shown], rows),
+        ]
+    )
 
 
 def concept_figure(result: PartResult) -> Figure:

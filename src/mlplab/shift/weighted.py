@@ -11,7 +11,7 @@ for a seed), optimizer and evaluation. With all weights equal it trains exactly 
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch

@@ -19,8 +19,28 @@ from mlplab.sweep.runner import SweepCallback, SweepReport, run_sweep, sweep_dat
 from mlplab.sweep.spec import Distribution, SweepSpec, Trial, load_toml, make_trial, parse_axis, parse_random_axis
 
 __all__ = [
-    "BatchedMLP", "Distribution", "DropoutStreams", "Group", "SweepCallback", "SweepReport", "SweepSpec",
-    "Trial", "TrialResult", "dropout_seed", "load_histories", "load_results", "load_toml", "make_trial",
-    "markdown_table", "parse_axis", "parse_random_axis", "plan", "run_sweep", "sort_summary", "summarize",
-    "sweep_data", "synthetic_data", "train_group",
-]  # fmt: skip
+    "BatchedMLP",
+    "Distribution",
+    "DropoutStreams",
+    "Group",
+    "SweepCallback",
+    "SweepReport",
+    "SweepSpec",
+    "Trial",
+    "TrialResult",
+    "dropout_seed",
+    "load_histories",
+    "load_results",
+    "load_toml",
+    "make_trial",
+    "markdown_table",
+    "parse_axis",
+    "parse_random_axis",
+    "plan",
+    "run_sweep",
+    "sort_summary",
+    "summarize",
+    "sweep_data",
+    "synthetic_data",
+    "train_group",
+]

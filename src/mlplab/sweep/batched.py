@@ -30,10 +30,9 @@ generators give different streams.
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -79,8 +78,11 @@ def _prelu(Z: Tensor, slope: Tensor | None) -> Tensor:
 
 # g(Z, slope) for each name of mlplab.models.ACTIVATIONS; only pReLU uses its per-model slope.
 BATCHED_ACTIVATIONS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
-    "relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "prelu": _prelu,
-}  # fmt: skip
+    "relu": _relu,
+    "sigmoid": _sigmoid,
+    "tanh": _tanh,
+    "prelu": _prelu,
+}
 
 
 class BatchedMLP:
@@ -98,14 +100,16 @@ class BatchedMLP:
         self._act = BATCHED_ACTIVATIONS[activation]
 
     @classmethod
-    def from_trials(cls, trials: Sequence[Trial], device: torch.device | str = "cpu") -> "BatchedMLP":
+    def from_trials(cls, trials: Sequence[Trial], device: torch.device | str = "cpu") -> BatchedMLP:
         """Stack the initial weights ``build_mlp(trial.model, Generator().manual_seed(seed))`` of each trial.
 
         These are exactly the weights ``mlplab.train.fit`` would start from, for any init scheme.
         Trials with the same model config and seed share one draw.
         """
         if not trials or len({group_key(t)[:4] for t in trials}) != 1:
-            raise ConfigError("trials", len(trials), "a batched model needs one or more trials of one shape and activation")
+            raise ConfigError(
+                "trials", len(trials), "a batched model needs one or more trials of one shape and activation"
+            )
         built: dict[tuple, list[Tensor]] = {}
         per_model = []
         for t in trials:
@@ -193,12 +197,16 @@ class DropoutStreams:
         self.p = p.to(device=device, dtype=torch.float32)  # (K, L)
         self.scale = 1.0 / (1.0 - self.p)  # (K, L)
         self.generators = [  # a stream only for layers that some model drops
-            torch.Generator(device=device).manual_seed(dropout_seed(seed, layer)) if bool((p[:, layer] > 0).any()) else None
+            torch.Generator(device=device).manual_seed(dropout_seed(seed, layer))
+            if bool((p[:, layer] > 0).any())
+            else None
             for layer in range(p.shape[1])
-        ]  # fmt: skip
+        ]
         self.device = device
 
-    def draw(self, batch: int, widths: Sequence[int], out: Sequence[Tensor | None] | None = None) -> list[Tensor | None]:
+    def draw(
+        self, batch: int, widths: Sequence[int], out: Sequence[Tensor | None] | None = None
+    ) -> list[Tensor | None]:
         """One training step's uniforms: a (B, H) tensor per hidden layer, None where no model drops.
 
         A layer's stream advances only in layers that some model drops, but it depends on nothing
@@ -299,8 +307,17 @@ class _Step:
 
     WARMUP = 3
 
-    def __init__(self, model: BatchedMLP, optimizer, streams: DropoutStreams, widths: Sequence[int],
-                 alive: Tensor, loss_sum: Tensor, correct: Tensor, graphed: bool) -> None:  # fmt: skip
+    def __init__(
+        self,
+        model: BatchedMLP,
+        optimizer,
+        streams: DropoutStreams,
+        widths: Sequence[int],
+        alive: Tensor,
+        loss_sum: Tensor,
+        correct: Tensor,
+        graphed: bool,
+    ) -> None:
         self.model, self.optimizer, self.streams, self.widths = model, optimizer, streams, list(widths)
         self.params = model.parameters()
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
@@ -382,7 +399,9 @@ def train_group(
     """
     first = trials[0]
     if any(group_key(t) != group_key(first) for t in trials):
-        raise ConfigError("trials", len(trials), "all trials of a group must share shape, optimizer, batch size, epochs and seed")
+        raise ConfigError(
+            "trials", len(trials), "all trials of a group must share shape, optimizer, batch size, epochs and seed"
+        )
     device = resolve_device(str(device))
     graphed = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
     if graphed and device.type != "cuda":
@@ -404,7 +423,9 @@ def train_group(
     wd = per_model([t.train.weight_decay for t in trials])
     wd_bias = per_model([t.train.weight_decay if t.train.decay_biases else 0.0 for t in trials])
     optimizer = make_batched_optimizer(cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()])
-    streams = DropoutStreams(cfg.seed, torch.tensor([t.model.dropout_per_layer for t in trials]).reshape(K, len(first.model.hidden)), device)
+    streams = DropoutStreams(
+        cfg.seed, torch.tensor([t.model.dropout_per_layer for t in trials]).reshape(K, len(first.model.hidden)), device
+    )
 
     order = torch.Generator().manual_seed(cfg.seed)  # the same batch order as fit for this seed
     n = len(data.train)

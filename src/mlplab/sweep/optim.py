@@ -21,7 +21,7 @@ step can be captured in a CUDA graph; that is why Adam keeps its step count on t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor

@@ -15,8 +15,8 @@ entirely stored or entirely retrained.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -52,15 +52,17 @@ class Group:
     def first(self) -> Trial:
         return self.trials[0]
 
-    def without(self, keys: set[str] | frozenset[str]) -> "Group":
+    def without(self, keys: set[str] | frozenset[str]) -> Group:
         """The same group minus the trials whose key is in ``keys`` (already stored)."""
         return Group(self.index, tuple(t for t in self.trials if t.key not in keys))
 
     def describe(self) -> str:
         """``20 x 784-256-256-10 relu sgd, batch 256, 10 epochs, seed 0``."""
         m, t = self.first.model, self.first.train
-        return (f"{len(self)} x {'-'.join(map(str, m.sizes))} {m.activation} {t.optimizer}, "
-                f"batch {t.batch_size}, {t.epochs} epochs, seed {t.seed}")  # fmt: skip
+        return (
+            f"{len(self)} x {'-'.join(map(str, m.sizes))} {m.activation} {t.optimizer}, "
+            f"batch {t.batch_size}, {t.epochs} epochs, seed {t.seed}"
+        )
 
 
 def bytes_per_model(trial: Trial, eval_rows: int = 2048, n_train: int | None = None) -> int:
@@ -116,7 +118,9 @@ def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
     10 with ``max_models=4`` give 4+3+3.
     """
     if isinstance(max_models, bool) or not isinstance(max_models, int) or not 1 <= max_models <= MAX_TRIALS:
-        raise ConfigError("max_models", max_models, f"must be an integer from 1 to {MAX_TRIALS:,} (a sweep's most trials)")
+        raise ConfigError(
+            "max_models", max_models, f"must be an integer from 1 to {MAX_TRIALS:,} (a sweep's most trials)"
+        )
     by_key: dict[tuple, list[Trial]] = {}
     for t in trials:
         by_key.setdefault(group_key(t), []).append(t)

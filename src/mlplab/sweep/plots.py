@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import math
 import textwrap
-from typing import Sequence
+from collections.abc import Sequence
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 import mlplab.plots  # noqa: F401  (selects the Agg backend before pyplot is imported)
-import matplotlib.pyplot as plt  # noqa: E402
-
 from mlplab.errors import ConfigError
 from mlplab.sweep.results import HIGHER_IS_BETTER, format_value, hyperparameters, varying
 
@@ -45,8 +44,11 @@ def _title(metric: str, summary: pd.DataFrame, fixed: str) -> str:
 
 
 def _fixed(summary: pd.DataFrame, exclude: Sequence[str]) -> str:
-    parts = [f"{c}={format_value(summary[c].iloc[0])}" for c in hyperparameters(summary)
-             if c not in exclude and summary[c].nunique(dropna=False) == 1]  # fmt: skip
+    parts = [
+        f"{c}={format_value(summary[c].iloc[0])}"
+        for c in hyperparameters(summary)
+        if c not in exclude and summary[c].nunique(dropna=False) == 1
+    ]
     return " ".join(parts)
 
 
@@ -62,7 +64,9 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
         i, j = _index(ys, r[y]), _index(xs, r[x])
         mean[i, j], ci[i, j] = r[f"{metric}_mean"], r[f"{metric}_ci"]
         bad[i, j] = int(r.get("failed", 0)) + int(r.get("diverged", 0))
-    fig, ax = plt.subplots(figsize=(max(5.0, 1.5 + 0.75 * len(xs)), max(3.5, 1.5 + 0.6 * len(ys))), layout="constrained")
+    fig, ax = plt.subplots(
+        figsize=(max(5.0, 1.5 + 0.75 * len(xs)), max(3.5, 1.5 + 0.6 * len(ys))), layout="constrained"
+    )
     cmap = "viridis" if metric in HIGHER_IS_BETTER else "viridis_r"
     image = ax.imshow(mean, cmap=cmap, origin="lower", aspect="auto")
     fig.colorbar(image, ax=ax, label=metric)
@@ -89,7 +93,9 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
 def lines(summary: pd.DataFrame, x: str, metric: str = "final_test_acc", by: str | None = None) -> Figure:
     """Mean of ``metric`` against ``x`` with a 95% confidence band; one line per value of ``by``."""
     fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    parts = [(None, summary)] if by is None else [(v, summary[summary[by] == v]) for v in _sort_key(summary[by].unique())]
+    parts = (
+        [(None, summary)] if by is None else [(v, summary[summary[by] == v]) for v in _sort_key(summary[by].unique())]
+    )
     numeric = pd.api.types.is_numeric_dtype(summary[x])
     for value, part in parts:
         part = part.sort_values(x) if numeric else part
@@ -110,14 +116,17 @@ def lines(summary: pd.DataFrame, x: str, metric: str = "final_test_acc", by: str
     return fig
 
 
-def plot_summary(summary: pd.DataFrame, metric: str = "final_test_acc", x: str | None = None,
-                 y: str | None = None) -> Figure:  # fmt: skip
+def plot_summary(
+    summary: pd.DataFrame, metric: str = "final_test_acc", x: str | None = None, y: str | None = None
+) -> Figure:
     """A heatmap if two hyperparameters vary (or ``x`` and ``y`` are given), lines if one does.
 
     Raises ConfigError naming the varying hyperparameters when the choice is ambiguous.
     """
     if f"{metric}_mean" not in summary.columns:
-        raise ConfigError("metric", metric, "expected final_test_acc, final_test_loss, final_train_acc, final_train_loss or seconds")
+        raise ConfigError(
+            "metric", metric, "expected final_test_acc, final_test_loss, final_train_acc, final_train_loss or seconds"
+        )
     axes = varying(summary)
     for name, value in (("x", x), ("y", y)):
         if value is not None and value not in hyperparameters(summary):
@@ -127,7 +136,9 @@ def plot_summary(summary: pd.DataFrame, metric: str = "final_test_acc", x: str |
             return lines(summary, axes[0], metric)
         if len(axes) == 2:
             return heatmap(summary, axes[1], axes[0], metric)
-        raise ConfigError("x", None, f"{len(axes)} hyperparameters vary ({', '.join(axes) or 'none'}): choose --x (and --y)")
+        raise ConfigError(
+            "x", None, f"{len(axes)} hyperparameters vary ({', '.join(axes) or 'none'}): choose --x (and --y)"
+        )
     if y is None:
         others = [a for a in axes if a != x]
         if len(others) > 1:

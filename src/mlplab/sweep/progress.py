@@ -7,7 +7,7 @@ display ``mlplab sweep run`` shows; it draws in a terminal or Jupyter and never 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -50,14 +50,20 @@ class SweepProgress(SweepCallback):
         seconds = sum(r.seconds for r in results)
         note = f", [bold red]{diverged} diverged[/]" if diverged else ""
         note += f", [bold red]{failed} failed (at chance or loss rose)[/]" if failed else ""
-        self.progress.console.print(f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, "
-                                    f"best test acc {best:.4f}{note}")  # fmt: skip
+        self.progress.console.print(
+            f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, best test acc {best:.4f}{note}"
+        )
 
 
 @contextlib.contextmanager
 def sweep_progress(console: Console | None = None) -> Iterator[SweepProgress]:
     """The display as a callback for :func:`mlplab.sweep.run_sweep`, live while the block runs."""
-    columns = (TextColumn("{task.description:>12}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn())  # fmt: skip
+    columns = (
+        TextColumn("{task.description:>12}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
     with Progress(*columns, console=console or Console(highlight=False), transient=True) as bar:
         yield SweepProgress(bar)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,8 +17,17 @@ from mlplab.sweep.store import SweepStore, damaged
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
 # Metrics where larger is better; the others (losses, seconds) sort ascending by default.
 HIGHER_IS_BETTER = ("final_test_acc", "final_train_acc")
-HYPERPARAMETER_ORDER = ("hidden", "activation", "init", "lr", "weight_decay", "decay_biases", "optimizer",
-                        "batch_size", "epochs")  # fmt: skip
+HYPERPARAMETER_ORDER = (
+    "hidden",
+    "activation",
+    "init",
+    "lr",
+    "weight_decay",
+    "decay_biases",
+    "optimizer",
+    "batch_size",
+    "epochs",
+)
 
 
 def _ordered(columns: Sequence[str]) -> list[str]:
@@ -74,8 +83,14 @@ def load_histories(directory: str | os.PathLike[str]) -> pd.DataFrame:
     records = []
     for r, (config, history) in zip(rows, decoded):
         for epoch in history:
-            records.append({**config, "seed": r["seed"], **{k: (np.nan if v is None else v) for k, v in epoch.items()},
-                            "key": r["key"]})  # fmt: skip
+            records.append(
+                {
+                    **config,
+                    "seed": r["seed"],
+                    **{k: (np.nan if v is None else v) for k, v in epoch.items()},
+                    "key": r["key"],
+                }
+            )
     return pd.DataFrame(records)
 
 
@@ -102,8 +117,10 @@ def summarize(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
         (t-based half-width, NaN with one seed; see :mod:`mlplab.stats`).
     """
     by = hyperparameters(results)
-    flagged = results.assign(diverged=results["status"].eq("diverged").astype(float),
-                             failed=results["status"].str.startswith("failed").astype(float))  # fmt: skip
+    flagged = results.assign(
+        diverged=results["status"].eq("diverged").astype(float),
+        failed=results["status"].str.startswith("failed").astype(float),
+    )
     summary = aggregate(flagged, by, [*METRICS, "seconds", "diverged", "failed"], confidence)
     for i, name in enumerate(("diverged", "failed")):
         count = (summary.pop(f"{name}_mean") * summary["n"]).round().astype(int)

@@ -7,9 +7,9 @@ import hashlib
 import os
 import sqlite3
 import time
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import torch
 
@@ -55,8 +55,9 @@ def sweep_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     return Path(path)
 
 
-def plan_sweep(spec: SweepSpec, n_train: int, n_inputs: int, n_outputs: int, device: torch.device,
-               max_models: int | None = None) -> tuple[list[Trial], int, list[Group]]:  # fmt: skip
+def plan_sweep(
+    spec: SweepSpec, n_train: int, n_inputs: int, n_outputs: int, device: torch.device, max_models: int | None = None
+) -> tuple[list[Trial], int, list[Group]]:
     """The trials, the group size and the groups of a sweep; raises if the largest group cannot fit.
 
     Pure planning: nothing is loaded, trained or written, so a CLI can call it before any work.
@@ -188,14 +189,26 @@ def run_sweep(
         from mlplab.sweep.progress import sweep_progress  # rich only when asked for
 
         with sweep_progress() as display:
-            return run_sweep(spec, data, out, device=device, max_models=max_models, callbacks=[*callbacks, display],
-                             tf32=tf32, cuda_graphs=cuda_graphs)  # fmt: skip
+            return run_sweep(
+                spec,
+                data,
+                out,
+                device=device,
+                max_models=max_models,
+                callbacks=[*callbacks, display],
+                tf32=tf32,
+                cuda_graphs=cuda_graphs,
+            )
     t0 = time.perf_counter()
     out = sweep_folder(out)
     resolved = resolve_device(device)
     if data.train.y.dtype != torch.int64:
-        raise ConfigError("data", str(data.train.y.dtype), "sweeps train classifiers: labels must be int64 class indices")
-    trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], n_classes(data), resolved, max_models)
+        raise ConfigError(
+            "data", str(data.train.y.dtype), "sweeps train classifiers: labels must be int64 class indices"
+        )
+    trials, k, groups = plan_sweep(
+        spec, len(data.train.y), data.train.X.shape[1], n_classes(data), resolved, max_models
+    )
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
         store.bind_data(fingerprint(data))
         stored = store.keys()

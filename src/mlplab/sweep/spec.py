@@ -37,9 +37,10 @@ import json
 import math
 import re
 import sys
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -118,32 +119,47 @@ class Hyperparameter:
 
 
 _HYPERPARAMETERS: dict[str, Hyperparameter] = {
-    "hidden": Hyperparameter(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)",
-                             _check_widths),
+    "hidden": Hyperparameter(
+        _hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)", _check_widths
+    ),
     "activation": Hyperparameter(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
     "dropout": Hyperparameter(_float, True, "a probability in [0, 1)", check_probability),
     "init": Hyperparameter(_init, False, "normal:STD, xavier, xavier_normal or he"),
     # the float32 maximum bounds lr and weight decay (as TrainConfig's): a larger factor overflows every weight
-    "lr": Hyperparameter(_float, True, "a learning rate > 0",
-                         functools.partial(check_real, low=0.0, low_open=True, what="the learning rate")),
-    "weight_decay": Hyperparameter(_float, True, "a weight decay >= 0",
-                                   functools.partial(check_real, low=0.0, what="weight decay")),
+    "lr": Hyperparameter(
+        _float,
+        True,
+        "a learning rate > 0",
+        functools.partial(check_real, low=0.0, low_open=True, what="the learning rate"),
+    ),
+    "weight_decay": Hyperparameter(
+        _float, True, "a weight decay >= 0", functools.partial(check_real, low=0.0, what="weight decay")
+    ),
     "decay_biases": Hyperparameter(_bool, False, "true or false"),
     "optimizer": Hyperparameter(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
-    "batch_size": Hyperparameter(_int, True, "an integer >= 1",
-                                 functools.partial(check_int, minimum=1, maximum=MAX_BATCH_SIZE)),
-    "epochs": Hyperparameter(_int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)),
-}  # fmt: skip
+    "batch_size": Hyperparameter(
+        _int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_BATCH_SIZE)
+    ),
+    "epochs": Hyperparameter(
+        _int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)
+    ),
+}
 HYPERPARAMETER_NAMES = (*_HYPERPARAMETERS, "dropoutN")
 # The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults.
 _MODEL_DEFAULTS = ModelConfig()
 _TRAIN_DEFAULTS = TrainConfig()
 DEFAULTS: dict[str, Any] = {
-    "hidden": _MODEL_DEFAULTS.hidden, "activation": _MODEL_DEFAULTS.activation, "dropout": 0.0,
-    "init": _MODEL_DEFAULTS.init, "lr": _TRAIN_DEFAULTS.lr, "weight_decay": _TRAIN_DEFAULTS.weight_decay,
-    "decay_biases": _TRAIN_DEFAULTS.decay_biases, "optimizer": _TRAIN_DEFAULTS.optimizer,
-    "batch_size": _TRAIN_DEFAULTS.batch_size, "epochs": _TRAIN_DEFAULTS.epochs,
-}  # fmt: skip
+    "hidden": _MODEL_DEFAULTS.hidden,
+    "activation": _MODEL_DEFAULTS.activation,
+    "dropout": 0.0,
+    "init": _MODEL_DEFAULTS.init,
+    "lr": _TRAIN_DEFAULTS.lr,
+    "weight_decay": _TRAIN_DEFAULTS.weight_decay,
+    "decay_biases": _TRAIN_DEFAULTS.decay_biases,
+    "optimizer": _TRAIN_DEFAULTS.optimizer,
+    "batch_size": _TRAIN_DEFAULTS.batch_size,
+    "epochs": _TRAIN_DEFAULTS.epochs,
+}
 
 
 def canonical_name(name: str) -> str:
@@ -260,7 +276,9 @@ def parse_distribution(name: str, value: Any) -> Distribution:
         except ValueError:
             raise ConfigError(name, text, f"expected {kind}:LOW:HIGH, e.g. loguniform:0.001:1") from None
         if not (math.isfinite(low) and math.isfinite(high) and low < high) or (kind == "loguniform" and low <= 0):
-            raise ConfigError(name, text, f"{kind} needs finite LOW < HIGH" + (" and LOW > 0" if kind == "loguniform" else ""))
+            raise ConfigError(
+                name, text, f"{kind} needs finite LOW < HIGH" + (" and LOW > 0" if kind == "loguniform" else "")
+            )
         try:  # draws lie in [LOW, HIGH): both ends of that must be valid values
             parse_value(name, low), parse_value(name, math.nextafter(high, -math.inf))
         except ConfigError as exc:
@@ -273,7 +291,9 @@ def parse_random_axis(text: str) -> tuple[str, Distribution]:
     """``NAME=DIST`` (a ``--random`` flag) -> (canonical name, distribution)."""
     name, eq, value = str(text).partition("=")
     if not eq:
-        raise ConfigError("--random", text, "expected NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,...")
+        raise ConfigError(
+            "--random", text, "expected NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,..."
+        )
     name = canonical_name(name)
     return name, parse_distribution(name, value)
 
@@ -311,8 +331,14 @@ class Trial:
         for i, p in enumerate(self.model.dropout_per_layer):
             out[f"dropout{i + 1}"] = float(p)
         t = self.train
-        out.update(lr=float(t.lr), weight_decay=float(t.weight_decay), decay_biases=t.decay_biases,
-                   optimizer=t.optimizer, batch_size=t.batch_size, epochs=t.epochs)  # fmt: skip
+        out.update(
+            lr=float(t.lr),
+            weight_decay=float(t.weight_decay),
+            decay_biases=t.decay_biases,
+            optimizer=t.optimizer,
+            batch_size=t.batch_size,
+            epochs=t.epochs,
+        )
         return out
 
     @property
@@ -343,13 +369,22 @@ def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outp
             continue
         per_layer[layer - 1] = float(p)
     model = ModelConfig(
-        hidden=hidden, activation=values["activation"], init=values["init"],
-        dropout=tuple(per_layer) if any(per_layer) else (), n_inputs=n_inputs, n_outputs=n_outputs,
-    )  # fmt: skip
+        hidden=hidden,
+        activation=values["activation"],
+        init=values["init"],
+        dropout=tuple(per_layer) if any(per_layer) else (),
+        n_inputs=n_inputs,
+        n_outputs=n_outputs,
+    )
     train = TrainConfig(
-        epochs=values["epochs"], batch_size=values["batch_size"], optimizer=values["optimizer"],
-        lr=values["lr"], weight_decay=values["weight_decay"], decay_biases=values["decay_biases"], seed=seed,
-    )  # fmt: skip
+        epochs=values["epochs"],
+        batch_size=values["batch_size"],
+        optimizer=values["optimizer"],
+        lr=values["lr"],
+        weight_decay=values["weight_decay"],
+        decay_biases=values["decay_biases"],
+        seed=seed,
+    )
     return Trial(model, train)
 
 
@@ -399,11 +434,15 @@ class SweepSpec:
             raise ConfigError("seeds", self.seeds, "seeds must be distinct")
         object.__setattr__(self, "seeds", seeds)
         if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= MAX_TRIALS:
-            raise ConfigError("samples", self.samples, f"the number of random draws must be an integer from 1 to {MAX_TRIALS:,}")
+            raise ConfigError(
+                "samples", self.samples, f"the number of random draws must be an integer from 1 to {MAX_TRIALS:,}"
+            )
         check_seed("search_seed", self.search_seed)
         n = len(seeds) * math.prod(len(v) for v in grid.values()) * (self.samples if random else 1)
         if n > MAX_TRIALS:
-            raise ConfigError("sweep", f"{n:,} trials", f"at most {MAX_TRIALS:,} models per sweep; shrink the grid or the seeds")
+            raise ConfigError(
+                "sweep", f"{n:,} trials", f"at most {MAX_TRIALS:,} models per sweep; shrink the grid or the seeds"
+            )
 
     @property
     def varying(self) -> tuple[str, ...]:
@@ -438,11 +477,13 @@ class SweepSpec:
             "base": {k: _value_text(v) if isinstance(v, tuple) else v for k, v in self.base.items()},
             "grid": {k: [_value_text(v) if isinstance(v, tuple) else v for v in vs] for k, vs in self.grid.items()},
             "random": {k: d.describe() for k, d in self.random.items()},
-            "samples": self.samples, "seeds": list(self.seeds), "search_seed": self.search_seed,
-        }  # fmt: skip
+            "samples": self.samples,
+            "seeds": list(self.seeds),
+            "search_seed": self.search_seed,
+        }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> "SweepSpec":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "spec") -> SweepSpec:
         """Read the structure of a TOML sweep file (see ``docs/sweep.md``).
 
         ``seeds`` is a count (``3`` means seeds 0, 1, 2) or a list of seeds; ``first_seed`` shifts
@@ -453,7 +494,9 @@ class SweepSpec:
         allowed = {"base", "grid", "random", "samples", "seeds", "first_seed", "search_seed"}
         unknown = sorted(set(data) - allowed)
         if unknown:
-            raise ConfigError(f"{source}: {unknown[0]}", data[unknown[0]], f"allowed keys: {', '.join(sorted(allowed))}")
+            raise ConfigError(
+                f"{source}: {unknown[0]}", data[unknown[0]], f"allowed keys: {', '.join(sorted(allowed))}"
+            )
         for section in ("base", "grid", "random"):
             if not isinstance(data.get(section, {}), Mapping):
                 raise ConfigError(f"{source}: {section}", data[section], "must be a table of NAME = VALUE")
@@ -463,12 +506,17 @@ class SweepSpec:
             first = data.get("first_seed", 0)
             check_seed(f"{source}: first_seed", first)
             if first + seeds - 1 > MAX_SEED:
-                raise ConfigError(f"{source}: first_seed", first, f"with seeds = {seeds} the last seed would pass {MAX_SEED}")
+                raise ConfigError(
+                    f"{source}: first_seed", first, f"with seeds = {seeds} the last seed would pass {MAX_SEED}"
+                )
             seeds = tuple(range(first, first + seeds))
         elif isinstance(seeds, list):
             if "first_seed" in data:
-                raise ConfigError(f"{source}: first_seed", data["first_seed"],
-                                  "first_seed shifts a count of seeds (seeds = 3); with a list, list the seeds themselves")  # fmt: skip
+                raise ConfigError(
+                    f"{source}: first_seed",
+                    data["first_seed"],
+                    "first_seed shifts a count of seeds (seeds = 3); with a list, list the seeds themselves",
+                )
             if len(seeds) > MAX_TRIALS:
                 raise ConfigError(f"{source}: seeds", f"{len(seeds)} seeds", f"at most {MAX_TRIALS:,} seeds per sweep")
             for s in seeds:
@@ -481,9 +529,13 @@ class SweepSpec:
         check_seed(f"{source}: search_seed", search_seed)
         try:
             return cls(
-                base=dict(data.get("base", {})), grid=dict(data.get("grid", {})), random=dict(data.get("random", {})),
-                samples=samples, seeds=seeds, search_seed=search_seed,
-            )  # fmt: skip
+                base=dict(data.get("base", {})),
+                grid=dict(data.get("grid", {})),
+                random=dict(data.get("random", {})),
+                samples=samples,
+                seeds=seeds,
+                search_seed=search_seed,
+            )
         except ConfigError as exc:  # name the file too: "grid.toml: lr = ..."
             raise ConfigError(f"{source}: {exc.field}", exc.value, exc.allowed) from None
 
@@ -491,13 +543,13 @@ class SweepSpec:
 def load_toml(path: str | Path) -> SweepSpec:
     """A :class:`SweepSpec` from a TOML file, e.g.::
 
-        seeds = 3
-        [base]
-        hidden = [256, 256]
-        lr = 0.5
-        [grid]
-        dropout1 = "0:0.9:0.1"
-        dropout2 = [0.0, 0.5]
+    seeds = 3
+    [base]
+    hidden = [256, 256]
+    lr = 0.5
+    [grid]
+    dropout1 = "0:0.9:0.1"
+    dropout2 = [0.0, 0.5]
     """
     path = Path(path)
     try:

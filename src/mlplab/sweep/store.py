@@ -30,8 +30,9 @@ import json
 import math
 import os
 import sqlite3
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 from mlplab.atomic import OutputError, prepare_dir
 from mlplab.errors import MlplabError
@@ -47,11 +48,11 @@ _MIGRATES = {"1"}  # older versions this mlplab upgrades in place when it writes
 _TABLES = {"meta", "results", "runs"}
 
 _STATUSES = ", ".join(f"'{s}'" for s in STATUSES)
-_RESULTS = """results (
+_RESULTS = f"""results (
     key TEXT PRIMARY KEY,
     config TEXT NOT NULL,
     seed INTEGER NOT NULL,
-    status TEXT NOT NULL CHECK (status IN (%s)),
+    status TEXT NOT NULL CHECK (status IN ({_STATUSES})),
     epochs INTEGER NOT NULL,
     final_train_loss REAL,
     final_train_acc REAL,
@@ -62,7 +63,7 @@ _RESULTS = """results (
     group_index INTEGER NOT NULL,
     device TEXT NOT NULL,
     created TEXT NOT NULL
-)""" % _STATUSES
+)"""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS {_RESULTS};
@@ -95,8 +96,10 @@ def _finite(value: float | None) -> float | None:
 def damaged(path: str | os.PathLike[str], detail: object) -> StoreError:
     """The error for a store whose content cannot be read: names it, says how to recover."""
     detail = " ".join(str(detail).split())  # quick_check reports over several lines; the CLI prints one
-    return StoreError(f"{path} is damaged: not a readable sweep database ({detail}). Fix: move it away and "
-                      "rerun to start over, or restore a copy; mlplab never overwrites it.")  # fmt: skip
+    return StoreError(
+        f"{path} is damaged: not a readable sweep database ({detail}). Fix: move it away and "
+        "rerun to start over, or restore a copy; mlplab never overwrites it."
+    )
 
 
 def store_error(path: str | os.PathLike[str], exc: sqlite3.Error, writing: bool = True) -> MlplabError:
@@ -108,21 +111,30 @@ def store_error(path: str | os.PathLike[str], exc: sqlite3.Error, writing: bool 
     text = str(exc)
     lowered = text.lower()
     if isinstance(exc, sqlite3.IntegrityError):  # only a writer that ignored the lock gets here
-        return StoreError(f"{path} already holds a result this run was storing ({text}): another process wrote to "
-                          f"it without holding {LOCKNAME}. Fix: run again; stored results are skipped.")  # fmt: skip
+        return StoreError(
+            f"{path} already holds a result this run was storing ({text}): another process wrote to "
+            f"it without holding {LOCKNAME}. Fix: run again; stored results are skipped."
+        )
     if "full" in lowered:  # SQLITE_FULL
-        return OutputError(f"cannot write {path}: no space left on the device ({text}). Fix: free some space (or "
-                           "pick another --out) and run the command again; the groups already stored are kept "
-                           "and the rerun resumes.")  # fmt: skip
+        return OutputError(
+            f"cannot write {path}: no space left on the device ({text}). Fix: free some space (or "
+            "pick another --out) and run the command again; the groups already stored are kept "
+            "and the rerun resumes."
+        )
     if "locked" in lowered or "busy" in lowered:
-        return StoreError(f"{path} is in use by another process ({text}). Fix: wait for it to finish, or use "
-                          "another --out folder.")  # fmt: skip
+        return StoreError(
+            f"{path} is in use by another process ({text}). Fix: wait for it to finish, or use another --out folder."
+        )
     if any(word in lowered for word in ("readonly", "read-only", "unable to open", "permission", "i/o error")):
         if writing:
-            return OutputError(f"cannot write {path}: {text} (permission denied, a read-only file system or a "
-                               "failing disk). Fix: pick a folder you can write to (--out).")  # fmt: skip
-        return StoreError(f"cannot read {path}: {text}. Fix: make sure you may read the file and write its folder "
-                          f"(SQLite creates {FILENAME}-shm beside it), or copy the folder somewhere writable.")  # fmt: skip
+            return OutputError(
+                f"cannot write {path}: {text} (permission denied, a read-only file system or a "
+                "failing disk). Fix: pick a folder you can write to (--out)."
+            )
+        return StoreError(
+            f"cannot read {path}: {text}. Fix: make sure you may read the file and write its folder "
+            f"(SQLite creates {FILENAME}-shm beside it), or copy the folder somewhere writable."
+        )
     return damaged(path, text)
 
 
@@ -147,8 +159,10 @@ class SweepStore:
         self.directory = Path(directory)
         self.path = self.directory / FILENAME
         if self.path.is_symlink():  # followed, it would read or write another folder's sweep
-            raise StoreError(f"{self.path} is a symbolic link; mlplab does not follow links to a sweep's results. "
-                             "Fix: replace the link by a copy of the file, or use the folder it points into.")  # fmt: skip
+            raise StoreError(
+                f"{self.path} is a symbolic link; mlplab does not follow links to a sweep's results. "
+                "Fix: replace the link by a copy of the file, or use the folder it points into."
+            )
         if self.path.exists() and not self.path.is_file():
             raise StoreError(f"{self.path} is not a file. Fix: move it away, or use another folder.")
         if create:
@@ -191,15 +205,19 @@ class SweepStore:
                     raise damaged(self.path, "; ".join(problems[:3]))
             tables = {r[0] for r in self.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
             if (tables or not create) and "meta" not in tables:  # never add tables to another program's database
-                raise StoreError(f"{self.path} is not a sweep's database (its tables: {', '.join(sorted(tables)) or 'none'}). "
-                                 "Fix: give the folder that `mlplab sweep run` wrote, or move the file away.")  # fmt: skip
+                raise StoreError(
+                    f"{self.path} is not a sweep's database (its tables: {', '.join(sorted(tables)) or 'none'}). "
+                    "Fix: give the folder that `mlplab sweep run` wrote, or move the file away."
+                )
             version = self.meta().get("schema_version") if tables else str(SCHEMA_VERSION)
             if create and version in _MIGRATES:
                 self._migrate(version)
                 version = str(SCHEMA_VERSION)
             if version != str(SCHEMA_VERSION) and not (not create and version in _MIGRATES):
-                raise StoreError(f"{self.path} has schema version {version}; this mlplab reads {SCHEMA_VERSION}. "
-                                 "Fix: use the mlplab that wrote it, or another --out folder.")  # fmt: skip
+                raise StoreError(
+                    f"{self.path} has schema version {version}; this mlplab reads {SCHEMA_VERSION}. "
+                    "Fix: use the mlplab that wrote it, or another --out folder."
+                )
             if create:
                 self.conn.execute("PRAGMA journal_mode=WAL")
                 self.conn.execute("PRAGMA synchronous=FULL")
@@ -232,7 +250,7 @@ class SweepStore:
         except sqlite3.Error as exc:
             raise store_error(self.path, exc, self.writing) from None
 
-    def __enter__(self) -> "SweepStore":
+    def __enter__(self) -> SweepStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -269,11 +287,24 @@ class SweepStore:
         rows = []
         for r in results:
             final = r.history.final
-            rows.append((
-                r.trial.key, json.dumps(r.trial.params()), r.trial.seed, r.history.status, final.epoch,
-                _finite(final.train_loss), _finite(final.train_acc), _finite(final.test_loss), _finite(final.test_acc),
-                r.seconds, json.dumps([rec.to_dict() for rec in r.history.records]), group_index, device, created,
-            ))  # fmt: skip
+            rows.append(
+                (
+                    r.trial.key,
+                    json.dumps(r.trial.params()),
+                    r.trial.seed,
+                    r.history.status,
+                    final.epoch,
+                    _finite(final.train_loss),
+                    _finite(final.train_acc),
+                    _finite(final.test_loss),
+                    _finite(final.test_acc),
+                    r.seconds,
+                    json.dumps([rec.to_dict() for rec in r.history.records]),
+                    group_index,
+                    device,
+                    created,
+                )
+            )
         with self._errors(), self.conn:
             self.conn.executemany(f"INSERT INTO results VALUES ({', '.join('?' * 14)})", rows)
 
