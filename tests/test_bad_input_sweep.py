@@ -472,3 +472,19 @@ def test_a_heatmap_over_models_of_different_depth(tmp_path):
     assert invoke(*RUN[:4], "--hidden", "8,8", *RUN[6:], "--grid", "dropout2=0,0.5", "--out", tmp_path).exit_code == 0
     result = invoke("sweep", "plot", tmp_path, "--x", "dropout2", "--y", "hidden", "--out", tmp_path / "h.png")
     assert result.exit_code == 0, result.output
+
+
+def test_a_rerun_removes_temp_files_of_a_killed_plot(tmp_path):
+    import subprocess
+
+    from mlplab.sweep import SweepSpec, run_sweep, synthetic_data
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    out = tmp_path / "sweep"
+    out.mkdir()
+    stale, live = out / f".final_test_acc.tmp-{dead.pid}-x1.png", out / f".other.tmp-{os.getpid()}-x2.png"
+    stale.write_bytes(b"half a png")
+    live.write_bytes(b"being written")
+    run_sweep(SweepSpec(base={"hidden": (8,), "epochs": 1}), synthetic_data(), out)
+    assert not stale.exists() and live.exists()

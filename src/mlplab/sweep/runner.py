@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from mlplab.atomic import OutputError
+from mlplab.atomic import OutputError, remove_stale
 from mlplab.data import Data, Split, fashion_mnist_data
 from mlplab.data.synthetic import classification_blobs
 from mlplab.errors import ConfigError
@@ -210,6 +210,7 @@ def run_sweep(
         spec, len(data.train.y), data.train.X.shape[1], n_classes(data), resolved, max_models
     )
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
+        remove_stale(out)  # temp files of a killed `sweep plot` (their writers are dead)
         store.bind_data(fingerprint(data))
         stored = store.keys()
         todo = [g for g in (g.without(stored) for g in groups) if len(g)]
