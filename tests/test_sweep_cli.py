@@ -272,3 +272,18 @@ def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
         and all(",3.0," in r or ",3," in r for r in rows)
     )
     assert runner.invoke(app, ["sweep", "show", str(out), "--status", "bogus"]).exit_code == 2
+
+
+def test_every_hyperparameter_has_a_fixed_flag_and_is_named_by_grid_help():
+    import typer.main
+
+    from mlplab.cli.sweep import _flag
+    from mlplab.sweep.hyperparameters import AXIS_NAMES, NAMES
+
+    run = typer.main.get_command(app).commands["sweep"].commands["run"]
+    options = {opt: param for param in run.params for opt in param.opts}
+    for name in NAMES:
+        assert _flag(name) in options, f"sweep run has no flag for {name}"
+    grid_help = " ".join(options["--grid"].help.split())
+    assert all(name in grid_help for name in AXIS_NAMES)
+    assert "Default 0.1." in options["--lr"].help and "Default 256." in options["--hidden"].help

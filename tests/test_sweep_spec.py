@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import math
 
 import pytest
@@ -228,3 +229,141 @@ def test_default_group_size_on_cpu_fits_the_cache():
     trials = SweepSpec(base={"hidden": (256, 256)}, grid={"lr": (0.1, 0.2)}).trials()
     assert default_max_models(trials, "cpu") == 32  # (32, 256, 256) float32 activations = 8 MiB
     assert bytes_per_model(trials[0]) > 4 * (784 * 256 + 256 * 256 + 256 * 10)
+
+
+# --- the hyperparameter table (mlplab.sweep.hyperparameters) drives spec, results and CLI ---
+
+# one value per hyperparameter that differs from its default
+NOT_DEFAULT = {
+    "hidden": (8, 4),
+    "activation": "tanh",
+    "init": "xavier",
+    "dropout": 0.3,
+    "lr": 0.5,
+    "weight_decay": 0.01,
+    "decay_biases": False,
+    "optimizer": "adam",
+    "batch_size": 64,
+    "epochs": 3,
+}
+
+
+def test_the_tables_defaults_are_the_library_configs_defaults():
+    from mlplab.models import ModelConfig
+    from mlplab.sweep.hyperparameters import HYPERPARAMETERS
+    from mlplab.train import TrainConfig
+
+    configs = {"model": ModelConfig(), "train": TrainConfig()}
+    for h in HYPERPARAMETERS:
+        if h.name == "dropout":  # ModelConfig's dropout=() means p = 0 after every layer
+            assert configs["model"].dropout == () and h.default == 0.0
+        else:
+            assert getattr(configs[h.config], h.field) == h.default, h.name
+    assert DEFAULTS == {h.name: h.default for h in HYPERPARAMETERS}
+    assert list(DEFAULTS) == [h.name for h in HYPERPARAMETERS]
+
+
+def test_the_tables_choices_are_the_librarys():
+    from mlplab.models import ACTIVATIONS
+    from mlplab.sweep.hyperparameters import BY_NAME
+    from mlplab.train import OPTIMIZERS
+
+    assert BY_NAME["activation"].choices == tuple(ACTIVATIONS)
+    assert BY_NAME["optimizer"].choices == OPTIMIZERS
+
+
+def test_every_table_entry_has_a_reader_and_nothing_else_does():
+    from mlplab.sweep import spec
+    from mlplab.sweep.hyperparameters import NAMES
+
+    assert list(spec._READERS) == list(NAMES)
+    assert set(NOT_DEFAULT) == set(NAMES)
+
+
+def test_make_trial_sets_each_hyperparameters_config_field():
+    from mlplab.sweep.hyperparameters import HYPERPARAMETERS
+
+    trial = make_trial({**DEFAULTS, **NOT_DEFAULT}, seed=4)
+    for h in HYPERPARAMETERS:
+        got = getattr(trial.model if h.config == "model" else trial.train, h.field)
+        want = (NOT_DEFAULT["dropout"],) * 2 if h.name == "dropout" else NOT_DEFAULT[h.name]
+        assert got == want, h.name
+    # params() reads back what make_trial was given, in table order, as the store keeps it
+    params = trial.params()
+    assert list(params) == [
+        "hidden",
+        "activation",
+        "init",
+        "dropout1",
+        "dropout2",
+        "lr",
+        "weight_decay",
+        "decay_biases",
+        "optimizer",
+        "batch_size",
+        "epochs",
+    ]
+    assert params["hidden"] == "8-4" and params["dropout2"] == 0.3 and params["decay_biases"] is False
+    again = make_trial({**DEFAULTS, **{k: parse_axis(f"{k}={v}")[1][0] for k, v in params.items()}}, seed=4)
+    assert again == trial
+
+
+def test_keys_are_unchanged_by_the_table():
+    # keys index stored results: a sweep stored by earlier versions must resume, so these never change
+    assert make_trial(DEFAULTS, seed=0).key == "2567c775d3fe00c3cb4a3f0a"
+    assert make_trial({**DEFAULTS, "hidden": ()}, seed=0).key == "a9fffe3527b5719bf615f79e"
+    deep = make_trial({**DEFAULTS, "hidden": (8, 8, 8), "dropout": 0.5, "dropout2": 0.1, "lr": 1}, seed=3)
+    assert deep.key == "a5ef1b30cb3b57f18ea1f0a5" and deep.params()["lr"] == 1.0  # lr=1 is stored as 1.0
+
+
+def test_result_columns_follow_the_table():
+    from mlplab.sweep.results import _ordered
+
+    columns = ["epochs", "dropout10", "lr", "dropout2", "hidden", "dropout1", "decay_biases", "activation"]
+    assert _ordered(columns) == [
+        "hidden",
+        "activation",
+        "dropout1",
+        "dropout2",
+        "dropout10",
+        "lr",
+        "decay_biases",
+        "epochs",
+    ]
+
+
+def test_the_table_module_imports_nothing_heavy_and_the_package_is_lazy():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import mlplab.sweep.hyperparameters; import mlplab.sweep; "
+        "print(','.join(m for m in ('torch', 'pandas', 'numpy', 'matplotlib') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == ""
+    import mlplab.sweep
+
+    assert sorted(mlplab.sweep._EXPORTS) == sorted(mlplab.sweep.__all__)
+    for name in mlplab.sweep.__all__:  # every exported name still imports from the package
+        module = importlib.import_module(f"mlplab.sweep.{mlplab.sweep._EXPORTS[name]}")
+        assert getattr(mlplab.sweep, name) is getattr(module, name)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        mlplab.sweep.no_such_name  # noqa: B018
+
+
+def test_the_docs_table_agrees_with_the_hyperparameter_table():
+    from pathlib import Path
+
+    from mlplab.sweep.hyperparameters import AXIS_NAMES, HYPERPARAMETERS, default_text
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "sweep.md").read_text(encoding="utf-8")
+    lines = page.splitlines()
+    start = lines.index("| name | sets | default | meaning | as text |") + 2
+    end = lines.index("", start)
+    rows = [line.split("|")[1:-1] for line in lines[start:end]]
+    documented = {cells[0].strip(" `"): [c.strip(" `") for c in cells[1:3]] for cells in rows}
+    assert list(documented) == list(AXIS_NAMES)
+    for h in HYPERPARAMETERS:
+        sets, default = documented[h.name]
+        assert sets == f"{h.config.capitalize()}Config.{h.field}" and default == default_text(h.name), h.name

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_seed
+from mlplab.sweep.hyperparameters import AXIS_NAMES, BY_NAME, default_text
 
 # The library (torch, pandas) is imported inside the commands, so `mlplab --help` starts fast;
 # these names are the library's own (tests/test_cli.py checks that they match).
@@ -23,8 +24,22 @@ if TYPE_CHECKING:
     from mlplab.sweep.spec import SweepSpec
 
 PLOT_FORMATS = (".png", ".svg", ".pdf")
-# the flag that sets each fixed hyperparameter (for messages naming it)
-_FLAGS = {"decay_biases": "--wd-weights-only", "weight_decay": "--weight-decay", "batch_size": "--batch-size"}
+_AXIS_NAMES = ", ".join(AXIS_NAMES)  # for --grid's help
+
+
+def _flag(name: str) -> str:
+    """The flag of ``sweep run`` that fixes hyperparameter ``name`` (for messages naming it)."""
+    return "--wd-weights-only" if name == "decay_biases" else "--" + name.replace("_", "-")
+
+
+def _fixed_help(name: str, text: str) -> str:
+    """The help of the flag that fixes ``name``: ``text`` and the default, from the hyperparameter table."""
+    h = BY_NAME[name]
+    if h.choices:
+        text = f"{', '.join(h.choices[:-1])} or {h.choices[-1]}. {text}".rstrip()
+    default = ",".join(map(str, h.default)) if isinstance(h.default, tuple) else default_text(name)
+    return f"{text} Default {default}."
+
 
 app = typer.Typer(
     help="Train whole hyperparameter grids at once (one batched model per group of same-shape "
@@ -88,7 +103,7 @@ def _build_spec(
             mine[name] = value
     for name, value in base.items():
         if value is not None and name in given:
-            flag = _FLAGS.get(name, f"--{name}")
+            flag = _flag(name)
             raise ConfigError(flag, value, f"{name} is also the axis {given[name]}; give it either fixed or as an axis")
     if (samples is not None or search_seed is not None) and not random_axes:
         flag, value = ("--samples", samples) if samples is not None else ("--search-seed", search_seed)
@@ -128,8 +143,7 @@ def run(
     grid: list[str] = typer.Option(
         [],
         help="A grid axis NAME=START:STOP:STEP (inclusive) or NAME=v1,v2,... Repeatable. "
-        "Names: hidden (256-256), activation, dropout, dropoutN, init, lr, weight_decay, "
-        "decay_biases, optimizer, batch_size, epochs.",
+        f"Names: {_AXIS_NAMES} (hidden as {BY_NAME['hidden'].example}).",
     ),
     random: list[str] = typer.Option(
         [], help="A random axis NAME=loguniform:LOW:HIGH, NAME=uniform:LOW:HIGH or NAME=v1,v2,... Repeatable."
@@ -148,18 +162,25 @@ def run(
         help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, "
         "12; alone, the config's number of seeds (default 1) from there.",
     ),
-    hidden: Optional[str] = typer.Option(None, help="Hidden widths, a comma list: 256,256 ('' = none). Default 256."),
-    activation: Optional[str] = typer.Option(None, help="relu, sigmoid, tanh or prelu. Default relu."),
-    dropout: Optional[float] = typer.Option(None, help="Dropout after every hidden layer. Default 0."),
-    init: Optional[str] = typer.Option(None, help="normal:STD, xavier, xavier_normal or he. Default normal:0.01."),
-    optimizer: Optional[str] = typer.Option(None, help="sgd, adam or adamw. Default sgd."),
-    lr: Optional[float] = typer.Option(None, help="Learning rate. Default 0.1."),
-    weight_decay: Optional[float] = typer.Option(None, "--weight-decay", "--wd", help="L2 weight decay. Default 0."),
-    wd_weights_only: Optional[bool] = typer.Option(
-        None, "--wd-weights-only", help="Decay weight matrices only, not biases."
+    hidden: Optional[str] = typer.Option(
+        None, help=_fixed_help("hidden", "Hidden widths, a comma list: 256,256 ('' = none).")
     ),
-    batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. Default 256."),
-    epochs: Optional[int] = typer.Option(None, help="Epochs per model. Default 10."),
+    activation: Optional[str] = typer.Option(None, help=_fixed_help("activation", "")),
+    dropout: Optional[float] = typer.Option(None, help=_fixed_help("dropout", "Dropout after every hidden layer.")),
+    init: Optional[str] = typer.Option(None, help=_fixed_help("init", "normal:STD, xavier, xavier_normal or he.")),
+    optimizer: Optional[str] = typer.Option(None, help=_fixed_help("optimizer", "")),
+    lr: Optional[float] = typer.Option(None, help=_fixed_help("lr", "Learning rate.")),
+    weight_decay: Optional[float] = typer.Option(
+        None, "--weight-decay", "--wd", help=_fixed_help("weight_decay", "L2 weight decay.")
+    ),
+    wd_weights_only: Optional[bool] = typer.Option(
+        None,
+        "--wd-weights-only",
+        help="Decay weight matrices only, not biases. Default: "
+        + ("biases are decayed too." if BY_NAME["decay_biases"].default else "weights only."),
+    ),
+    batch_size: Optional[int] = typer.Option(None, help=_fixed_help("batch_size", "Mini-batch size.")),
+    epochs: Optional[int] = typer.Option(None, help=_fixed_help("epochs", "Epochs per model.")),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
     max_models: Optional[int] = typer.Option(
         None, help=f"Models per batched group, 1 to {MAX_TRIALS:,} (default: fit the device's cache or memory)."

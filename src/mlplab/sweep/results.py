@@ -12,28 +12,24 @@ import pandas as pd
 
 from mlplab.errors import ConfigError
 from mlplab.stats import MeanCI, aggregate
+from mlplab.sweep.hyperparameters import NAMES, PER_LAYER, PER_LAYER_RE
 from mlplab.sweep.store import SweepStore, damaged
 
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
 # Metrics where larger is better; the others (losses, seconds) sort ascending by default.
 HIGHER_IS_BETTER = ("final_test_acc", "final_train_acc")
-HYPERPARAMETER_ORDER = (
-    "hidden",
-    "activation",
-    "init",
-    "lr",
-    "weight_decay",
-    "decay_biases",
-    "optimizer",
-    "batch_size",
-    "epochs",
-)
 
 
 def _ordered(columns: Sequence[str]) -> list[str]:
-    dropouts = sorted((c for c in columns if c.startswith("dropout")), key=lambda c: int(c[7:]))
-    rest = [c for c in HYPERPARAMETER_ORDER if c in columns]
-    return rest[:3] + dropouts + rest[3:]
+    """Hyperparameter columns in table order, ``dropout1, dropout2, ...`` where ``dropout`` stands."""
+    per_layer = sorted((c for c in columns if PER_LAYER_RE.match(c)), key=lambda c: int(PER_LAYER_RE.match(c)[1]))
+    out: list[str] = []
+    for name in NAMES:
+        if name == PER_LAYER:
+            out += per_layer
+        elif name in columns:
+            out.append(name)
+    return out
 
 
 def _json(store: SweepStore, text: str, what: str) -> object:
@@ -96,7 +92,7 @@ def load_histories(directory: str | os.PathLike[str]) -> pd.DataFrame:
 
 def hyperparameters(results: pd.DataFrame) -> list[str]:
     """The hyperparameter columns of a ``load_results`` frame."""
-    return [c for c in results.columns if c in HYPERPARAMETER_ORDER or c.startswith("dropout")]
+    return [c for c in results.columns if c in NAMES or PER_LAYER_RE.match(c)]
 
 
 def varying(results: pd.DataFrame) -> list[str]:

@@ -4,23 +4,11 @@ A :class:`SweepSpec` expands to a list of :class:`Trial` (one model configuratio
 in a fixed order: seeds outermost, then grid points (the first axis varies slowest), then random
 samples. Specs come from flags (``--grid dropout1=0:0.9:0.1``), from a TOML file, or from Python.
 
-Hyperparameter names (``-`` and ``_`` are interchangeable; ``wd`` means ``weight_decay``):
-
-============== ======================== =====================================================
-name           value                    as text (flags, TOML strings)
-============== ======================== =====================================================
-hidden         widths of hidden layers  ``256-256`` (a grid value; ``--hidden`` takes 256,256)
-activation     relu/sigmoid/tanh/prelu  ``relu``
-dropout        p after every hidden     ``0.5``
-dropoutN       p after hidden layer N   ``0.2`` (N = 1, 2, ...; overrides ``dropout``)
-init           weight initialization    ``normal:0.01``, ``xavier``, ``xavier_normal``, ``he``
-lr             learning rate            ``0.5``
-weight_decay   L2 penalty               ``1e-4``
-decay_biases   decay biases too         ``true`` / ``false``
-optimizer      sgd/adam/adamw           ``sgd``
-batch_size     examples per step        ``256``
-epochs         passes over the data     ``10``
-============== ======================== =====================================================
+Hyperparameter names, what each sets, its default and its text form are listed once, in
+:data:`mlplab.sweep.hyperparameters.HYPERPARAMETERS` (``docs/sweep.md`` shows the table); this
+module adds how each value is read and checked (:data:`_READERS`, keyed by the same names).
+Text forms: ``hidden`` as ``256-256`` (``--hidden`` takes 256,256), ``init`` as ``normal:0.01``,
+``xavier``, ``xavier_normal`` or ``he``, ``decay_biases`` as ``true`` / ``false``.
 
 Grid values: ``NAME=START:STOP:STEP`` (both ends included, numeric names only) or
 ``NAME=v1,v2,...``. Random axes: ``NAME=uniform:LOW:HIGH``, ``NAME=loguniform:LOW:HIGH``
@@ -52,14 +40,14 @@ import numpy as np
 from mlplab.atomic import describe_os_error
 from mlplab.errors import MAX_SEED, ConfigError, check_int, check_probability, check_real, check_seed
 from mlplab.models import ACTIVATIONS, ModelConfig, parse_init
+from mlplab.sweep.hyperparameters import ALIASES, AXIS_NAMES, HYPERPARAMETERS, PER_LAYER, PER_LAYER_RE
+from mlplab.sweep.hyperparameters import value_text as _value_text
 from mlplab.train import MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZERS, TrainConfig
 
 # A guard against a typo such as 0:1:0.00001 or --seeds 1000000000000 expanding to millions of
 # models: no sweep may hold more trials (and no count of seeds, samples or models per group is larger).
 MAX_TRIALS = 100_000
 MAX_CONFIG_BYTES = 2**20  # a sweep file is a few lines; a larger --config is a wrong file (or /dev/zero)
-_DROPOUT_RE = re.compile(r"^dropout([1-9][0-9]*)$")
-_ALIASES = {"wd": "weight_decay", "optim": "optimizer", "bs": "batch_size"}
 
 
 def _float(text: str) -> float:
@@ -109,8 +97,8 @@ def _check_widths(name: str, widths: tuple[int, ...]) -> None:
 
 
 @dataclass(frozen=True)
-class Hyperparameter:
-    """How one hyperparameter is written, read and checked."""
+class Reader:
+    """How one hyperparameter is read from text and checked (the rest is in its table entry)."""
 
     parse: Callable[[str], Any]  # text -> value; raises ValueError on a bad item
     numeric: bool  # allows START:STOP:STEP ranges and uniform/loguniform draws
@@ -118,61 +106,48 @@ class Hyperparameter:
     check: Callable[[str, Any], None] | None = None  # (name, parsed value); raises ConfigError
 
 
-_HYPERPARAMETERS: dict[str, Hyperparameter] = {
-    "hidden": Hyperparameter(
-        _hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)", _check_widths
-    ),
-    "activation": Hyperparameter(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
-    "dropout": Hyperparameter(_float, True, "a probability in [0, 1)", check_probability),
-    "init": Hyperparameter(_init, False, "normal:STD, xavier, xavier_normal or he"),
+_READERS: dict[str, Reader] = {
+    "hidden": Reader(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)", _check_widths),
+    "activation": Reader(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
+    "init": Reader(_init, False, "normal:STD, xavier, xavier_normal or he"),
+    "dropout": Reader(_float, True, "a probability in [0, 1)", check_probability),
     # the float32 maximum bounds lr and weight decay (as TrainConfig's): a larger factor overflows every weight
-    "lr": Hyperparameter(
+    "lr": Reader(
         _float,
         True,
         "a learning rate > 0",
         functools.partial(check_real, low=0.0, low_open=True, what="the learning rate"),
     ),
-    "weight_decay": Hyperparameter(
+    "weight_decay": Reader(
         _float, True, "a weight decay >= 0", functools.partial(check_real, low=0.0, what="weight decay")
     ),
-    "decay_biases": Hyperparameter(_bool, False, "true or false"),
-    "optimizer": Hyperparameter(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
-    "batch_size": Hyperparameter(
+    "decay_biases": Reader(_bool, False, "true or false"),
+    "optimizer": Reader(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
+    "batch_size": Reader(
         _int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_BATCH_SIZE)
     ),
-    "epochs": Hyperparameter(
-        _int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)
-    ),
+    "epochs": Reader(_int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)),
 }
-HYPERPARAMETER_NAMES = (*_HYPERPARAMETERS, "dropoutN")
-# The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults.
-_MODEL_DEFAULTS = ModelConfig()
-_TRAIN_DEFAULTS = TrainConfig()
+HYPERPARAMETER_NAMES = AXIS_NAMES
+_CONFIG_DEFAULTS = {"model": ModelConfig(), "train": TrainConfig()}
+# The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults; ModelConfig's
+# dropout=() (none) is p = 0 after every hidden layer.
 DEFAULTS: dict[str, Any] = {
-    "hidden": _MODEL_DEFAULTS.hidden,
-    "activation": _MODEL_DEFAULTS.activation,
-    "dropout": 0.0,
-    "init": _MODEL_DEFAULTS.init,
-    "lr": _TRAIN_DEFAULTS.lr,
-    "weight_decay": _TRAIN_DEFAULTS.weight_decay,
-    "decay_biases": _TRAIN_DEFAULTS.decay_biases,
-    "optimizer": _TRAIN_DEFAULTS.optimizer,
-    "batch_size": _TRAIN_DEFAULTS.batch_size,
-    "epochs": _TRAIN_DEFAULTS.epochs,
+    h.name: 0.0 if h.name == PER_LAYER else getattr(_CONFIG_DEFAULTS[h.config], h.field) for h in HYPERPARAMETERS
 }
 
 
 def canonical_name(name: str) -> str:
     """``weight-decay`` -> ``weight_decay``; raises ConfigError for an unknown name."""
     key = str(name).strip().lower().replace("-", "_")
-    key = _ALIASES.get(key, key)
-    if key in _HYPERPARAMETERS or _DROPOUT_RE.match(key):
+    key = ALIASES.get(key, key)
+    if key in _READERS or PER_LAYER_RE.match(key):
         return key
     raise ConfigError("hyperparameter", name, f"expected one of {', '.join(HYPERPARAMETER_NAMES)}")
 
 
-def _spec_of(name: str) -> Hyperparameter:
-    return _HYPERPARAMETERS["dropout" if _DROPOUT_RE.match(name) else name]
+def _spec_of(name: str) -> Reader:
+    return _READERS[PER_LAYER if PER_LAYER_RE.match(name) else name]
 
 
 def parse_value(name: str, value: Any) -> Any:
@@ -298,14 +273,6 @@ def parse_random_axis(text: str) -> tuple[str, Distribution]:
     return name, parse_distribution(name, value)
 
 
-def _value_text(value: Any) -> str:
-    if isinstance(value, tuple):
-        return "-".join(map(str, value)) if value else "none"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value).lower() if isinstance(value, bool) else str(value)
-
-
 @dataclass(frozen=True)
 class Trial:
     """One model of a sweep: its configuration and its seed.
@@ -323,22 +290,14 @@ class Trial:
 
     def params(self) -> dict[str, Any]:
         """The hyperparameters as a flat dict (no seed), one ``dropoutN`` per hidden layer."""
-        out: dict[str, Any] = {
-            "hidden": "-".join(map(str, self.model.hidden)) or "none",
-            "activation": self.model.activation,
-            "init": self.model.init,
-        }
-        for i, p in enumerate(self.model.dropout_per_layer):
-            out[f"dropout{i + 1}"] = float(p)
-        t = self.train
-        out.update(
-            lr=float(t.lr),
-            weight_decay=float(t.weight_decay),
-            decay_biases=t.decay_biases,
-            optimizer=t.optimizer,
-            batch_size=t.batch_size,
-            epochs=t.epochs,
-        )
+        out: dict[str, Any] = {}
+        for h in HYPERPARAMETERS:
+            if h.name == PER_LAYER:
+                out.update({f"{PER_LAYER}{i + 1}": float(p) for i, p in enumerate(self.model.dropout_per_layer)})
+                continue
+            value = getattr(self.model if h.config == "model" else self.train, h.field)
+            # stored as JSON (and hashed into the key): hidden as text, real-valued ones as floats
+            out[h.name] = _value_text(value) if isinstance(h.default, tuple) else _like(h.default, value)
         return out
 
     @property
@@ -354,12 +313,21 @@ class Trial:
         return " ".join([*(f"{n}={_value_text(params[n])}" for n in names if n in params), f"seed={self.seed}"])
 
 
+def _like(default: Any, value: Any) -> Any:
+    """``value`` as a float where the default is one (``lr=1`` is stored as 1.0, as ``lr=1.0`` is)."""
+    return float(value) if isinstance(default, float) else value
+
+
 def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outputs: int = 10) -> Trial:
-    """The :class:`Trial` for a complete set of hyperparameter values (see :data:`DEFAULTS`)."""
+    """The :class:`Trial` for a complete set of hyperparameter values (see :data:`DEFAULTS`).
+
+    Each value sets its table entry's config field; ``dropout`` and ``dropoutN`` together give the
+    per-layer dropout probabilities.
+    """
     hidden = tuple(values["hidden"])
-    per_layer = [float(values.get("dropout", 0.0))] * len(hidden)
+    per_layer = [float(values.get(PER_LAYER, 0.0))] * len(hidden)
     for name, p in values.items():
-        m = _DROPOUT_RE.match(name)
+        m = PER_LAYER_RE.match(name)
         if not m:
             continue
         layer = int(m.group(1))
@@ -368,24 +336,13 @@ def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outp
                 raise ConfigError(name, p, f"the model hidden={_value_text(hidden)} has {len(hidden)} hidden layer(s)")
             continue
         per_layer[layer - 1] = float(p)
-    model = ModelConfig(
-        hidden=hidden,
-        activation=values["activation"],
-        init=values["init"],
-        dropout=tuple(per_layer) if any(per_layer) else (),
-        n_inputs=n_inputs,
-        n_outputs=n_outputs,
-    )
-    train = TrainConfig(
-        epochs=values["epochs"],
-        batch_size=values["batch_size"],
-        optimizer=values["optimizer"],
-        lr=values["lr"],
-        weight_decay=values["weight_decay"],
-        decay_biases=values["decay_biases"],
-        seed=seed,
-    )
-    return Trial(model, train)
+    fields: dict[str, dict[str, Any]] = {"model": {}, "train": {}}
+    for h in HYPERPARAMETERS:
+        if h.name != PER_LAYER:
+            fields[h.config][h.field] = values[h.name]
+    fields["model"].update(hidden=hidden, dropout=tuple(per_layer) if any(per_layer) else ())
+    model = ModelConfig(**fields["model"], n_inputs=n_inputs, n_outputs=n_outputs)
+    return Trial(model, TrainConfig(**fields["train"], seed=seed))
 
 
 @dataclass(frozen=True)
