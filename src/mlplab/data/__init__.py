@@ -11,17 +11,9 @@ from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.data.idx import IdxError, read_idx, write_idx
 
 __all__ = [
-    "Data",
-    "IdxError",
-    "Split",
-    "batches",
-    "fashion_mnist",
-    "fashion_mnist_data",
-    "num_batches",
-    "read_idx",
-    "synthetic",
-    "write_idx",
-]
+    "Data", "IdxError", "Split", "batches", "fashion_mnist", "fashion_mnist_data", "num_batches",
+    "read_idx", "synthetic", "write_idx",
+]  # fmt: skip
 
 
 def fashion_mnist_data(

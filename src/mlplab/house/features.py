@@ -88,85 +88,40 @@ def _one_hot(values: pd.Series, categories: list[str], with_nan: bool) -> np.nda
 
 # Text columns where NA means "the house has none" (no alley, no basement, ...).
 _NA_MEANS_NONE = (
-    "Alley",
-    "BsmtQual",
-    "BsmtCond",
-    "BsmtExposure",
-    "BsmtFinType1",
-    "BsmtFinType2",
-    "FireplaceQu",
-    "GarageType",
-    "GarageFinish",
-    "GarageQual",
-    "GarageCond",
-    "PoolQC",
-    "Fence",
-    "MiscFeature",
-    "MasVnrType",
-)
+    "Alley", "BsmtQual", "BsmtCond", "BsmtExposure", "BsmtFinType1", "BsmtFinType2",
+    "FireplaceQu", "GarageType", "GarageFinish", "GarageQual", "GarageCond", "PoolQC", "Fence",
+    "MiscFeature", "MasVnrType",
+)  # fmt: skip
 # Numeric columns where NA means zero (no veneer, no basement, no garage).
 _NA_MEANS_ZERO = (
-    "MasVnrArea",
-    "BsmtFinSF1",
-    "BsmtFinSF2",
-    "BsmtUnfSF",
-    "TotalBsmtSF",
-    "BsmtFullBath",
-    "BsmtHalfBath",
-    "GarageCars",
-    "GarageArea",
-)
+    "MasVnrArea", "BsmtFinSF1", "BsmtFinSF2", "BsmtUnfSF", "TotalBsmtSF", "BsmtFullBath",
+    "BsmtHalfBath", "GarageCars", "GarageArea",
+)  # fmt: skip
 _QUALITY = {"Ex": 5, "Gd": 4, "TA": 3, "Fa": 2, "Po": 1, "None": 0}
 _ORDINAL: dict[str, dict[str, int]] = {
-    **{
-        c: _QUALITY
-        for c in (
-            "ExterQual",
-            "ExterCond",
-            "BsmtQual",
-            "BsmtCond",
-            "HeatingQC",
-            "KitchenQual",
-            "FireplaceQu",
-            "GarageQual",
-            "GarageCond",
-            "PoolQC",
-        )
-    },
+    **{c: _QUALITY for c in ("ExterQual", "ExterCond", "BsmtQual", "BsmtCond", "HeatingQC",
+                             "KitchenQual", "FireplaceQu", "GarageQual", "GarageCond", "PoolQC")},
     "BsmtExposure": {"Gd": 4, "Av": 3, "Mn": 2, "No": 1, "None": 0},
     "BsmtFinType1": {"GLQ": 6, "ALQ": 5, "BLQ": 4, "Rec": 3, "LwQ": 2, "Unf": 1, "None": 0},
     "BsmtFinType2": {"GLQ": 6, "ALQ": 5, "BLQ": 4, "Rec": 3, "LwQ": 2, "Unf": 1, "None": 0},
     "GarageFinish": {"Fin": 3, "RFn": 2, "Unf": 1, "None": 0},
-    "Functional": {"Typ": 7, "Min1": 6, "Min2": 5, "Mod": 4, "Maj1": 3, "Maj2": 2, "Sev": 1, "Sal": 0},
+    "Functional": {"Typ": 7, "Min1": 6, "Min2": 5, "Mod": 4, "Maj1": 3, "Maj2": 2, "Sev": 1,
+                   "Sal": 0},
     "LandSlope": {"Gtl": 2, "Mod": 1, "Sev": 0},
     "PavedDrive": {"Y": 2, "P": 1, "N": 0},
     "CentralAir": {"Y": 1, "N": 0},
     "Street": {"Pave": 1, "Grvl": 0},
-}
+}  # fmt: skip
 # Features whose (centered) squares `squares=True` adds: the strongest single predictors.
 _SQUARED = (
-    "OverallQual",
-    "GrLivArea",
-    "TotalSF",
-    "GarageCars",
-    "GarageArea",
-    "YearBuilt",
-    "YearRemodAdd",
-    "TotalBath",
-    "ExterQual_ord",
-    "KitchenQual_ord",
-    "BsmtQual_ord",
-    "1stFlrSF",
-    "LotArea",
-    "Age",
-)
+    "OverallQual", "GrLivArea", "TotalSF", "GarageCars", "GarageArea", "YearBuilt",
+    "YearRemodAdd", "TotalBath", "ExterQual_ord", "KitchenQual_ord", "BsmtQual_ord", "1stFlrSF",
+    "LotArea", "Age",
+)  # fmt: skip
 _INTERACTIONS = (
-    ("OverallQual", "GrLivArea"),
-    ("OverallQual", "TotalSF"),
-    ("OverallQual", "Age"),
-    ("OverallQual", "GarageCars"),
-    ("GrLivArea", "Age"),
-)
+    ("OverallQual", "GrLivArea"), ("OverallQual", "TotalSF"), ("OverallQual", "Age"),
+    ("OverallQual", "GarageCars"), ("GrLivArea", "Age"),
+)  # fmt: skip
 # Numeric codes that are really categories.
 _AS_CATEGORY = ("MSSubClass", "MoSold", "YrSold")
 

@@ -78,11 +78,8 @@ def _prelu(Z: Tensor, slope: Tensor | None) -> Tensor:
 
 # g(Z, slope) for each name of mlplab.models.ACTIVATIONS; only pReLU uses its per-model slope.
 BATCHED_ACTIVATIONS: dict[str, Callable[[Tensor, Tensor | None], Tensor]] = {
-    "relu": _relu,
-    "sigmoid": _sigmoid,
-    "tanh": _tanh,
-    "prelu": _prelu,
-}
+    "relu": _relu, "sigmoid": _sigmoid, "tanh": _tanh, "prelu": _prelu,
+}  # fmt: skip
 
 
 class BatchedMLP:
