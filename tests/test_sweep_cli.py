@@ -287,3 +287,98 @@ def test_every_hyperparameter_has_a_fixed_flag_and_is_named_by_grid_help():
     grid_help = " ".join(options["--grid"].help.split())
     assert all(name in grid_help for name in AXIS_NAMES)
     assert "Default 0.1." in options["--lr"].help and "Default 256." in options["--hidden"].help
+
+
+def tiny_sweep(out, *args):
+    """A one-epoch sweep on synthetic data; ``args`` add axes (and --hidden where hidden is fixed)."""
+    flags = ["--data", "synthetic", "--epochs", "1", "--batch-size", "128", "--out", str(out)]
+    result = runner.invoke(app, ["sweep", "run", *flags, *args])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+@pytest.fixture(scope="module")
+def depth_dir(tmp_path_factory):
+    return tiny_sweep(tmp_path_factory.mktemp("depth") / "d", "--grid", "hidden=8-8,4,8-8-8,8")
+
+
+@pytest.fixture(scope="module")
+def lr_dir(tmp_path_factory):
+    return tiny_sweep(tmp_path_factory.mktemp("lr") / "lr", "--hidden", "8", "--grid", "lr=0.001,0.01,0.1,1")
+
+
+def test_a_depth_sweep_plots_lines_over_hidden_ordered_by_size(depth_dir, tmp_path):
+    from mlplab.sweep.plots import plot_summary
+    from mlplab.sweep.results import varying
+
+    summary = summarize(load_results(depth_dir))
+    assert varying(summary) == ["hidden"]  # dropout2 and dropout3 are 0 where they apply: not axes
+    ax = plot_summary(summary).axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["4", "8", "8-8", "8-8-8"]
+    assert ax.get_xlabel() == "hidden" and ax.get_xscale() == "linear"
+    result = runner.invoke(app, ["sweep", "plot", str(depth_dir), "--out", str(tmp_path / "depth.png")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "depth.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    refused = runner.invoke(app, ["sweep", "plot", str(depth_dir), "--logx", "--out", str(tmp_path / "x.png")])
+    assert refused.exit_code == 2 and "logx" in refused.output and "not numeric" in refused.output
+
+
+def test_a_depth_sweep_shows_hidden_as_its_one_column(depth_dir, monkeypatch):
+    monkeypatch.setattr(console, "width", 200)
+    result = runner.invoke(app, ["sweep", "show", str(depth_dir)])
+    assert result.exit_code == 0, result.output
+    header = next(line for line in result.output.splitlines() if "seeds" in line)
+    assert "hidden" in header and "dropout" not in header
+    assert "dropout2=0 dropout3=0" in result.output  # fixed where they apply, never "-"
+
+
+def test_an_lr_grid_over_decades_plots_on_a_log_axis(lr_dir, tmp_path):
+    from mlplab.sweep.plots import plot_summary
+
+    summary = summarize(load_results(lr_dir))
+    assert plot_summary(summary).axes[0].get_xscale() == "log"
+    assert plot_summary(summary, logx=False).axes[0].get_xscale() == "linear"
+    for flag in ("--logx", "--no-logx"):
+        result = runner.invoke(app, ["sweep", "plot", str(lr_dir), flag, "--out", str(tmp_path / "lr.png")])
+        assert result.exit_code == 0, result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "values", "logx", "scale"),
+    [
+        ("lr", [0.001, 0.01, 0.1, 1.0], None, "log"),
+        ("lr", [0.1, 0.2, 0.5], None, "linear"),  # a factor of 5: linear reads better
+        ("lr", [0.1, 0.2, 0.5], True, "log"),
+        ("lr", [0.001, 1.0], False, "linear"),
+        ("weight_decay", [0.0, 1e-4, 1e-3, 1e-2], None, "symlog"),  # 0 cannot sit on a log axis
+        ("weight_decay", [0.0, 1e-3], None, "linear"),
+        ("dropout1", [0.01, 0.5, 0.9], None, "linear"),  # not a log_scale hyperparameter
+        ("batch_size", [16.0, 64.0, 1024.0], True, "log"),
+    ],
+)
+def test_x_scale(name, values, logx, scale):
+    from mlplab.sweep.plots import x_scale
+
+    assert x_scale(name, values, logx) == scale
+
+
+def test_weight_decay_0_keeps_its_place_on_a_symlog_axis():
+    import pandas as pd
+
+    from mlplab.sweep.plots import plot_summary
+
+    wd = [0.0, 1e-4, 1e-3, 1e-2]
+    summary = pd.DataFrame(
+        {
+            "hidden": "8",
+            "weight_decay": wd,
+            "n": 3,
+            "diverged": 0,
+            "failed": 0,
+            "final_test_acc_mean": [0.8, 0.81, 0.82, 0.7],
+            "final_test_acc_ci": 0.01,
+        }
+    )
+    ax = plot_summary(summary).axes[0]
+    assert ax.get_xscale() == "symlog"
+    assert ax.get_xlim()[0] < 0 < 1e-4  # 0 is drawn, left of the first decade

@@ -287,6 +287,7 @@ def show(
     """
     from mlplab.sweep.results import (
         filter_status,
+        fixed_value,
         format_value,
         hyperparameters,
         load_results,
@@ -339,7 +340,9 @@ def show(
         table.add_row(*cells)
     console.print(table)
     if fixed:
-        console.print("fixed: " + " ".join(f"{c}={format_value(results[c].iloc[0])}" for c in fixed), soft_wrap=True)
+        console.print(
+            "fixed: " + " ".join(f"{c}={format_value(fixed_value(results, c))}" for c in fixed), soft_wrap=True
+        )
     console.print(
         "mean ± half-width of the 95% confidence interval over seeds (t distribution); div. = seeds that diverged; "
         "failed = seeds that trained to the end at chance accuracy or with a loss far above its start; "
@@ -360,8 +363,18 @@ def plot(
         help="Figure to write: a .png, .svg or .pdf file, or an existing folder "
         "(writes FOLDER/METRIC.png). Default DIR/METRIC.png.",
     ),
+    logx: Optional[bool] = typer.Option(
+        None,
+        "--logx/--no-logx",
+        help="Line plots: a logarithmic x axis (symlog when it shows 0), or a linear one. Default: log for lr "
+        "and weight_decay when their values span more than a factor of 20.",
+    ),
 ) -> None:
-    """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds)."""
+    """Draw a heatmap of a 2-D grid or lines with 95% CI bands for a 1-D sweep (means over seeds).
+
+    A dropoutN that a shallower model lacks is not an axis: a depth sweep (--grid
+    hidden=64,256,256-256) draws lines over hidden, ordered by depth, then width.
+    """
     from mlplab.sweep.results import load_results, summarize
     from mlplab.sweep.runner import sweep_folder
 
@@ -376,7 +389,7 @@ def plot(
     summary = summarize(load_results(directory))
     if summary.empty:
         raise ConfigError("DIRECTORY", str(directory), "the sweep has no stored results yet")
-    save_figure(plot_summary(summary, metric, x, y), path)
+    save_figure(plot_summary(summary, metric, x, y, logx), path)
     console.print(f"wrote {path}")
 
 

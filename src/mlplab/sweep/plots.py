@@ -14,18 +14,40 @@ from matplotlib.figure import Figure
 
 import mlplab.plots  # noqa: F401  (selects the Agg backend before pyplot is imported)
 from mlplab.errors import ConfigError
-from mlplab.sweep.results import HIGHER_IS_BETTER, format_value, hyperparameters, varying
+from mlplab.sweep.hyperparameters import BY_NAME
+from mlplab.sweep.results import HIGHER_IS_BETTER, fixed_value, format_value, hyperparameters, varying
 
-
-def _sort_key(values: Sequence[object]) -> list[object]:
-    try:
-        return sorted(values, key=float)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return sorted(values, key=str)
+# A numeric axis of a hyperparameter marked log_scale in the table (lr, weight_decay) is drawn
+# logarithmic when its positive values span more than this factor (0.001..0.1 yes, 0.1..0.5 no).
+LOG_SPAN = 20.0
 
 
 def _is_nan(value: object) -> bool:
     return isinstance(value, float) and math.isnan(value)
+
+
+def _widths(text: object) -> tuple[int, ...]:
+    """``"256-256"`` -> (256, 256); ``"none"`` -> ()."""
+    return () if str(text) in ("none", "") else tuple(int(w) for w in str(text).split("-"))
+
+
+def axis_values(name: str, values: Sequence[object]) -> list[object]:
+    """The distinct ``values`` of axis ``name`` in the order they are drawn.
+
+    Numbers ascending; ``hidden`` by depth, then by widths (``64, 256, 256-256, 256-256-256``);
+    other text alphabetically. NaN (a ``dropoutN`` that does not apply) comes first.
+    """
+    distinct = list(dict.fromkeys(v for v in values if not _is_nan(v)))
+    nan: list[object] = [math.nan] if any(_is_nan(v) for v in values) else []
+    if name == "hidden":
+        try:
+            return nan + sorted(distinct, key=lambda v: (len(_widths(v)), _widths(v)))
+        except ValueError:  # not widths joined by '-' (an edited store): fall back to text order
+            pass
+    try:
+        return nan + sorted(distinct, key=float)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return nan + sorted(distinct, key=str)
 
 
 def _index(values: Sequence[object], value: object) -> int:
@@ -34,6 +56,31 @@ def _index(values: Sequence[object], value: object) -> int:
         if v == value or (_is_nan(v) and _is_nan(value)):
             return i
     raise ValueError(f"{value!r} is not among the axis values")  # pragma: no cover (values come from the column)
+
+
+def _rows_with(summary: pd.DataFrame, column: str, value: object) -> pd.DataFrame:
+    return summary[summary[column].isna() if _is_nan(value) else summary[column] == value]
+
+
+def x_scale(name: str, values: Sequence[float], logx: bool | None = None) -> str:
+    """How to draw a numeric x axis: ``"log"``, ``"symlog"`` or ``"linear"``.
+
+    ``logx=None`` (auto) draws ``lr`` and ``weight_decay`` (``log_scale`` in
+    :mod:`mlplab.sweep.hyperparameters`) on a log axis when their positive values span more than
+    :data:`LOG_SPAN`; ``True`` and ``False`` force it. A log axis that must show 0 (weight decay
+    0, the usual baseline) is ``symlog``: linear from 0 to the smallest positive value, logarithmic
+    above, so 0 keeps its own place left of the decades instead of being dropped.
+    """
+    finite = [float(v) for v in values if not math.isnan(float(v))]
+    positive = [v for v in finite if v > 0]
+    if logx is None:
+        h = BY_NAME.get(name)
+        logx = bool(
+            h is not None and h.log_scale and positive and min(finite) >= 0 and max(positive) / min(positive) > LOG_SPAN
+        )
+    if not logx:
+        return "linear"
+    return "log" if finite and min(finite) > 0 else "symlog"
 
 
 def _title(metric: str, summary: pd.DataFrame, fixed: str) -> str:
@@ -45,9 +92,9 @@ def _title(metric: str, summary: pd.DataFrame, fixed: str) -> str:
 
 def _fixed(summary: pd.DataFrame, exclude: Sequence[str]) -> str:
     parts = [
-        f"{c}={format_value(summary[c].iloc[0])}"
+        f"{c}={format_value(fixed_value(summary, c))}"
         for c in hyperparameters(summary)
-        if c not in exclude and summary[c].nunique(dropna=False) == 1
+        if c not in exclude and summary[c].nunique(dropna=True) <= 1
     ]
     return " ".join(parts)
 
@@ -56,7 +103,7 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
     """Mean of ``metric`` over seeds on the ``y`` (rows) x ``x`` (columns) grid, each cell annotated
     with its mean and 95% CI half-width; missing cells are blank; a cell with seeds that failed or
     diverged is framed red and says how many."""
-    xs, ys = _sort_key(summary[x].unique()), _sort_key(summary[y].unique())
+    xs, ys = axis_values(x, summary[x].unique()), axis_values(y, summary[y].unique())
     mean = np.full((len(ys), len(xs)), np.nan)
     ci = np.full_like(mean, np.nan)
     bad = np.zeros(mean.shape, dtype=int)  # seeds that failed or diverged
@@ -90,23 +137,46 @@ def heatmap(summary: pd.DataFrame, x: str, y: str, metric: str = "final_test_acc
     return fig
 
 
-def lines(summary: pd.DataFrame, x: str, metric: str = "final_test_acc", by: str | None = None) -> Figure:
-    """Mean of ``metric`` against ``x`` with a 95% confidence band; one line per value of ``by``."""
-    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
-    parts = (
-        [(None, summary)] if by is None else [(v, summary[summary[by] == v]) for v in _sort_key(summary[by].unique())]
-    )
+def lines(
+    summary: pd.DataFrame, x: str, metric: str = "final_test_acc", by: str | None = None, logx: bool | None = None
+) -> Figure:
+    """Mean of ``metric`` against ``x`` with a 95% confidence band; one line per value of ``by``.
+
+    A numeric ``x`` is drawn at its values, on the scale :func:`x_scale` chooses (``logx``: None
+    chooses, True or False forces); a text ``x`` (``hidden``, ``activation``) as evenly spaced
+    categories in :func:`axis_values` order.
+    """
     numeric = pd.api.types.is_numeric_dtype(summary[x])
+    if not numeric and logx:
+        raise ConfigError("logx", True, f"{x} is not numeric ({x} values are categories); leave --logx out")
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    categories = axis_values(x, summary[x].unique())
+    parts = (
+        [(None, summary)]
+        if by is None
+        else [(v, _rows_with(summary, by, v)) for v in axis_values(by, summary[by].unique())]
+    )
     for value, part in parts:
-        part = part.sort_values(x) if numeric else part
-        xs = part[x].to_numpy() if numeric else np.arange(len(part))
+        if numeric:
+            part = part.sort_values(x)
+            xs = part[x].to_numpy(float)
+        else:
+            xs = np.array([_index(categories, v) for v in part[x]])
+            part, xs = part.iloc[np.argsort(xs, kind="stable")], np.sort(xs)
         mean, ci = part[f"{metric}_mean"].to_numpy(float), part[f"{metric}_ci"].to_numpy(float)
         label = None if by is None else f"{by}={format_value(value)}"
         (line,) = ax.plot(xs, mean, "o-", label=label)
         band = np.nan_to_num(ci, nan=0.0)
         ax.fill_between(xs, mean - band, mean + band, color=line.get_color(), alpha=0.2)
-        if not numeric:
-            ax.set_xticks(xs, [format_value(v) for v in part[x]])
+    if numeric:
+        scale = x_scale(x, summary[x].to_numpy(float), logx)
+        if scale == "symlog":  # linear below the smallest positive value, so 0 keeps a place
+            positive = summary[x][summary[x] > 0]
+            ax.set_xscale("symlog", linthresh=float(positive.min()) if len(positive) else 1.0)
+        else:
+            ax.set_xscale(scale)
+    else:
+        ax.set_xticks(range(len(categories)), [format_value(v) for v in categories])
     ax.set_xlabel(x)
     ax.set_ylabel(metric)
     ax.grid(True, alpha=0.3)
@@ -117,9 +187,18 @@ def lines(summary: pd.DataFrame, x: str, metric: str = "final_test_acc", by: str
 
 
 def plot_summary(
-    summary: pd.DataFrame, metric: str = "final_test_acc", x: str | None = None, y: str | None = None
+    summary: pd.DataFrame,
+    metric: str = "final_test_acc",
+    x: str | None = None,
+    y: str | None = None,
+    logx: bool | None = None,
 ) -> Figure:
     """A heatmap if two hyperparameters vary (or ``x`` and ``y`` are given), lines if one does.
+
+    Hyperparameters that do not apply to some configurations (``dropout2`` of a one-layer model)
+    vary only if they take two values where they apply (see :func:`~mlplab.sweep.results.varying`),
+    so a depth sweep ``hidden=64,256,256-256`` draws lines over ``hidden``. ``logx``: the x scale
+    of a line plot (None: :func:`x_scale` decides; a heatmap's cells are categories and take none).
 
     Raises ConfigError naming the varying hyperparameters when the choice is ambiguous.
     """
@@ -133,22 +212,26 @@ def plot_summary(
             raise ConfigError(name, value, f"not a hyperparameter of this sweep; varying: {', '.join(axes) or 'none'}")
     if x is None and y is None:
         if len(axes) == 1:
-            return lines(summary, axes[0], metric)
+            return lines(summary, axes[0], metric, logx=logx)
         if len(axes) == 2:
-            return heatmap(summary, axes[1], axes[0], metric)
-        raise ConfigError(
-            "x", None, f"{len(axes)} hyperparameters vary ({', '.join(axes) or 'none'}): choose --x (and --y)"
-        )
-    if y is None:
+            x, y = axes[1], axes[0]
+        else:
+            raise ConfigError(
+                "x", None, f"{len(axes)} hyperparameters vary ({', '.join(axes) or 'none'}): choose --x (and --y)"
+            )
+    elif y is None:
         others = [a for a in axes if a != x]
         if len(others) > 1:
             raise ConfigError("y", None, f"besides {x}, {', '.join(others)} vary: give --y for a heatmap")
-        return lines(summary, x, metric, by=others[0] if others else None)
-    if x is None:
+        return lines(summary, x, metric, by=others[0] if others else None, logx=logx)
+    elif x is None:
         raise ConfigError("x", None, "--y needs --x")
-    if x == y:
+    elif x == y:
         raise ConfigError("y", y, "must differ from x: a heatmap needs two hyperparameters")
-    others = [a for a in axes if a not in (x, y)]
-    if others:
-        raise ConfigError("x", x, f"{', '.join(others)} vary too; a heatmap shows two hyperparameters")
+    else:
+        others = [a for a in axes if a not in (x, y)]
+        if others:
+            raise ConfigError("x", x, f"{', '.join(others)} vary too; a heatmap shows two hyperparameters")
+    if logx:
+        raise ConfigError("logx", True, "a heatmap's cells are evenly spaced categories; --logx applies to lines")
     return heatmap(summary, x, y, metric)

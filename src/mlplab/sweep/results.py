@@ -96,8 +96,19 @@ def hyperparameters(results: pd.DataFrame) -> list[str]:
 
 
 def varying(results: pd.DataFrame) -> list[str]:
-    """Hyperparameter columns that take more than one value (NaN counts as a value)."""
-    return [c for c in hyperparameters(results) if results[c].nunique(dropna=False) > 1]
+    """Hyperparameter columns that take more than one value where they apply.
+
+    NaN (a ``dropoutN`` that a model with fewer hidden layers does not have) is not a value: in a
+    depth sweep ``hidden=64,256-256`` without dropout, ``dropout2`` is 0 or does not apply, so
+    only ``hidden`` varies.
+    """
+    return [c for c in hyperparameters(results) if results[c].nunique(dropna=True) > 1]
+
+
+def fixed_value(results: pd.DataFrame, column: str) -> object:
+    """The value of a column that does not vary, taken where it applies (NaN where it never does)."""
+    present = results[column].dropna()
+    return present.iloc[0] if len(present) else math.nan
 
 
 def summarize(results: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
