@@ -382,3 +382,34 @@ def test_weight_decay_0_keeps_its_place_on_a_symlog_axis():
     ax = plot_summary(summary).axes[0]
     assert ax.get_xscale() == "symlog"
     assert ax.get_xlim()[0] < 0 < 1e-4  # 0 is drawn, left of the first decade
+
+
+def test_show_cautions_about_intervals_from_fewer_than_3_seeds(grid_dir, lr_dir, monkeypatch):
+    monkeypatch.setattr(console, "width", 400)  # the caution on one line
+    result = runner.invoke(app, ["sweep", "show", str(grid_dir), "--top", "2"])
+    assert result.exit_code == 0, result.output
+    caution = next(line for line in result.output.splitlines() if line.startswith("caution:"))
+    assert "6 of 6 configuration(s) have fewer than 3 seeds" in caution  # all of them, not only the 2 shown
+    assert "2 seeds is very wide and unreliable" in caution and "12.71" in caution and "--seeds 3" in caution
+    one = runner.invoke(app, ["sweep", "show", str(lr_dir)])
+    assert "4 of 4 configuration(s)" in one.output and "1 seed gives no interval" in one.output
+
+
+def test_plot_title_says_a_2_seed_interval_is_unreliable(grid_dir):
+    from mlplab.sweep.plots import plot_summary
+
+    summary = summarize(load_results(grid_dir))
+    heat = plot_summary(summary)  # dropout1 x dropout2, 2 seeds each
+    assert "n=2 seeds: CI unreliable" in heat.axes[0].get_title()
+    three = summary.assign(n=3)
+    assert "unreliable" not in plot_summary(three, x="dropout2", y="dropout1").axes[0].get_title()
+
+
+def test_markdown_table_footnotes_configurations_with_fewer_than_3_seeds(grid_dir):
+    from mlplab.sweep.results import markdown_table
+
+    table = markdown_table(summarize(load_results(grid_dir)))
+    rows = [line for line in table.splitlines() if line.startswith("| ") and "seeds" not in line]
+    assert len(rows) == 6 and all("| 2 † |" in row for row in rows)
+    footnote = table.rstrip().splitlines()[-1]
+    assert footnote.startswith("† caution: 6 of 6 configuration(s) have fewer than 3 seeds") and "--seeds 3" in footnote

@@ -187,6 +187,7 @@ def test_results_frame_and_summary(tmp_path, data):
         == "| dropout1 | weight_decay | seeds | diverged | failed | final_test_acc | final_train_loss |"
     )
     assert "±" in table and len(table.splitlines()) == 6
+    assert "†" not in table  # 3 seeds each: no footnote about too few seeds
     history = load_histories(tmp_path)
     assert len(history) == 24 and set(history["epoch"]) == {1, 2}
     row = stored(tmp_path)[0]

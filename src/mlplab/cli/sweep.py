@@ -284,13 +284,17 @@ def show(
     """Print a sweep's results: mean ± 95% CI over seeds per configuration (t distribution).
 
     The table has a column per varying hyperparameter; --csv prints every hyperparameter and seed.
+    A caution line says how many configurations have fewer than 3 seeds (their intervals are
+    missing or too wide to trust).
     """
     from mlplab.sweep.results import (
+        MIN_SEEDS,
         filter_status,
         fixed_value,
         format_value,
         hyperparameters,
         load_results,
+        seed_caution,
         sort_summary,
         summarize,
         table_rows,
@@ -321,6 +325,7 @@ def show(
         console.print(f"{directory}: no results stored yet")
         return
     summary = sort_summary(summarize(results), sort, ascending)
+    caution = seed_caution(summary)  # over every configuration, not only the --top shown
     if top is not None:
         summary = summary.head(top)
     shown = varying(results)  # the fixed ones are listed once below the table
@@ -337,6 +342,8 @@ def show(
     for cells in table_rows(summary, shown, metrics):
         k = len(shown) + 1  # the diverged and failed counts, red where a seed did not learn
         cells[k : k + 2] = [f"[bold red]{c}[/]" if c != "0" else c for c in cells[k : k + 2]]
+        if int(cells[k - 1]) < MIN_SEEDS:  # too few seeds for the interval to mean much
+            cells[k - 1] = f"[yellow]{cells[k - 1]}[/]"
         table.add_row(*cells)
     console.print(table)
     if fixed:
@@ -349,6 +356,8 @@ def show(
         f"{results['seconds'].sum():.1f} s of training in all ({results['seconds'].mean():.2f} s per model)",
         soft_wrap=True,
     )
+    if caution is not None:
+        console.print(f"[yellow]{caution}[/]", soft_wrap=True)
 
 
 @app.command("plot")

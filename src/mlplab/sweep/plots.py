@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 import mlplab.plots  # noqa: F401  (selects the Agg backend before pyplot is imported)
 from mlplab.errors import ConfigError
 from mlplab.sweep.hyperparameters import BY_NAME
-from mlplab.sweep.results import HIGHER_IS_BETTER, fixed_value, format_value, hyperparameters, varying
+from mlplab.sweep.results import HIGHER_IS_BETTER, MIN_SEEDS, fixed_value, format_value, hyperparameters, varying
 
 # A numeric axis of a hyperparameter marked log_scale in the table (lr, weight_decay) is drawn
 # logarithmic when its positive values span more than this factor (0.001..0.1 yes, 0.1..0.5 no).
@@ -83,11 +83,22 @@ def x_scale(name: str, values: Sequence[float], logx: bool | None = None) -> str
     return "log" if finite and min(finite) > 0 else "symlog"
 
 
+def seed_note(summary: pd.DataFrame) -> str | None:
+    """``n=2 seeds: CI unreliable`` when some intervals come from fewer than ``MIN_SEEDS`` seeds."""
+    seeds = summary["n"]
+    if (seeds == 2).any():
+        return f"n=2 seeds: CI unreliable (use >= {MIN_SEEDS})"
+    if (seeds == 1).any() and (seeds > 1).any():
+        return f"n=1 seed: no CI (use >= {MIN_SEEDS})"
+    return None
+
+
 def _title(metric: str, summary: pd.DataFrame, fixed: str) -> str:
     seeds = summary["n"]
     n = f"{seeds.min()}" if seeds.min() == seeds.max() else f"{seeds.min()}-{seeds.max()}"
-    ci = ", ± 95% CI" if seeds.min() > 1 else ""
-    return "\n".join(textwrap.wrap(f"{metric}: mean over {n} seed(s){ci}. {fixed}", 60))
+    ci = ", ± 95% CI" if seeds.max() > 1 else ""
+    note = seed_note(summary)
+    return "\n".join([*textwrap.wrap(f"{metric}: mean over {n} seed(s){ci}. {fixed}", 60), *([note] if note else [])])
 
 
 def _fixed(summary: pd.DataFrame, exclude: Sequence[str]) -> str:

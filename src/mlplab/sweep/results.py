@@ -11,13 +11,16 @@ import numpy as np
 import pandas as pd
 
 from mlplab.errors import ConfigError
-from mlplab.stats import MeanCI, aggregate
+from mlplab.stats import MeanCI, aggregate, t_critical
 from mlplab.sweep.hyperparameters import NAMES, PER_LAYER, PER_LAYER_RE
 from mlplab.sweep.store import SweepStore, damaged
 
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")
 # Metrics where larger is better; the others (losses, seconds) sort ascending by default.
 HIGHER_IS_BETTER = ("final_test_acc", "final_train_acc")
+# Fewer seeds per configuration give no interval (1) or one too wide to trust (2: the 95% t factor
+# is 12.71, against 4.30 with 3 seeds, and s is estimated from a single difference); docs/sweep.md.
+MIN_SEEDS = 3
 
 
 def _ordered(columns: Sequence[str]) -> list[str]:
@@ -185,10 +188,45 @@ def table_rows(summary: pd.DataFrame, columns: Sequence[str], metrics: Sequence[
     return rows
 
 
+def seed_caution(summary: pd.DataFrame, confidence: float = 0.95) -> str | None:
+    """A caution when configurations of ``summary`` have fewer than :data:`MIN_SEEDS` seeds; None if none do.
+
+    >>> seed_caution(pd.DataFrame({"n": [2, 2, 3]}))  # doctest: +NORMALIZE_WHITESPACE
+    'caution: 2 of 3 configuration(s) have fewer than 3 seeds: a t interval from 2 seeds is very wide and
+    unreliable (95% t factor 12.71, against 4.30 with 3 seeds); train 3 or more seeds (--seeds 3)'
+    """
+    n = summary["n"]
+    few = n[n < MIN_SEEDS]
+    if few.empty:
+        return None
+    why = []
+    if (few == 2).any():
+        why.append(
+            f"a t interval from 2 seeds is very wide and unreliable ({confidence:.0%} t factor "
+            f"{t_critical(1, confidence):.2f}, against {t_critical(MIN_SEEDS - 1, confidence):.2f} with {MIN_SEEDS} seeds)"
+        )
+    if (few == 1).any():
+        why.append("1 seed gives no interval at all")
+    return (
+        f"caution: {len(few)} of {len(n)} configuration(s) have fewer than {MIN_SEEDS} seeds: "
+        f"{'; '.join(why)}; train {MIN_SEEDS} or more seeds (--seeds {MIN_SEEDS})"
+    )
+
+
 def markdown_table(summary: pd.DataFrame, metrics: Sequence[str] = ("final_test_acc", "final_train_loss")) -> str:
-    """The summary as a markdown table (varying hyperparameters, seeds, metrics with 95% CI)."""
+    """The summary as a markdown table (varying hyperparameters, seeds, metrics with 95% CI).
+
+    Configurations with fewer than :data:`MIN_SEEDS` seeds are marked † in the seeds column, and a
+    footnote under the table says why their intervals are not to be trusted (:func:`seed_caution`).
+    """
     columns = varying(summary)
     header = [*columns, "seeds", "diverged", "failed", *metrics]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cells) + " |" for cells in table_rows(summary, columns, metrics)]
+    for (_, r), cells in zip(summary.iterrows(), table_rows(summary, columns, metrics)):
+        if r["n"] < MIN_SEEDS:
+            cells[len(columns)] += " †"
+        lines.append("| " + " | ".join(cells) + " |")
+    caution = seed_caution(summary)
+    if caution is not None:
+        lines += ["", f"† {caution}."]
     return "\n".join(lines) + "\n"
