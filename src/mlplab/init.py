@@ -1,4 +1,4 @@
-"""Weight initialization specs shared by the concise and the scratch MLP (d2l 5.4 "Numerical
+"""Weight initialization specs shared by the concise and the scratch MLP (d2l 4.8 "Numerical
 Stability and Initialization").
 
 An :class:`InitSpec` holds the formula; ``mlplab.models`` applies it to ``nn.Linear`` weights and
@@ -22,7 +22,7 @@ class InitSpec:
     """A weight initialization: ``kind`` in normal / xavier / xavier_normal / he.
 
     - ``normal:STD``: ``W ~ N(0, STD^2)`` (the chapter's default, ``normal:0.01``).
-    - ``xavier``: ``W ~ U(-a, a)``, ``a = sqrt(6 / (n_in + n_out))`` (Glorot & Bengio 2010; d2l 5.4.2).
+    - ``xavier``: ``W ~ U(-a, a)``, ``a = sqrt(6 / (n_in + n_out))`` (Glorot & Bengio 2010; d2l 4.8.2).
     - ``xavier_normal``: ``W ~ N(0, 2 / (n_in + n_out))``.
     - ``he``: ``W ~ N(0, 2 / n_in)`` (He et al. 2015), for ReLU networks.
     """

@@ -1,4 +1,4 @@
-"""Concise MLPs built from ``torch.nn`` (d2l 5.2 "Concise Implementation of Multilayer Perceptrons").
+"""Concise MLPs built from ``torch.nn`` (d2l 4.3 "多层感知机的简洁实现", concise implementation).
 
 A model is described by a :class:`ModelConfig` (validated once) and built by :func:`build_mlp`:
 ``Flatten -> [Linear -> activation -> Dropout?] * len(hidden) -> Linear``. Weights are drawn from

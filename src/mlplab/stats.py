@@ -1,7 +1,7 @@
 """Statistics over repeated runs: means and t-based confidence intervals across seeds.
 
-A number measured once on one seed says little about a hyperparameter (the study log drew
-conclusions from single runs whose accuracies moved by several points between neighbouring
+A number measured once on one seed says little about a hyperparameter (single runs, one
+per setting, move by several points between neighbouring grid
 cells). Here every reported metric is a mean over ``n`` seeds with the half-width of its
 two-sided confidence interval from Student's t distribution:
 

@@ -340,7 +340,7 @@ def fit(
         ``epochs`` (which may grow). The result equals an uninterrupted run's, bit for bit on CPU.
     sample_weight : Tensor of shape (n_train,), optional
         Loss weight of each training example: a mini-batch's loss is ``(1/B) sum_i w_i l_i``
-        (d2l 4.7.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
+        (d2l 4.9.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
         model; the reported ``train_loss`` is the weighted one.
     progress : bool
         Show a progress bar and a row per epoch while training (terminal or Jupyter), as

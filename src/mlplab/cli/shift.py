@@ -1,4 +1,4 @@
-"""``mlplab shift``: generate, detect and correct distribution shift on Fashion-MNIST (d2l 4.7).
+"""``mlplab shift``: generate, detect and correct distribution shift on Fashion-MNIST (d2l 4.9).
 
 ``mlplab shift run`` runs the whole study; ``label``, ``covariate`` and ``concept`` run one part
 with more of its settings exposed. Each writes OUT/<part>.json (the rows, as data), OUT/results.md

@@ -1,4 +1,4 @@
-"""Distribution shift (d2l 4.7): generate, detect and correct covariate, label and concept shift.
+"""Distribution shift (d2l 4.9): generate, detect and correct covariate, label and concept shift.
 
 Stable public API:
 

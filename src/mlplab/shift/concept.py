@@ -1,4 +1,4 @@
-"""Concept shift: fine-tune the source model or retrain from scratch? (d2l 4.7.1.3, 4.7.3.4)
+"""Concept shift: fine-tune the source model or retrain from scratch? (d2l 4.9.1.3, 4.9.3.4)
 
 When ``p(y|x)`` itself changes (here: classes are relabeled, :func:`mlplab.shift.relabel`), no
 reweighting helps: the old labels are wrong. The book's remedy is to update the network with

@@ -1,4 +1,4 @@
-"""Covariate shift: importance weights from a domain classifier (d2l 4.7.3.1).
+"""Covariate shift: importance weights from a domain classifier (d2l 4.9.3.1).
 
 Under covariate shift ``q(y|x) = p(y|x)`` and only the inputs move, so the target risk is the
 source risk reweighted by ``beta(x) = q(x) / p(x)``. The book's algorithm estimates ``beta``

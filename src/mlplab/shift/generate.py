@@ -1,4 +1,4 @@
-"""Making distribution shift on purpose, each kind from an explicit seed (d2l 4.7.1).
+"""Making distribution shift on purpose, each kind from an explicit seed (d2l 4.9.1).
 
 Three kinds, each built so that the quantity a correction needs is known exactly:
 

@@ -1,4 +1,4 @@
-"""Label shift: estimate ``w_y = q(y) / p(y)`` from unlabeled target data, then correct (d2l 4.7.3.2).
+"""Label shift: estimate ``w_y = q(y) / p(y)`` from unlabeled target data, then correct (d2l 4.9.3.2).
 
 Under label shift ``q(x|y) = p(x|y)``, so a classifier ``f`` trained on the source sees the same
 inputs per class on the target, and only the class priors move from ``p`` to ``q``.

@@ -1,4 +1,4 @@
-"""Importance-weighted training: minimize ``(1/n) sum_i w_i l(f(x_i), y_i)`` (d2l 4.7.3).
+"""Importance-weighted training: minimize ``(1/n) sum_i w_i l(f(x_i), y_i)`` (d2l 4.9.3).
 
 Both corrections end here: covariate shift weights example ``i`` by ``beta(x_i)``, label shift
 by ``w_{y_i}``. Weights are rescaled to mean 1 over the training set, so the weighted loss has the

@@ -12,7 +12,7 @@ exactly its own gradient, because no parameter is shared. Autograd does the back
 hand-written backward measured no faster on this CPU (within noise at K = 20), and
 ``torch.func.vmap`` over ``functional_call`` was slower than the stacked ``baddbmm``.
 
-Dropout (d2l 5.6; Srivastava et al. 2014) uses a documented common-random-numbers scheme so
+Dropout (d2l 4.6; Srivastava et al. 2014) uses a documented common-random-numbers scheme so
 that it is vectorized *and* independent of how trials are grouped: for seed ``s`` and hidden
 layer ``l`` one ``torch.Generator`` on the training device, seeded with
 ``dropout_seed(s, l)``, draws ``U`` of shape (B, H_l) per training step, and model k keeps unit
