@@ -8,6 +8,7 @@ functions below, so one kind of value is checked, and described, the same way ev
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Iterable
 
 #: Largest finite float32: a learning rate or penalty above it cannot even be stored in a weight's dtype.
@@ -46,7 +47,7 @@ def check_int(name: str, value: object, minimum: int, maximum: int | None = None
 
 def check_seed(name: str, value: object, maximum: int = MAX_SEED) -> None:
     """A seed: an integer in ``[0, maximum]`` (default ``2**63 - 1``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= maximum:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 0 <= value <= maximum:
         raise ConfigError(name, value, f"a seed must be an integer >= 0 and <= {maximum}")
 
 
@@ -66,7 +67,7 @@ def check_real(
     free. The upper end defaults to the largest float32, so a value that training cannot even
     represent is refused up front. ``what`` names the quantity in the message ("the learning rate").
     """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
     if ok and low is not None:
         ok = value > low if low_open else value >= low
     if ok and high is not None:

@@ -11,13 +11,12 @@ the same update as ``torch.optim.SGD(weight_decay=lam)``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_real
 
 
 class SGD:
@@ -38,10 +37,8 @@ class SGD:
     def __init__(
         self, params: list[Tensor], lr: float, weight_decay: float = 0.0, decay: Sequence[bool] | None = None
     ) -> None:
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ConfigError("lr", lr, "the learning rate must be a finite number > 0")
-        if not (isinstance(weight_decay, (int, float)) and math.isfinite(weight_decay) and weight_decay >= 0):
-            raise ConfigError("weight_decay", weight_decay, "weight decay must be a finite number >= 0")
+        check_real("lr", lr, 0.0, low_open=True, what="the learning rate")
+        check_real("weight_decay", weight_decay, 0.0, what="weight decay")
         decay = [True] * len(params) if decay is None else [bool(d) for d in decay]
         if len(decay) != len(params):
             raise ConfigError("decay", decay, f"give one flag per parameter ({len(params)})")

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from mlplab.data.batching import Data, Split
-from mlplab.errors import MAX_SEED, ConfigError, check_int
+from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_probability, check_real
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.shift.concept import concept_learning_curves
 from mlplab.shift.covariate import DEFAULT_CLIP, covariate_weights, effective_sample_size
@@ -96,16 +96,6 @@ def _check_seeds(seeds: Sequence[int]) -> tuple[int, ...]:
     return seeds
 
 
-def _check_positive_int(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ConfigError(name, value, "must be an integer >= 1")
-
-
-def _check_positive(name: str, value: object) -> None:
-    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-        raise ConfigError(name, value, "must be a finite number > 0")
-
-
 # --- configs ---------------------------------------------------------------------------------
 
 
@@ -128,7 +118,7 @@ class SourceConfig:
             object.__setattr__(self, "lr", 0.1 if self.optimizer == "sgd" else 1e-3)
         ModelConfig(hidden=self.hidden)
         self.train_config()
-        _check_positive_int("holdout_per_class", self.holdout_per_class)
+        check_int("holdout_per_class", self.holdout_per_class, 1)
 
     def model_config(self) -> ModelConfig:
         return ModelConfig(hidden=self.hidden)
@@ -175,13 +165,10 @@ class LabelShiftConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "seeds", _check_seeds(self.seeds))
         object.__setattr__(self, "estimators", tuple(self.estimators))
-        if self.kind not in LABEL_SHIFTS:
-            raise ConfigError("kind", self.kind, f"expected one of {', '.join(LABEL_SHIFTS)}")
-        _check_positive("alpha", self.alpha)
+        check_choice("kind", self.kind, LABEL_SHIFTS)
+        check_real("alpha", self.alpha, 0.0, low_open=True, what="the Dirichlet concentration")
         for name in ("rho", "delta"):
-            value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and 0 <= value <= 1):
-                raise ConfigError(name, value, "must be in [0, 1]")
+            check_probability(name, getattr(self, name), one=True)
         check_int("n_target", self.n_target, 1, MAX_TARGET)
         if not self.estimators:
             raise ConfigError("estimators", self.estimators, "give at least one estimator, e.g. bbse")
@@ -212,16 +199,14 @@ class CovariateShiftConfig:
         object.__setattr__(self, "models", tuple(tuple(h) for h in self.models))
         if not self.models:
             raise ConfigError("models", self.models, "give at least one model, e.g. ((256,),)")
-        if self.statistic not in STATISTICS:
-            raise ConfigError("statistic", self.statistic, f"expected one of {', '.join(STATISTICS)}")
-        if not (isinstance(self.strength, (int, float)) and math.isfinite(self.strength) and self.strength >= 0):
-            raise ConfigError("strength", self.strength, "must be a finite number >= 0")
+        check_choice("statistic", self.statistic, STATISTICS)
+        check_real("strength", self.strength, 0.0, what="the selection strength")
         if self.clip is not None:
-            _check_positive("clip", self.clip)
+            check_real("clip", self.clip, 0.0, low_open=True, what="the weight cap")
         for hidden in self.models:
             ModelConfig(hidden=hidden)
         self.train_config(0)
-        _check_positive_int("gaussian_n", self.gaussian_n)
+        check_int("gaussian_n", self.gaussian_n, 1)
 
     def train_config(self, seed: int) -> TrainConfig:
         return TrainConfig(
@@ -246,9 +231,8 @@ class ConceptShiftConfig:
         if not self.n_train:
             raise ConfigError("n_train", self.n_train, "give at least one training-set size")
         for n in self.n_train:
-            _check_positive_int("n_train", n)
-        if isinstance(self.n_changed, bool) or not isinstance(self.n_changed, int) or not 2 <= self.n_changed <= 10:
-            raise ConfigError("n_changed", self.n_changed, "must be an integer in [2, 10]")
+            check_int("n_train", n, 1)
+        check_int("n_changed", self.n_changed, 2, 10)
         TrainConfig(epochs=self.epochs, batch_size=self.batch_size, optimizer="adam", lr=self.lr)
 
 

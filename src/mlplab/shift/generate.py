@@ -27,15 +27,14 @@ from collections.abc import Callable
 
 import numpy as np
 
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_int, check_real
 from mlplab.shift.inputs import ShiftInputError, as_numpy, check_weights
 
 LABEL_SHIFTS = ("dirichlet", "tweak-one", "knock-out")
 
 
 def _check_classes(n_classes: int) -> None:
-    if isinstance(n_classes, bool) or not isinstance(n_classes, (int, np.integer)) or n_classes < 2:
-        raise ConfigError("n_classes", n_classes, "must be an integer >= 2")
+    check_int("n_classes", n_classes, 2)
 
 
 def dirichlet_priors(n_classes: int, alpha: float, rng: np.random.Generator) -> np.ndarray:
@@ -45,8 +44,7 @@ def dirichlet_priors(n_classes: int, alpha: float, rng: np.random.Generator) -> 
     smaller alpha gives more extreme shift.
     """
     _check_classes(n_classes)
-    if not (isinstance(alpha, (int, float)) and np.isfinite(alpha) and alpha > 0):
-        raise ConfigError("alpha", alpha, "the Dirichlet concentration must be a finite number > 0")
+    check_real("alpha", alpha, 0.0, low_open=True, what="the Dirichlet concentration")
     return rng.dirichlet(np.full(n_classes, float(alpha)))
 
 
