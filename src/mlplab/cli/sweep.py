@@ -200,7 +200,7 @@ def run(
 ) -> None:
     """Train every configuration x seed of a grid or random search, one batched model per group.
 
-    Example (the study log's 10 x 10 dropout grid, 3 seeds):
+    Example (the 10 x 10 dropout grid of d2l 4.6, exercise 1, 3 seeds):
     mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 --batch-size 256 --optimizer sgd
     --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 --seeds 3 --out runs/dropout
 
