@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 
 import pytest
 import torch
@@ -305,3 +306,22 @@ def test_the_clis_own_copies_of_library_names_match_the_library():
     assert sweep_cli.DATA_SETS == runner.DATA_SETS and sweep_cli.METRICS == results.METRICS
     assert sweep_cli.STATUS_FILTERS == results.STATUS_FILTERS and sweep_cli.MAX_TRIALS == spec.MAX_TRIALS
     assert shift_cli.PARTS == experiment.PARTS
+
+
+@pytest.mark.parametrize("path", ALL_COMMANDS, ids=lambda p: " ".join(p) or "mlplab")
+def test_help_speaks_the_books_language(path):
+    # users have the book, not the author's notes: help cites the book's sections, never "the study log"
+    text = runner.invoke(app, [*path, "--help"], terminal_width=200).output.lower()
+    assert "study log" not in text and "the log's" not in text
+    for english_only in ("d2l 4.7", "d2l 5."):  # the English edition's numbers (4.9 and 4.x in the Chinese one)
+        assert english_only not in text
+
+
+def test_docs_cite_the_chinese_editions_sections():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for path in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        text = path.read_text(encoding="utf-8")
+        assert "study log" not in text.lower(), path.name
+        assert not re.search(r"d2l (4\.7|5\.\d)", text), path.name
