@@ -136,7 +136,8 @@ COMMON_SOURCE_OPTIMIZER = typer.Option(
 @reports_errors
 def run(
     quick: bool = typer.Option(
-        False, help="A smaller study: 3 seeds, fewer epochs, no MLP in covariate shift (about 20 s on one core)."
+        False,
+        help="A smaller study: 3 seeds, fewer epochs, no MLP in covariate shift (measured 38 s on a 2-core machine, more on a busy one).",
     ),
     parts: str = typer.Option(",".join(PARTS), help="Which parts, a comma list of label, covariate, concept."),
     seeds: int = typer.Option(5, help="Seeds 0..N-1 for every part (ignored with --quick)."),

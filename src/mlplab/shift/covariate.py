@@ -31,7 +31,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mlplab.errors import ConfigError
+from mlplab.errors import check_int, check_real
 from mlplab.shift.inputs import as_numpy, check_matrix, check_weights
 
 DEFAULT_CLIP = 20.0  # c: weights above 20x the average source example's are cut
@@ -87,12 +87,9 @@ def fit_domain_classifier(
     """
     Xs = check_matrix("source_X", source_X)
     Xt = check_matrix("target_X", target_X, Xs.shape[1])
-    if n_components is not None and (
-        isinstance(n_components, bool) or not isinstance(n_components, int) or n_components < 1
-    ):
-        raise ConfigError("n_components", n_components, "must be None or an integer >= 1")
-    if not (isinstance(C, (int, float)) and np.isfinite(C) and C > 0):
-        raise ConfigError("C", C, "the inverse regularization strength must be a finite number > 0")
+    if n_components is not None:
+        check_int("n_components", n_components, 1)
+    check_real("C", C, 0.0, low_open=True, what="the inverse regularization strength")
     X = np.vstack([Xs, Xt])
     z = np.concatenate([np.zeros(len(Xs)), np.ones(len(Xt))])
     steps = []
@@ -144,8 +141,8 @@ def covariate_weights(
     >>> beta = covariate_weights(X_train, X_target_unlabeled, clip=20.0)
     >>> effective_sample_size(beta) / len(beta)  # fraction of the data the weighting keeps
     """
-    if clip is not None and not (isinstance(clip, (int, float)) and np.isfinite(clip) and clip > 0):
-        raise ConfigError("clip", clip, "the weight cap must be a finite number > 0, or None")
+    if clip is not None:
+        check_real("clip", clip, 0.0, low_open=True, what="the weight cap (or None)")
     classifier = fit_domain_classifier(source_X, target_X, n_components=n_components, C=C, max_iter=max_iter, seed=seed)
     return classifier.density_ratio(source_X, clip, correct_sizes)
 

@@ -254,7 +254,7 @@ class StudyConfig:
 
     @classmethod
     def quick(cls, parts: Sequence[str] = PARTS, device: str = "cpu", source_optimizer: str = "adam") -> StudyConfig:
-        """A smaller study for a first look, about 20 s on one core: 3 seeds, a 3-epoch source
+        """A smaller study for a first look, about 40 s on a 2-core machine (38 s measured): 3 seeds, a 3-epoch source
         classifier, covariate shift with softmax regression only (trained as long as in the full
         study: with fewer epochs the weighted model is not converged and the verdict flips)."""
         seeds = (0, 1, 2)

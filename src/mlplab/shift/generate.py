@@ -104,8 +104,7 @@ def sample_by_priors(labels: np.ndarray, priors: np.ndarray, n: int, rng: np.ran
     y = as_numpy(labels).astype(np.int64)
     q = check_weights("priors", priors)
     q = q / q.sum()
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise ConfigError("n", n, "the sample size must be an integer >= 1")
+    check_int("n", n, 1)
     if y.ndim != 1 or len(y) == 0:
         raise ShiftInputError(f"labels must be a non-empty 1-D array, got shape {y.shape}")
     counts = rng.multinomial(n, q)

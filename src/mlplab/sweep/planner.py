@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mlplab.errors import ConfigError
+from mlplab.errors import check_int
 from mlplab.resources import check_fits
 from mlplab.sweep.spec import MAX_TRIALS, Trial
 
@@ -117,10 +117,7 @@ def plan(trials: Sequence[Trial], max_models: int) -> list[Group]:
     Example: 100 same-shape trials with ``max_models=32`` give 4 groups of 25, not 32+32+32+4;
     10 with ``max_models=4`` give 4+3+3.
     """
-    if isinstance(max_models, bool) or not isinstance(max_models, int) or not 1 <= max_models <= MAX_TRIALS:
-        raise ConfigError(
-            "max_models", max_models, f"must be an integer from 1 to {MAX_TRIALS:,} (a sweep's most trials)"
-        )
+    check_int("max_models", max_models, 1, MAX_TRIALS)
     by_key: dict[tuple, list[Trial]] = {}
     for t in trials:
         by_key.setdefault(group_key(t), []).append(t)

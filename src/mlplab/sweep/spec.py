@@ -390,10 +390,7 @@ class SweepSpec:
         if len(set(seeds)) != len(seeds):
             raise ConfigError("seeds", self.seeds, "seeds must be distinct")
         object.__setattr__(self, "seeds", seeds)
-        if isinstance(self.samples, bool) or not isinstance(self.samples, int) or not 1 <= self.samples <= MAX_TRIALS:
-            raise ConfigError(
-                "samples", self.samples, f"the number of random draws must be an integer from 1 to {MAX_TRIALS:,}"
-            )
+        check_int("samples", self.samples, 1, MAX_TRIALS)
         check_seed("search_seed", self.search_seed)
         n = len(seeds) * math.prod(len(v) for v in grid.values()) * (self.samples if random else 1)
         if n > MAX_TRIALS:
