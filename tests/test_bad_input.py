@@ -545,3 +545,13 @@ def test_fuzz_shift_flags(args, value, tmp_path):
 @given(flag=st.sampled_from(["--folds", "--seed"]), value=NUMERIC)
 def test_fuzz_house_cv_flags(flag, value, tmp_path):
     assert_no_traceback(runner.invoke(app, ["house", "cv", "--data-dir", str(tmp_path / "no-data"), flag, value]))
+
+
+def test_house_submit_writes_under_runs_by_default_not_into_the_current_folder(tmp_path, monkeypatch):
+    data = write_csvs(tmp_path / "house")
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    result = invoke("house", "submit", "--model", "ridge", "--no-verify", "--data-dir", data)
+    assert result.exit_code == 0, result.output
+    assert [p.relative_to(cwd).as_posix() for p in cwd.rglob("*") if p.is_file()] == ["runs/house/submission.csv"]

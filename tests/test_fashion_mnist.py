@@ -113,3 +113,17 @@ def test_real_data_smoke(real_fashion_mnist):
     assert data.train_images.shape == (60000, 28, 28) and data.test_images.shape == (10000, 28, 28)
     assert np.bincount(data.train_labels).tolist() == [6000] * 10
     assert np.bincount(data.test_labels).tolist() == [1000] * 10
+
+
+def test_the_smoke_tests_find_the_data_where_the_loaders_do(fake_fashion_mnist, tmp_path, monkeypatch):
+    # the copy the main job installed (here: a cache holding the four files) is found without MLPLAB_DATA
+    import conftest
+
+    cache = tmp_path / "user-cache"
+    (cache / "fashion-mnist").mkdir(parents=True)
+    for f in fake_fashion_mnist.iterdir():
+        (cache / "fashion-mnist" / f.name).write_bytes(f.read_bytes())
+    monkeypatch.setattr(sources, "cache_dir", lambda: cache)
+    assert conftest._installed_fashion_mnist() == cache / "fashion-mnist"
+    (cache / "fashion-mnist" / "t10k-labels-idx1-ubyte.gz").unlink()  # incomplete: not a copy to test on
+    assert conftest._installed_fashion_mnist() is None
