@@ -22,38 +22,15 @@ def test_every_command_has_help(command):
     assert "Usage" in result.output and len(result.output) > 200
 
 
+# a 2 x 3 dropout grid over 2 seeds on the synthetic blobs (seconds)
+GRID_FLAGS = ["--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--lr", "0.5", "--batch-size", "128",
+              "--init", "normal:0.1", "--grid", "dropout1=0:0.5:0.5", "--grid", "dropout2=0,0.3,0.6", "--seeds", "2"]  # fmt: skip
+
+
 @pytest.fixture(scope="module")
 def grid_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("cli") / "grid"
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            "run",
-            "--data",
-            "synthetic",
-            "--hidden",
-            "16,16",
-            "--epochs",
-            "2",
-            "--lr",
-            "0.5",
-            "--batch-size",
-            "128",
-            "--optimizer",
-            "sgd",
-            "--init",
-            "normal:0.1",
-            "--grid",
-            "dropout1=0:0.5:0.5",
-            "--grid",
-            "dropout2=0,0.3,0.6",
-            "--seeds",
-            "2",
-            "--out",
-            str(out),
-        ],
-    )
+    result = runner.invoke(app, ["sweep", "run", *GRID_FLAGS, "--optimizer", "sgd", "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "12 models (6 configurations x 2 seeds)" in result.output and "trained 12 model(s)" in result.output
     return out
@@ -122,33 +99,7 @@ def test_plot_draws_a_heatmap_and_lines(grid_dir, tmp_path):
 
 
 def test_rerun_resumes(grid_dir):
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            "run",
-            "--data",
-            "synthetic",
-            "--hidden",
-            "16,16",
-            "--epochs",
-            "2",
-            "--lr",
-            "0.5",
-            "--batch-size",
-            "128",
-            "--init",
-            "normal:0.1",
-            "--grid",
-            "dropout1=0:0.5:0.5",
-            "--grid",
-            "dropout2=0,0.3,0.6",
-            "--seeds",
-            "2",
-            "--out",
-            str(grid_dir),
-        ],
-    )
+    result = runner.invoke(app, ["sweep", "run", *GRID_FLAGS, "--out", str(grid_dir)])  # the same sweep
     assert result.exit_code == 0
     assert "12 stored result(s) skipped" in result.output and "trained 0 model(s)" in result.output
 
