@@ -20,6 +20,7 @@ from mlplab.cli import train as _train
 from mlplab.cli._common import set_debug
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     name="mlplab",
     help="Multilayer perceptrons from Dive into Deep Learning, chapter 4: train, sweep, explore.",
     no_args_is_help=True,

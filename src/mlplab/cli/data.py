@@ -15,7 +15,7 @@ from rich.table import Table
 
 from mlplab.cli._common import console, reports_errors
 
-app = typer.Typer(help="Find, verify and download data sets.", no_args_is_help=True)
+app = typer.Typer(rich_markup_mode="markdown", help="Find, verify and download data sets.", no_args_is_help=True)
 
 # str, not Path: typer turns an empty value into Path("."), which would silently mean the cwd
 DATA_DIR_HELP = "A folder holding the IDX files; when given, the only place searched (nothing is downloaded)."

@@ -18,6 +18,7 @@ from mlplab.cli._common import console, err_console, path_option, reports_errors
 from mlplab.errors import ConfigError, check_seed
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Kaggle House Prices: the book's baseline, then a leak-free pipeline that competes.",
     no_args_is_help=True,
 )

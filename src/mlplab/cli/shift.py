@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 PARTS = ("label", "covariate", "concept")
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Distribution shift on Fashion-MNIST: label shift (BBSE, EM), covariate shift "
     "(domain-classifier weights), concept shift (fine-tune vs scratch).",
     no_args_is_help=True,

@@ -42,6 +42,7 @@ def _fixed_help(name: str, text: str) -> str:
 
 
 app = typer.Typer(
+    rich_markup_mode="markdown",
     help="Train whole hyperparameter grids at once (one batched model per group of same-shape "
     "models), store every result in DIR/sweep.sqlite, resume, and show mean ± 95% CI over seeds.",
     no_args_is_help=True,
