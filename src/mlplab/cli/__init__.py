@@ -12,6 +12,7 @@ import typer
 
 from mlplab import __version__
 from mlplab.cli import data as _data
+from mlplab.cli import doctor as _doctor
 from mlplab.cli import house as _house
 from mlplab.cli import run as _run
 from mlplab.cli import shift as _shift
@@ -53,6 +54,7 @@ def _root(
 
 
 app.command("train")(_train.train)
+app.command("doctor")(_doctor.doctor)
 app.add_typer(_sweep.app, name="sweep")
 app.add_typer(_shift.app, name="shift")
 app.add_typer(_house.app, name="house")

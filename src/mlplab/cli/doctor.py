@@ -1,0 +1,56 @@
+"""``mlplab doctor``: the chapter's failure modes, checked from train's settings before any training."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from mlplab.cli._common import console, parse_csv, reports_errors
+
+
+@reports_errors
+def doctor(
+    hidden: str = typer.Option("256", help="Hidden layer widths, a comma list, as for mlplab train."),
+    activation: str = typer.Option("relu", help="relu, sigmoid, tanh or prelu."),
+    dropout: str = typer.Option("", help="Dropout after each hidden layer: one value or a comma list."),
+    init: str = typer.Option("normal:0.01", help="normal:STD, xavier, xavier_normal or he."),
+    optimizer: str = typer.Option("sgd", help="sgd, adam or adamw."),
+    lr: float = typer.Option(0.1, help="Learning rate."),
+    weight_decay: float = typer.Option(0.0, "--weight-decay", "--wd", help="L2 weight decay lambda."),
+    batch_size: int = typer.Option(256, help="Mini-batch size."),
+    n_train: int = typer.Option(60_000, help="Training examples (Fashion-MNIST: 60,000): sets the steps per epoch."),
+    strict: Optional[bool] = typer.Option(
+        None, "--strict", help="Exit with status 1 on warnings too, not only on errors."
+    ),
+) -> None:
+    """Check a training configuration for the chapter's failure modes, from the settings alone.
+
+    Weight decay that flips or erases the weights (d2l 4.5), variance that vanishes or explodes
+    through the layers (4.8), too much dropout on the first layer (4.6), a batch larger than the
+    data. Prints each finding with what it saw, why it matters and what to change; exits with
+    status 1 when one is an error (or, with --strict, a warning).
+    """
+    from mlplab.doctor import check
+    from mlplab.errors import check_int
+    from mlplab.models import ModelConfig
+    from mlplab.train import TrainConfig
+
+    check_int("--n-train", n_train, 1)
+    model = ModelConfig(
+        hidden=parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256"),
+        activation=activation,
+        dropout=parse_csv("--dropout", dropout, float, "probabilities in [0, 1), e.g. 0.2,0.5"),
+        init=init,
+    )
+    train = TrainConfig(optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size)
+    findings = check(model, train, n_train)
+    colour = {"error": "bold red", "warning": "yellow", "note": "cyan"}
+    for f in findings:
+        console.print(f"[{colour[f.severity]}]{f.severity}[/] ({f.check}): {f.saw}.\n  {f.why}\n  Fix: {f.fix}.",
+                      soft_wrap=True)  # fmt: skip
+    if not findings:
+        console.print("[green]no findings[/]: nothing in these settings is known to stop training")
+    failing = {"error", "warning"} if strict else {"error"}
+    if any(f.severity in failing for f in findings):
+        raise typer.Exit(1)

@@ -1,0 +1,97 @@
+"""mlplab.doctor: each check fires on the case it is for and stays quiet on its sane neighbour;
+the variance factors agree with a Monte-Carlo measurement through real layers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from mlplab.cli import app
+from mlplab.doctor import check, variance_factors
+from mlplab.models import ModelConfig, build_mlp
+from mlplab.train import TrainConfig
+
+runner = CliRunner()
+LOG_NET = ModelConfig(hidden=(256, 256), dropout=(0.2, 0.5))  # the dropout x weight decay grid's network
+
+
+def checks(model: ModelConfig, train: TrainConfig, n_train: int = 60_000) -> list[str]:
+    return [f.check for f in check(model, train, n_train)]
+
+
+def test_the_logs_collapse_is_an_error_naming_weight_decay_and_its_neighbour_is_clean():
+    (finding,) = check(LOG_NET, TrainConfig(lr=0.5, weight_decay=3))
+    assert finding.severity == "error" and finding.check == "weight-decay-flips"
+    assert "1 - 0.5 * 3 = -0.5" in finding.saw and "--weight-decay" in finding.fix
+    assert check(LOG_NET, TrainConfig(lr=0.1, weight_decay=1e-4)) == []
+
+
+@pytest.mark.parametrize(
+    ("train", "n_train", "fires"),
+    [
+        (TrainConfig(lr=0.5, weight_decay=0.1), 60_000, "weight-decay-erases"),  # 0.95^235 = 6e-6 per epoch
+        (TrainConfig(lr=0.5, weight_decay=0.005), 60_000, None),  # 0.9975^235 = 0.56
+        (TrainConfig(optimizer="adam", lr=1e-3, weight_decay=1e-4), 60_000, "adam-coupled-decay"),
+        (TrainConfig(optimizer="adamw", lr=1e-3, weight_decay=1e-4), 60_000, None),
+        (TrainConfig(batch_size=1000), 500, "batch-larger-than-data"),
+        (TrainConfig(batch_size=500), 500, None),
+    ],
+)
+def test_training_checks(train, n_train, fires):
+    assert checks(ModelConfig(init="xavier"), train, n_train) == ([fires] if fires else [])
+
+
+def test_the_suggested_weight_decay_is_itself_clean():
+    (finding,) = check(LOG_NET, TrainConfig(lr=0.5, weight_decay=3))
+    suggested = float(finding.fix.split("--weight-decay ")[1].split()[0])
+    assert check(LOG_NET, TrainConfig(lr=0.5, weight_decay=suggested)) == []
+
+
+@pytest.mark.parametrize(
+    ("model", "fires"),
+    [
+        (ModelConfig(hidden=(256,) * 4), "variance-vanishes"),  # normal:0.01 on four hidden layers
+        (ModelConfig(hidden=(256,) * 3), None),  # three: trains, slowly (the book's exercise)
+        (ModelConfig(), None),  # the chapter's 784-256-10
+        (ModelConfig(hidden=(256,) * 10, activation="sigmoid", init="xavier"), "variance-vanishes"),
+        (ModelConfig(hidden=(256,) * 10, activation="tanh", init="xavier"), None),
+        (ModelConfig(hidden=(256,) * 8, init="normal:1"), "variance-explodes"),
+        (ModelConfig(hidden=(256,) * 8, init="he"), None),
+        (ModelConfig(hidden=(256,), dropout=(0.8,)), "dropout-first-layer"),
+        (ModelConfig(hidden=(256, 256), dropout=(0.5, 0.9)), None),  # heavy dropout, but not on the first layer
+    ],
+)
+def test_model_checks(model, fires):
+    assert checks(model, TrainConfig()) == ([fires] if fires else [])
+
+
+@pytest.mark.parametrize(("activation", "init"), [("relu", "he"), ("relu", "normal:0.05"), ("tanh", "normal:0.005")])
+def test_variance_factors_match_a_monte_carlo_pass_through_real_layers(activation, init):
+    # forward: E[out^2] / E[x^2] for x ~ N(0, 1); backward: E[grad_x^2] / E[grad_out^2] for a N(0, 1) output
+    # gradient. The gains are for pre-activations near 0 (tanh is linear there only), as the docstring says.
+    torch.manual_seed(0)
+    model = ModelConfig(hidden=(400, 300), activation=activation, init=init, n_inputs=500, n_outputs=200)
+    forward, backward = variance_factors(model)
+    ratios_f, ratios_b = [], []
+    for seed in range(8):  # average over weight draws: the prediction is an expectation over them
+        net = build_mlp(model, torch.Generator().manual_seed(seed)).double()
+        x = torch.randn(2000, 500, dtype=torch.float64, requires_grad=True)
+        out = net(x)
+        grad_out = torch.randn_like(out)
+        out.backward(grad_out)
+        ratios_f.append((out.pow(2).mean() / x.pow(2).mean()).item())
+        ratios_b.append((x.grad.pow(2).mean() / grad_out.pow(2).mean()).item())
+    assert sum(ratios_f) / 8 == pytest.approx(forward, rel=0.15)
+    assert sum(ratios_b) / 8 == pytest.approx(backward, rel=0.15)
+
+
+def test_cli_exit_status_follows_the_worst_finding():
+    bad = runner.invoke(app, ["doctor", "--hidden", "256,256", "--dropout", "0.2,0.5", "--lr", "0.5", "--wd", "3"])
+    assert bad.exit_code == 1 and "error (weight-decay-flips)" in bad.output and "Fix:" in bad.output
+    good = runner.invoke(app, ["doctor", "--hidden", "256,256", "--lr", "0.1", "--wd", "1e-4"])
+    assert good.exit_code == 0 and "no findings" in good.output
+    warned = ["doctor", "--hidden", "256,256,256,256"]
+    assert runner.invoke(app, warned).exit_code == 0
+    assert runner.invoke(app, [*warned, "--strict"]).exit_code == 1
+    assert runner.invoke(app, ["doctor", "--lr", "-1"]).exit_code == 2  # bad input: the usual one-line error
