@@ -95,3 +95,17 @@ def test_cli_exit_status_follows_the_worst_finding():
     assert runner.invoke(app, warned).exit_code == 0
     assert runner.invoke(app, [*warned, "--strict"]).exit_code == 1
     assert runner.invoke(app, ["doctor", "--lr", "-1"]).exit_code == 2  # bad input: the usual one-line error
+
+
+def test_train_refuses_an_error_before_any_work_unless_forced(fake_fashion_mnist, tmp_path):
+    out = tmp_path / "run"
+    flags = ["train", "--data-dir", str(fake_fashion_mnist), "--hidden", "16", "--batch-size", "32", "--lr", "0.5",
+             "--weight-decay", "3", "--epochs", "2", "--out", str(out)]  # fmt: skip
+    refused = runner.invoke(app, flags)
+    assert refused.exit_code == 2 and "1 - 0.5 * 3 = -0.5" in refused.output and "--force" in refused.output
+    assert not out.exists()
+    forced = runner.invoke(app, [*flags, "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert "failed: at chance" in forced.output or "failed: loss rose" in forced.output
+    warned = runner.invoke(app, [*flags[:-6], "--epochs", "1", "--out", str(tmp_path / "w"), "--hidden", "64,64,64,64"])
+    assert warned.exit_code == 0 and "doctor" in warned.output and "variance" in warned.output.lower()

@@ -188,27 +188,12 @@ def test_show_and_plot_errors(tmp_path, grid_dir):
 def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
     # weight decay 3 at lr 0.5: every SGD step multiplies the weights by 1 - 1.5 < 0; nothing is learned
     out = tmp_path / "collapse"
-    result = runner.invoke(
-        app,
-        [
-            "sweep",
-            "run",
-            "--data",
-            "synthetic",
-            "--hidden",
-            "16",
-            "--epochs",
-            "3",
-            "--lr",
-            "0.5",
-            "--grid",
-            "weight_decay=0,3",
-            "--seeds",
-            "3",
-            "--out",
-            str(out),
-        ],
-    )
+    flags = ["sweep", "run", "--data", "synthetic", "--hidden", "16", "--epochs", "3", "--lr", "0.5",
+             "--grid", "weight_decay=0,3", "--seeds", "3", "--out", str(out)]  # fmt: skip
+    refused = runner.invoke(app, flags)  # the doctor sees it before any work
+    assert refused.exit_code == 2 and "1 of 2 configuration(s) cannot train (weight-decay-flips" in refused.output
+    assert not out.exists()
+    result = runner.invoke(app, [*flags, "--force"])  # trained anyway, it ends failed, not ok
     assert result.exit_code == 0, result.output
     assert result.output.count("1 failed (at chance or loss rose)") == 3  # one group per seed, one bad model each
     summary = summarize(load_results(out))

@@ -27,9 +27,11 @@ The probe and training-time checks of the issue are not here yet.
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
+from mlplab.errors import MlplabError
 from mlplab.init import parse_init
 from mlplab.models import ModelConfig
 from mlplab.train import TrainConfig, num_batches
@@ -70,6 +72,31 @@ def check(model: ModelConfig, train: TrainConfig, n_train: int = 60_000) -> list
     """
     findings = _weight_decay(train, n_train) + _variance(model) + _dropout(model) + _batch(train, n_train)
     return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def refuse_errors(findings: list[Finding], what: str) -> None:
+    """Raise :class:`~mlplab.errors.MlplabError` when a finding is an error (``--force`` goes on anyway)."""
+    errors = [f for f in findings if f.severity == "error"]
+    if errors:
+        raise MlplabError(f"{what}: {errors[0]} Or add --force to train anyway (`mlplab doctor` explains the checks).")
+
+
+def check_trials(trials, n_train: int = 60_000) -> list[tuple[Finding, int]]:
+    """Findings over a sweep's trials, each with how many configurations it concerns (seeds counted once).
+
+    The first finding of each check stands for all of them (its numbers are one configuration's).
+    """
+    seen: dict[str, tuple[Finding, set]] = {}
+    checked: set[str] = set()
+    for trial in trials:
+        key = json.dumps(trial.params(), sort_keys=True)  # the configuration, whatever its seed
+        if key in checked:
+            continue
+        checked.add(key)
+        for finding in check(trial.model, trial.train, n_train):
+            seen.setdefault(finding.check, (finding, set()))[1].add(key)
+    found = [(first, len(keys)) for first, keys in seen.values()]
+    return sorted(found, key=lambda fk: SEVERITIES.index(fk[0].severity))
 
 
 def _weight_decay(train: TrainConfig, n_train: int) -> list[Finding]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -10,7 +11,7 @@ import typer
 from rich.table import Table
 
 from mlplab.cli._common import console, parse_csv, reports_errors
-from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_seed
+from mlplab.errors import MAX_SEED, ConfigError, MlplabError, check_choice, check_int, check_seed
 from mlplab.sweep.hyperparameters import AXIS_NAMES, BY_NAME, default_text
 
 # The library (torch, pandas) is imported inside the commands, so `mlplab --help` starts fast;
@@ -198,6 +199,9 @@ def run(
     data_dir: Optional[Path] = typer.Option(
         None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Train even when `mlplab doctor` finds an error in some configurations (1 - lr*wd <= 0)."
+    ),
 ) -> None:
     """Train every configuration x seed of a grid or random search, one batched model per group.
 
@@ -238,6 +242,7 @@ def run(
     }
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
     trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
+    _doctor(trials, DATA_SIZES[data][0], force)
     with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
         if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
             SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
@@ -264,6 +269,24 @@ def run(
         f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
         f"See: mlplab sweep show {out}"
     )
+
+
+def _doctor(trials, n_train: int, force: bool) -> None:
+    """The doctor's config checks over the sweep's configurations, before any work: print each kind
+    of finding once with how many configurations it concerns; an error stops the sweep unless --force."""
+    from mlplab.doctor import check_trials
+
+    n_configs = len({json.dumps(t.params(), sort_keys=True) for t in trials})
+    found = check_trials(trials, n_train)
+    for finding, count in found:
+        colour = "bold red" if finding.severity == "error" else "yellow"
+        console.print(f"[{colour}]doctor[/] ({count} of {n_configs} configuration(s)): {finding}", soft_wrap=True)
+    errors = [(f, c) for f, c in found if f.severity == "error"]
+    if errors and not force:
+        finding, count = errors[0]
+        raise MlplabError(f"{count} of {n_configs} configuration(s) cannot train ({finding.check}: {finding.saw}). "
+                          "Fix: drop those values from the grid, or add --force to train them anyway (they will end "
+                          "'failed').")  # fmt: skip
 
 
 @app.command("show")

@@ -89,6 +89,9 @@ def train(
     data_dir: Optional[Path] = typer.Option(
         None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Train even when `mlplab doctor` finds an error in the settings (e.g. 1 - lr*wd <= 0)."
+    ),
 ) -> None:
     """Train an MLP on Fashion-MNIST (the chapter's 784-256-10 network by default).
 
@@ -99,6 +102,7 @@ def train(
     import torch  # the library is imported here, not at the top, so `mlplab --help` starts fast
 
     from mlplab.data import fashion_mnist_data
+    from mlplab.doctor import check, refuse_errors
     from mlplab.models import ModelConfig, build_mlp
     from mlplab.progress import epoch_progress
     from mlplab.resources import check_fits, mlp_training_bytes
@@ -144,6 +148,13 @@ def train(
             for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "decay_biases", "seed", "device")
         }
     )
+    findings = check(model_cfg, train_cfg)  # the doctor's config checks: milliseconds, before any work
+    for finding in findings:
+        console.print(
+            f"[{'bold red' if finding.severity == 'error' else 'yellow'}]doctor[/]: {finding}", soft_wrap=True
+        )
+    if not force:
+        refuse_errors(findings, "mlplab train")
     if impl not in IMPLS:
         raise ConfigError("--impl", impl, f"expected one of {', '.join(IMPLS)}")
     out = out_dir or Path("runs") / time.strftime("train-%Y%m%d-%H%M%S")
