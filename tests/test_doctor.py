@@ -109,3 +109,37 @@ def test_train_refuses_an_error_before_any_work_unless_forced(fake_fashion_mnist
     assert "failed: at chance" in forced.output or "failed: loss rose" in forced.output
     warned = runner.invoke(app, [*flags[:-6], "--epochs", "1", "--out", str(tmp_path / "w"), "--hidden", "64,64,64,64"])
     assert warned.exit_code == 0 and "doctor" in warned.output and "variance" in warned.output.lower()
+
+
+def test_first_layer_dropout_is_a_note_at_0_8_and_a_warning_at_0_9():
+    (note,) = check(ModelConfig(hidden=(256,), dropout=(0.8,)), TrainConfig())
+    (warning,) = check(ModelConfig(hidden=(256,), dropout=(0.9,)), TrainConfig())
+    assert note.severity == "note" and warning.severity == "warning" and "10%" in warning.saw
+
+
+def test_explain_groups_a_sweeps_failed_models_by_cause(tmp_path):
+    from mlplab.doctor import explain
+
+    out = tmp_path / "collapse"
+    flags = ["sweep", "run", "--data", "synthetic", "--hidden", "16", "--epochs", "3", "--lr", "0.5",
+             "--grid", "weight_decay=0,3", "--seeds", "2", "--out", str(out), "--force"]  # fmt: skip
+    assert runner.invoke(app, flags).exit_code == 0
+    found = explain(out)
+    assert (found.models, found.failed, found.unexplained, found.flagged_ok) == (4, 2, 0, 0)
+    ((finding, count),) = found.causes.values()
+    assert finding.check == "weight-decay-flips" and count == 2
+    shown = runner.invoke(app, ["doctor", str(out)])
+    assert shown.exit_code == 0 and "2 of 4 model(s) failed" in shown.output and "2 of them: error" in shown.output
+
+
+def test_explain_reads_a_run_folder(fake_fashion_mnist, tmp_path):
+    from mlplab.doctor import explain
+
+    out = tmp_path / "run"
+    flags = ["train", "--data-dir", str(fake_fashion_mnist), "--hidden", "16", "--batch-size", "32", "--lr", "0.5",
+             "--weight-decay", "3", "--epochs", "1", "--out", str(out), "--force"]  # fmt: skip
+    assert runner.invoke(app, flags).exit_code == 0
+    found = explain(out)
+    assert found.failed == 1 and list(found.causes) == ["weight-decay-flips"]
+    missing = runner.invoke(app, ["doctor", str(tmp_path)])
+    assert missing.exit_code == 2 and "neither a run" in missing.output

@@ -22,14 +22,19 @@ the settings alone (no data):
 - **Too much dropout on the first hidden layer** (d2l 4.6): ``p >= 0.8`` keeps a fifth of the inputs.
 - **A batch larger than the training set**: every step sees the whole set (gradient descent).
 
-The probe and training-time checks of the issue are not here yet.
+:func:`explain` reads a stored run or sweep and groups its failed models by the finding that
+explains them (``mlplab doctor DIR``). The probe of the first batches and the training-time
+callback are not here yet.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from mlplab.errors import MlplabError
 from mlplab.init import parse_init
@@ -43,7 +48,9 @@ ACTIVATION_GAIN = {"relu": (0.5, 0.5), "prelu": ((1 + 0.25**2) / 2, (1 + 0.25**2
                    "sigmoid": (1 / 16, 1 / 16)}  # fmt: skip
 VARIANCE_LIMIT = 1e9  # a predicted signal factor beyond 1e9 (or below 1e-9) over the network is flagged
 SHRINK_LIMIT = 1e-3  # weight decay alone leaving less than this of a weight after one epoch is flagged
-FIRST_DROPOUT_LIMIT = 0.8
+# first-layer dropout: in the 4.6 grid (bench/results/dropout-grid, 3 seeds) p1 = 0.8 still reaches 0.81 (a
+# note), p1 = 0.9 falls to 0.48 against 0.85 (a warning)
+FIRST_DROPOUT_NOTE, FIRST_DROPOUT_WARNING = 0.8, 0.9
 
 
 @dataclass(frozen=True)
@@ -168,10 +175,10 @@ def _variance(model: ModelConfig) -> list[Finding]:
 
 def _dropout(model: ModelConfig) -> list[Finding]:
     p = model.dropout_per_layer[0] if model.dropout_per_layer else 0.0
-    if p < FIRST_DROPOUT_LIMIT:
+    if p < FIRST_DROPOUT_NOTE:
         return []
     return [Finding(
-        "warning", "dropout-first-layer", f"dropout {p:g} after the first hidden layer keeps {1 - p:.0%} of its units",
+        "warning" if p >= FIRST_DROPOUT_WARNING else "note", "dropout-first-layer", f"dropout {p:g} after the first hidden layer keeps {1 - p:.0%} of its units",
         "The first layer sees the inputs; dropping most of it starves every later layer (d2l 4.6's advice: less "
         "dropout near the input).", "use --dropout 0.2 on the first hidden layer (0.5 on later ones)",
     )]  # fmt: skip
@@ -185,3 +192,103 @@ def _batch(train: TrainConfig, n_train: int) -> list[Finding]:
         "Every step then sees the whole set: plain gradient descent, one step per epoch.",
         f"use --batch-size {min(256, n_train)}",
     )]  # fmt: skip
+
+
+@dataclass
+class Explanation:
+    """What the doctor makes of stored results: which failed models its findings explain.
+
+    ``causes`` maps a finding's check to (one such finding, how many failed or diverged models it
+    concerns); ``flagged_ok`` counts models that ended ``ok`` yet got a warning or an error, with
+    their mean test accuracy beside that of the unflagged ``ok`` models (a warning on a model that
+    trained to a much lower accuracy was right; one at the same accuracy was a false alarm).
+    """
+
+    models: int
+    failed: int  # failed or diverged
+    causes: dict[str, tuple[Finding, int]]
+    unexplained: int  # failed models no finding accounts for
+    flagged_ok: int
+    flagged_ok_acc: float | None = None  # mean test accuracy of flagged_ok models
+    unflagged_ok_acc: float | None = None  # and of the ok models with no finding
+
+    def lines(self) -> list[str]:
+        out = [f"{self.failed} of {self.models} model(s) failed or diverged"]
+        for finding, count in self.causes.values():
+            out.append(f"{count} of them: {finding}")
+        if self.unexplained:
+            out.append(f"{self.unexplained} failed model(s) match no check: look at their curves (mlplab sweep plot)")
+        if self.flagged_ok:
+            accs = ""
+            if self.flagged_ok_acc is not None and self.unflagged_ok_acc is not None:
+                accs = f": mean test accuracy {self.flagged_ok_acc:.4f}, against {self.unflagged_ok_acc:.4f} unflagged"
+            out.append(f"{self.flagged_ok} model(s) ended ok despite a warning{accs}")
+        return out
+
+
+def explain(path: str | os.PathLike[str]) -> Explanation:
+    """Read a run folder (``config.json``, ``history.json``) or a sweep folder (``sweep.sqlite``) and
+    say which failures the config checks explain, grouped by cause."""
+    path = Path(path)
+    if (path / "sweep.sqlite").exists():
+        return _explain_sweep(path)
+    if (path / "config.json").exists():
+        return _explain_run(path)
+    raise MlplabError(f"{path} holds neither a run (config.json) nor a sweep (sweep.sqlite). Fix: give the folder "
+                      "that `mlplab train --out` or `mlplab sweep run --out` wrote.")  # fmt: skip
+
+
+def _tally(cases: list[tuple[ModelConfig, TrainConfig, str, float | None]], n_train: int) -> Explanation:
+    causes: dict[str, tuple[Finding, int]] = {}
+    failed = unexplained = 0
+    flagged_acc: list[float] = []
+    unflagged_acc: list[float] = []
+    flagged_ok = 0
+    for model, train, status, acc in cases:
+        serious = [f for f in check(model, train, n_train) if f.severity != "note"]
+        if status == "ok":
+            flagged_ok += bool(serious)
+            if acc is not None:
+                (flagged_acc if serious else unflagged_acc).append(acc)
+            continue
+        failed += 1
+        if not serious:
+            unexplained += 1
+        for finding in serious:
+            first, count = causes.get(finding.check, (finding, 0))
+            causes[finding.check] = (first, count + 1)
+
+    def mean(values: list[float]) -> float | None:
+        return sum(values) / len(values) if values else None
+
+    return Explanation(len(cases), failed, causes, unexplained, flagged_ok, mean(flagged_acc), mean(unflagged_acc))
+
+
+def _explain_run(path: Path) -> Explanation:
+    from mlplab.runs import RunDir
+    from mlplab.train import load_checkpoint
+
+    config = RunDir(path).stored_config()
+    model = ModelConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in config["model"].items()})
+    train = TrainConfig(**config["train"])
+    # the status is the last checkpoint's (a run killed before its first epoch has none: judged as not failed)
+    history = load_checkpoint(path / "checkpoint.pt")["history"] if (path / "checkpoint.pt").exists() else None
+    status = history["status"] if history else "ok"
+    acc = history["epochs"][-1]["test_acc"] if history and history["epochs"] else None
+    return _tally([(model, train, status, acc)], 60_000)
+
+
+def _explain_sweep(path: Path) -> Explanation:
+    from mlplab.sweep.spec import make_trial, parse_value
+    from mlplab.sweep.store import SweepStore
+
+    with SweepStore(path, create=False) as store:
+        rows = store.rows()
+        data = store.meta().get("data", "")
+    sizes = [int(n) for n in re.findall(r"train \((\d+), (\d+)\)", data)[0]] if "train (" in data else [60_000, 784]
+    cases = []
+    for row in rows:
+        values = {name: parse_value(name, value) for name, value in json.loads(row["config"]).items()}
+        trial = make_trial(values, row["seed"], n_inputs=sizes[1])
+        cases.append((trial.model, trial.train, row["status"], row["final_test_acc"]))
+    return _tally(cases, sizes[0])

@@ -6,11 +6,14 @@ from typing import Optional
 
 import typer
 
-from mlplab.cli._common import console, parse_csv, reports_errors
+from mlplab.cli._common import console, parse_csv, path_option, reports_errors
 
 
 @reports_errors
 def doctor(
+    directory: Optional[str] = typer.Argument(
+        None, help="A run folder (mlplab train --out) or sweep folder: explain its failed models instead."
+    ),
     hidden: str = typer.Option("256", help="Hidden layer widths, a comma list, as for mlplab train."),
     activation: str = typer.Option("relu", help="relu, sigmoid, tanh or prelu."),
     dropout: str = typer.Option("", help="Dropout after each hidden layer: one value or a comma list."),
@@ -28,11 +31,16 @@ def doctor(
 
     Weight decay that flips or erases the weights (d2l 4.5), variance that vanishes or explodes
     through the layers (4.8), too much dropout on the first layer (4.6), a batch larger than the
-    data. Prints each finding with what it saw, why it matters and what to change; exits with
+    data. Given a run or sweep folder, explains its failed models by cause instead. Prints each finding with what it saw, why it matters and what to change; exits with
     status 1 when one is an error (or, with --strict, a warning).
     """
-    from mlplab.doctor import check
+    from mlplab.doctor import check, explain
     from mlplab.errors import check_int
+
+    if directory is not None:
+        for line in explain(path_option("DIRECTORY", directory)).lines():
+            console.print(line, soft_wrap=True)
+        return
     from mlplab.models import ModelConfig
     from mlplab.train import TrainConfig
 
