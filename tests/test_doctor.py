@@ -143,3 +143,67 @@ def test_explain_reads_a_run_folder(fake_fashion_mnist, tmp_path):
     assert found.failed == 1 and list(found.causes) == ["weight-decay-flips"]
     missing = runner.invoke(app, ["doctor", str(tmp_path)])
     assert missing.exit_code == 2 and "neither a run" in missing.output
+
+
+# --- the probe: a few batches of data ------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pixels():
+    """Fashion-MNIST-shaped data in [0, 1] (784 inputs, 10 classes) with a learnable signal."""
+    from mlplab.data import Data, Split
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 10, (2000,), generator=g)
+    X = torch.rand(2000, 784, generator=g) * 0.5
+    X[torch.arange(2000), y * 70] += 0.5  # one class-specific bright pixel
+    return Data(Split(X[:1600], y[:1600]), Split(X[1600:], y[1600:]))
+
+
+PROBE_TRAIN = TrainConfig(lr=0.1, batch_size=64)
+
+
+def probed(model: ModelConfig, data, train: TrainConfig = PROBE_TRAIN, tweak=None) -> list[str]:
+    from mlplab.doctor import probe
+
+    net = build_mlp(model, torch.Generator().manual_seed(0))
+    if tweak is not None:
+        tweak(net)
+    before = [p.detach().clone() for p in net.parameters()]
+    found = [f.check for f in probe(net, data, train)]
+    assert all(torch.equal(a, b) for a, b in zip(before, net.parameters()))  # the caller's model is untouched
+    return found
+
+
+def test_a_healthy_model_probes_clean(pixels):
+    assert probed(ModelConfig(), pixels) == []
+    assert probed(ModelConfig(hidden=(256,) * 3), pixels) == []  # slow, not broken
+    assert probed(ModelConfig(hidden=(256,) * 8, init="he"), pixels) == []
+
+
+def test_pixels_0_255_are_flagged(pixels):
+    from mlplab.data import Data, Split
+
+    raw = Data(Split(pixels.train.X * 255, pixels.train.y), Split(pixels.test.X * 255, pixels.test.y))
+    assert "input-scale" in probed(ModelConfig(), raw)
+
+
+def test_a_large_init_shows_in_the_first_loss(pixels):
+    assert "init-loss" in probed(ModelConfig(init="normal:1"), pixels)
+
+
+def test_gradients_that_vanish_towards_the_input(pixels):
+    assert probed(ModelConfig(hidden=(256,) * 4), pixels) == ["gradients-vanish"]
+
+
+def test_dead_relus(pixels):
+    def kill(net):
+        with torch.no_grad():
+            net[1].bias.fill_(-100.0)  # every pre-activation of the first hidden layer negative
+
+    assert "dead-relus" in probed(ModelConfig(), pixels, tweak=kill)
+
+
+def test_a_learning_rate_that_raises_the_loss(pixels):
+    assert probed(ModelConfig(), pixels, TrainConfig(lr=50, batch_size=64)) == ["lr-raises-loss"]
+    assert "lr-raises-loss" not in probed(ModelConfig(), pixels, TrainConfig(lr=0.5, batch_size=64))

@@ -292,3 +292,101 @@ def _explain_sweep(path: Path) -> Explanation:
         trial = make_trial(values, row["seed"], n_inputs=sizes[1])
         cases.append((trial.model, trial.train, row["status"], row["final_test_acc"]))
     return _tally(cases, sizes[0])
+
+
+# --- at the first steps, from the data ------------------------------------------------------
+
+PROBE_BATCHES = 5  # mini-batches the probe trains on (a copy of the model: the caller's is untouched)
+INIT_LOSS_SLACK = 1.0  # a loss at init more than ln(k) + 1 away from ln(k) is flagged
+# the first layer's ||grad|| / ||W|| at init, 784-256-...-10 at normal:0.01 on a Fashion-MNIST-like batch:
+# 4e-2 (1 hidden layer), 5e-3 (2), 5e-4 (3: trains, slowly), 6e-5 (4), 7e-7 (6); Xavier/He: 5e-2 to 1e-1
+RELATIVE_GRAD_LOW, RELATIVE_GRAD_HIGH = 1e-4, 1e2
+DEAD_LIMIT = 0.5  # more than half the ReLUs of a layer silent on a whole batch is flagged
+
+
+def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list[Finding]:
+    """Findings from a few mini-batches of real data (seconds): input scale, loss at init against
+    ``ln k``, gradient norms first to last layer, dead ReLUs, a learning rate that raises the loss.
+
+    ``model`` is a concise ``nn.Module`` (``mlplab.models.build_mlp``); it is copied, never trained.
+    """
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    from mlplab.train import make_optimizer
+
+    net = copy.deepcopy(model).train()
+    X, y = data.train.X[: train.batch_size * batches], data.train.y[: train.batch_size * batches]
+    k = int(max(data.train.y.max(), data.test.y.max())) + 1
+    out: list[Finding] = []
+    scale = float(X.abs().max())
+    if scale > 10:
+        out.append(Finding(
+            "warning", "input-scale", f"the inputs reach {scale:g} (pixels 0-255?)",
+            "Large inputs make the first layer's pre-activations huge at init, as a too-large init would (d2l 4.8).",
+            "scale the inputs to [0, 1] (divide by 255), as the book's ToTensor() does",
+        ))  # fmt: skip
+    first = slice(0, train.batch_size)
+    hidden: list[torch.Tensor] = []
+    hooks = [
+        m.register_forward_hook(lambda _m, _i, o: hidden.append(o))
+        for m in net.modules()
+        if isinstance(m, torch.nn.ReLU)
+    ]
+    loss = F.cross_entropy(net(X[first]), y[first])
+    for h in hooks:
+        h.remove()
+    expected = math.log(k)
+    if abs(loss.item() - expected) > INIT_LOSS_SLACK + expected * 0.5 or not math.isfinite(loss.item()):
+        out.append(Finding(
+            "warning", "init-loss", f"the loss at initialization is {loss.item():.3g}, not about ln({k}) = {expected:.3g}",
+            "Near-zero initial weights give every class the same probability, so the first loss is ln k; far from "
+            "it, the initial outputs are already large (d2l 4.8).", "use smaller initial weights (--init xavier or he)",
+        ))  # fmt: skip
+    for i, h in enumerate(hidden):
+        dead = float((h <= 0).all(dim=0).float().mean())
+        if dead > DEAD_LIMIT:
+            out.append(Finding(
+                "warning", "dead-relus", f"{dead:.0%} of the ReLUs of hidden layer {i + 1} are 0 for the whole batch",
+                "A unit that is 0 for every input gets no gradient and never recovers (d2l 4.1).",
+                "use --init he, a smaller learning rate, or --activation prelu",
+            ))  # fmt: skip
+    net.zero_grad()
+    loss.backward()
+    # the relative gradient ||g|| / ||W|| of each weight matrix: how far one unit-lr step moves it
+    relative = [
+        float(w.grad.norm() / w.detach().norm()) for w in net.parameters() if w.ndim >= 2 and w.grad is not None
+    ]
+    if relative and relative[0] < RELATIVE_GRAD_LOW:
+        out.append(Finding(
+            "warning", "gradients-vanish",
+            f"the first layer's gradient is {relative[0]:.1g} of its weights' norm (last layer: {relative[-1]:.1g})",
+            "Gradients that vanish towards the input leave the first layers untrained (d2l 4.8).",
+            "use --init xavier or he, or fewer layers",
+        ))  # fmt: skip
+    if relative and max(relative) > RELATIVE_GRAD_HIGH:
+        out.append(Finding(
+            "warning", "gradients-explode", f"a layer's gradient is {max(relative):.1g} times its weights' norm",
+            "Exploding gradients throw the weights far at the first step (d2l 4.8).",
+            "use --init xavier or he, or a smaller learning rate",
+        ))  # fmt: skip
+    before = loss.item()
+    optimizer = make_optimizer(net, train)
+    for b in range(batches):
+        part = slice(b * train.batch_size, (b + 1) * train.batch_size)
+        if part.start >= len(X):
+            break
+        optimizer.zero_grad()
+        F.cross_entropy(net(X[part]), y[part]).backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = F.cross_entropy(net.eval()(X[first]), y[first]).item()
+    if not math.isfinite(after) or after > before * 1.1:
+        out.append(Finding(
+            "warning", "lr-raises-loss", f"{batches} steps at lr {train.lr:g} take the loss from {before:.3g} to {after:.3g}",
+            "A learning rate too large for the loss's curvature overshoots: the loss rises instead of falling (d2l 4.2, exercise 3).",
+            f"try --lr {train.lr / 10:g}",
+        ))  # fmt: skip
+    return sorted(out, key=lambda f: SEVERITIES.index(f.severity))

@@ -26,6 +26,13 @@ def doctor(
     strict: Optional[bool] = typer.Option(
         None, "--strict", help="Exit with status 1 on warnings too, not only on errors."
     ),
+    probe: bool = typer.Option(
+        False,
+        "--probe",
+        help="Also train a copy of the model on a few batches of Fashion-MNIST: input scale, loss at init, "
+        "gradients, dead ReLUs, a learning rate that raises the loss (seconds).",
+    ),
+    data_dir: Optional[str] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files, for --probe."),
 ) -> None:
     """Check a training configuration for the chapter's failure modes, from the settings alone.
 
@@ -53,6 +60,16 @@ def doctor(
     )
     train = TrainConfig(optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size)
     findings = check(model, train, n_train)
+    if probe:
+        import torch
+
+        from mlplab.data import fashion_mnist_data
+        from mlplab.doctor import probe as run_probe
+        from mlplab.models import build_mlp
+
+        with console.status("probing on a few batches of Fashion-MNIST"):
+            net = build_mlp(model, torch.Generator().manual_seed(train.seed))
+            findings += run_probe(net, fashion_mnist_data(data_dir), train)
     colour = {"error": "bold red", "warning": "yellow", "note": "cyan"}
     for f in findings:
         console.print(f"[{colour[f.severity]}]{f.severity}[/] ({f.check}): {f.saw}.\n  {f.why}\n  Fix: {f.fix}.",
