@@ -150,13 +150,14 @@ def test_explain_reads_a_run_folder(fake_fashion_mnist, tmp_path):
 
 @pytest.fixture(scope="module")
 def pixels():
-    """Fashion-MNIST-shaped data in [0, 1] (784 inputs, 10 classes) with a learnable signal."""
+    """Fashion-MNIST-shaped data in [0, 1] (784 inputs, 10 classes), learnable within an epoch."""
     from mlplab.data import Data, Split
 
     g = torch.Generator().manual_seed(0)
     y = torch.randint(0, 10, (2000,), generator=g)
     X = torch.rand(2000, 784, generator=g) * 0.5
-    X[torch.arange(2000), y * 70] += 0.5  # one class-specific bright pixel
+    for c in range(10):  # a class-specific bright band of 70 pixels
+        X[y == c, c * 70 : c * 70 + 70] += 0.5
     return Data(Split(X[:1600], y[:1600]), Split(X[1600:], y[1600:]))
 
 
@@ -207,3 +208,57 @@ def test_dead_relus(pixels):
 def test_a_learning_rate_that_raises_the_loss(pixels):
     assert probed(ModelConfig(), pixels, TrainConfig(lr=50, batch_size=64)) == ["lr-raises-loss"]
     assert "lr-raises-loss" not in probed(ModelConfig(), pixels, TrainConfig(lr=0.5, batch_size=64))
+
+
+# --- during training -----------------------------------------------------------------------------
+
+
+def watched_fit(model: ModelConfig, data, train: TrainConfig):
+    from mlplab.doctor import DoctorCallback
+    from mlplab.train import fit
+
+    net = build_mlp(model, torch.Generator().manual_seed(0))
+    seen = []
+    watch = DoctorCallback(net, data.train.X[:512], data.train.y[:512], on_finding=seen.append)
+    history = fit(net, data, train, callbacks=[watch])
+    assert seen == watch.findings  # each reported once, as it appears
+    return history, [f.check for f in watch.findings]
+
+
+def test_the_callback_stays_quiet_on_a_run_that_learns_and_does_not_change_it(pixels):
+    from mlplab.train import fit
+
+    train = TrainConfig(epochs=3, batch_size=64, lr=0.1)
+    history, found = watched_fit(ModelConfig(), pixels, train)
+    assert found == [] and history.status == "ok"
+    plain = fit(build_mlp(ModelConfig(), torch.Generator().manual_seed(0)), pixels, train)
+    assert [r.test_loss for r in plain.records] == [r.test_loss for r in history.records]
+
+
+def test_the_callback_sees_the_collapse_and_the_vanishing_gradient(pixels):
+    _, collapse = watched_fit(ModelConfig(), pixels, TrainConfig(epochs=2, batch_size=64, lr=0.5, weight_decay=3))
+    assert collapse.count("stuck-at-chance") == 1  # two epochs at chance, reported once
+    _, deep = watched_fit(ModelConfig(hidden=(256,) * 4), pixels, TrainConfig(epochs=1, batch_size=64))
+    assert "gradients-vanish" in deep
+
+
+def test_the_callback_reports_a_non_finite_loss(pixels):
+    from mlplab.doctor import DoctorCallback
+    from mlplab.train import EpochRecord
+
+    watch = DoctorCallback(build_mlp(ModelConfig()), pixels.train.X[:64], pixels.train.y[:64])
+    watch.on_epoch_end(EpochRecord(3, float("nan"), None, float("nan"), 0.1, 1.0))
+    watch.on_epoch_end(EpochRecord(4, float("nan"), None, float("nan"), 0.1, 1.0))
+    assert [f.check for f in watch.findings] == ["loss-not-finite"] and "epoch 3" in watch.findings[0].saw
+
+
+def test_train_stores_the_findings_in_doctor_json(fake_fashion_mnist, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    flags = ["train", "--data-dir", str(fake_fashion_mnist), "--hidden", "64,64,64,64", "--batch-size", "32",
+             "--epochs", "1", "--out", str(out)]  # fmt: skip
+    result = runner.invoke(app, flags)
+    assert result.exit_code == 0, result.output
+    stored = json.loads((out / "doctor.json").read_text())
+    assert stored[0]["check"] == "variance-vanishes" and {"severity", "saw", "why", "fix"} <= set(stored[0])

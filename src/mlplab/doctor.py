@@ -22,9 +22,11 @@ the settings alone (no data):
 - **Too much dropout on the first hidden layer** (d2l 4.6): ``p >= 0.8`` keeps a fifth of the inputs.
 - **A batch larger than the training set**: every step sees the whole set (gradient descent).
 
-:func:`explain` reads a stored run or sweep and groups its failed models by the finding that
-explains them (``mlplab doctor DIR``). The probe of the first batches and the training-time
-callback are not here yet.
+:func:`probe` trains a copy of the model on a few batches (``mlplab doctor --probe``);
+:class:`DoctorCallback` watches :func:`mlplab.train.fit` once per epoch (``mlplab train`` keeps it
+on and stores the findings in ``OUT/doctor.json``); :func:`explain` reads a stored run or sweep and
+groups its failed models by the finding that explains them (``mlplab doctor DIR``). Not yet: a
+callback for the batched sweep, and ``mlplab doctor --grid``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from pathlib import Path
 from mlplab.errors import MlplabError
 from mlplab.init import parse_init
 from mlplab.models import ModelConfig
-from mlplab.train import TrainConfig, num_batches
+from mlplab.train import Callback, TrainConfig, num_batches
 
 SEVERITIES = ("error", "warning", "note")
 # (forward, backward) variance gain of each activation for inputs near 0 (d2l 4.8): ReLU keeps half
@@ -390,3 +392,94 @@ def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list
             f"try --lr {train.lr / 10:g}",
         ))  # fmt: skip
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
+
+
+# --- during training ------------------------------------------------------------------------------
+
+PROBE_ROWS = 512  # rows the training-time checks look at after each epoch (about 1/100 of an epoch's work)
+
+
+class DoctorCallback(Callback):
+    """Checks during :func:`mlplab.train.fit`, once per epoch, each finding reported once with its epoch.
+
+    Non-finite loss; test accuracy still at chance after an epoch; the fraction of dead ReLUs
+    growing past half; the first layer's relative gradient vanishing or exploding. The model is
+    read, never changed (one extra forward and backward on ``PROBE_ROWS`` rows per epoch, gradients
+    cleared after). ``on_finding`` is called with each new finding (the CLI prints it);
+    ``findings`` keeps them all.
+
+    Parameters
+    ----------
+    model : nn.Module
+        The model being trained (a concise one; the dead-unit and gradient checks need autograd).
+    X, y : Tensor
+        A few training rows, e.g. ``data.train.X[:512]``, on the model's device.
+    """
+
+    def __init__(self, model, X, y, on_finding=None) -> None:
+        self.model, self.X, self.y = model, X, y
+        self.on_finding = on_finding
+        self.findings: list[Finding] = []
+        self._seen: set[str] = set()
+        self._k = int(y.max()) + 1 if len(y) else 2
+
+    def _report(self, finding: Finding) -> None:
+        if finding.check in self._seen:
+            return
+        self._seen.add(finding.check)
+        self.findings.append(finding)
+        if self.on_finding is not None:
+            self.on_finding(finding)
+
+    def on_epoch_end(self, record) -> None:
+        import torch
+        import torch.nn.functional as F
+
+        e = record.epoch
+        if not math.isfinite(record.train_loss):
+            self._report(Finding("error", "loss-not-finite", f"the training loss became {record.train_loss} in epoch {e}",
+                                 "A step overflowed: the learning rate or the initial weights are too large (d2l 4.8).",
+                                 "lower --lr by 10x, or use --init xavier / he"))  # fmt: skip
+            return
+        chance = 1 / self._k
+        if record.test_acc is not None and record.test_acc <= chance + 0.02:
+            self._report(Finding(
+                "warning", "stuck-at-chance", f"test accuracy {record.test_acc:.4f} after epoch {e}, chance is {chance:.2f}",
+                "Nothing has been learned yet; if it stays there, the settings stop learning (d2l 4.5, 4.8).",
+                "run `mlplab doctor` with these settings, or `mlplab doctor --probe`",
+            ))  # fmt: skip
+        if not hasattr(self.model, "parameters") or not callable(getattr(self.model, "zero_grad", None)):
+            return  # the scratch MLP has no autograd graph to probe
+        was_training = self.model.training
+        hidden: list[torch.Tensor] = []
+        hooks = [m.register_forward_hook(lambda _m, _i, o: hidden.append(o.detach()))
+                 for m in self.model.modules() if isinstance(m, torch.nn.ReLU)]  # fmt: skip
+        try:
+            self.model.eval()
+            loss = F.cross_entropy(self.model(self.X), self.y)
+            grads = torch.autograd.grad(loss, [p for p in self.model.parameters() if p.ndim >= 2], allow_unused=True)
+        finally:
+            for h in hooks:
+                h.remove()
+            self.model.train(was_training)
+        for i, h in enumerate(hidden):
+            dead = float((h <= 0).all(dim=0).float().mean())
+            if dead > DEAD_LIMIT:
+                self._report(Finding(
+                    "warning", "dead-relus", f"{dead:.0%} of hidden layer {i + 1}'s ReLUs are 0 for every probe row after epoch {e}",
+                    "A unit that is 0 for every input gets no gradient and never recovers (d2l 4.1).",
+                    "a smaller learning rate, --init he, or --activation prelu",
+                ))  # fmt: skip
+        weights = [p for p in self.model.parameters() if p.ndim >= 2]
+        if grads and grads[0] is not None:
+            rel = float(grads[0].norm() / weights[0].detach().norm())
+            if rel < RELATIVE_GRAD_LOW:
+                self._report(Finding(
+                    "warning", "gradients-vanish", f"after epoch {e} the first layer's gradient is {rel:.1g} of its weights",
+                    "The first layer has stopped learning (d2l 4.8).", "use --init xavier or he, or fewer layers",
+                ))  # fmt: skip
+            elif rel > RELATIVE_GRAD_HIGH:
+                self._report(Finding(
+                    "warning", "gradients-explode", f"after epoch {e} the first layer's gradient is {rel:.1g} times its weights",
+                    "The next steps will throw the weights far (d2l 4.8).", "lower --lr",
+                ))  # fmt: skip

@@ -160,11 +160,15 @@ class RunDir:
             f"{done} finished epoch(s) are saved in {self.path}. Continue with: mlplab train --out {self.path} --resume"
         )
 
-    def finish(self, history: History, title: str) -> None:
-        """Write the final history and ``curves.png``."""
+    def finish(self, history: History, title: str, findings: list | None = None) -> None:
+        """Write the final history, ``curves.png`` and the doctor's findings (``doctor.json``)."""
+        import dataclasses
+
         from mlplab.plots import save_figure, training_curves  # matplotlib only when a run ends
 
         save_history(self.path, history)
+        if findings is not None:
+            write_json(self.path / "doctor.json", [dataclasses.asdict(f) for f in findings])
         save_figure(training_curves(history, title=title), self.path / "curves.png")
 
 

@@ -102,7 +102,7 @@ def train(
     import torch  # the library is imported here, not at the top, so `mlplab --help` starts fast
 
     from mlplab.data import fashion_mnist_data
-    from mlplab.doctor import check, refuse_errors
+    from mlplab.doctor import PROBE_ROWS, DoctorCallback, check, refuse_errors
     from mlplab.models import ModelConfig, build_mlp
     from mlplab.progress import epoch_progress
     from mlplab.resources import check_fits, mlp_training_bytes
@@ -186,10 +186,13 @@ def train(
         run.write_config(config)
         on_interrupt(run.resume_hint)
         with epoch_progress(console) as display:
+            rows = data.train.X[:PROBE_ROWS], data.train.y[:PROBE_ROWS]
+            watch = DoctorCallback(net, *rows, on_finding=lambda f: display.progress.console.print(
+                f"[yellow]doctor[/]: {f}", soft_wrap=True))  # fmt: skip
             history = fit(
-                net, data, train_cfg, callbacks=[display, run.writer()], checkpoint=run.checkpoint, resume=resume
+                net, data, train_cfg, callbacks=[display, run.writer(), watch], checkpoint=run.checkpoint, resume=resume
             )
-        run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}")
+        run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}", findings=findings + watch.findings)
     final = history.final
     acc = f"test accuracy {final.test_acc:.4f}" if final.test_acc is not None else f"test loss {final.test_loss:.4f}"
     total = sum(r.seconds for r in history.records)
