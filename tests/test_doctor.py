@@ -262,3 +262,11 @@ def test_train_stores_the_findings_in_doctor_json(fake_fashion_mnist, tmp_path):
     assert result.exit_code == 0, result.output
     stored = json.loads((out / "doctor.json").read_text())
     assert stored[0]["check"] == "variance-vanishes" and {"severity", "saw", "why", "fix"} <= set(stored[0])
+
+
+def test_doctor_checks_every_configuration_of_a_grid():
+    bad = runner.invoke(app, ["doctor", "--hidden", "256,256", "--lr", "0.5", "--grid", "weight_decay=0,1e-4,3",
+                              "--grid", "dropout1=0,0.5"])  # fmt: skip
+    assert bad.exit_code == 1 and "error (weight-decay-flips) in 2 of 6 configuration(s)" in bad.output
+    good = runner.invoke(app, ["doctor", "--grid", "lr=0.01,0.1,0.5", "--grid", "hidden=64,256,256-256"])
+    assert good.exit_code == 0 and "no findings in 9 configuration(s)" in good.output

@@ -33,13 +33,19 @@ def doctor(
         "gradients, dead ReLUs, a learning rate that raises the loss (seconds).",
     ),
     data_dir: Optional[str] = typer.Option(None, help="Folder with the Fashion-MNIST IDX files, for --probe."),
+    grid: list[str] = typer.Option(
+        [],
+        help="A grid axis, as for `mlplab sweep run` (NAME=START:STOP:STEP or NAME=v1,v2,...): check every configuration.",
+    ),
 ) -> None:
     """Check a training configuration for the chapter's failure modes, from the settings alone.
 
     Weight decay that flips or erases the weights (d2l 4.5), variance that vanishes or explodes
     through the layers (4.8), too much dropout on the first layer (4.6), a batch larger than the
-    data. Given a run or sweep folder, explains its failed models by cause instead. Prints each finding with what it saw, why it matters and what to change; exits with
-    status 1 when one is an error (or, with --strict, a warning).
+    data. With --grid (as for `mlplab sweep run`), every configuration of the grid is checked and
+    each kind of finding is counted. Given a run or sweep folder, explains its failed models by
+    cause instead. Prints each finding with what it saw, why it matters and what to change; exits
+    with status 1 when one is an error (or, with --strict, a warning).
     """
     from mlplab.doctor import check, explain
     from mlplab.errors import check_int
@@ -59,6 +65,8 @@ def doctor(
         init=init,
     )
     train = TrainConfig(optimizer=optimizer, lr=lr, weight_decay=weight_decay, batch_size=batch_size)
+    if grid:
+        return _check_grid(model, train, grid, n_train, strict)
     findings = check(model, train, n_train)
     if probe:
         import torch
@@ -78,4 +86,33 @@ def doctor(
         console.print("[green]no findings[/]: nothing in these settings is known to stop training")
     failing = {"error", "warning"} if strict else {"error"}
     if any(f.severity in failing for f in findings):
+        raise typer.Exit(1)
+
+
+def _check_grid(model, train, grid: list[str], n_train: int, strict: Optional[bool]) -> None:
+    """``mlplab doctor --grid ...``: the config checks over every configuration of the grid."""
+    from mlplab.cli.sweep import _build_spec
+    from mlplab.doctor import check_trials
+
+    dropout = model.dropout_per_layer
+    base = {"hidden": model.hidden, "activation": model.activation, "init": model.init,
+            "dropout": dropout[0] if dropout and len(set(dropout)) == 1 else None, "optimizer": train.optimizer,
+            "lr": train.lr, "weight_decay": train.weight_decay, "batch_size": train.batch_size}  # fmt: skip
+    from mlplab.sweep.spec import canonical_name
+
+    axes = {canonical_name(text.partition("=")[0]) for text in grid}  # an axis replaces the fixed flag
+    if any(a.startswith("dropout") for a in axes):
+        axes.add("dropout")
+    fixed = {k: v for k, v in base.items() if v is not None and k not in axes}
+    spec = _build_spec(None, fixed, grid, [], None, None, None, None)
+    trials = spec.trials(n_inputs=model.n_inputs, n_outputs=model.n_outputs)
+    n_configs = len(trials) // len(spec.seeds)
+    found = check_trials(trials, n_train)
+    for finding, count in found:
+        console.print(f"{finding.severity} ({finding.check}) in {count} of {n_configs} configuration(s), e.g.: "
+                      f"{finding.saw}.\n  Fix: {finding.fix}.", soft_wrap=True)  # fmt: skip
+    if not found:
+        console.print(f"[green]no findings[/] in {n_configs} configuration(s)")
+    failing = {"error", "warning"} if strict else {"error"}
+    if any(f.severity in failing for f, _ in found):
         raise typer.Exit(1)
