@@ -124,6 +124,8 @@ def test_explain_groups_a_sweeps_failed_models_by_cause(tmp_path):
     flags = ["sweep", "run", "--data", "synthetic", "--hidden", "16", "--epochs", "3", "--lr", "0.5",
              "--grid", "weight_decay=0,3", "--seeds", "2", "--out", str(out), "--force"]  # fmt: skip
     assert runner.invoke(app, flags).exit_code == 0
+    stored = __import__("json").loads((out / "doctor.json").read_text())  # what it said before training
+    assert [(f["check"], f["configurations"]) for f in stored] == [("weight-decay-flips", 1)]
     found = explain(out)
     assert (found.models, found.failed, found.unexplained, found.flagged_ok) == (4, 2, 0, 0)
     ((finding, count),) = found.causes.values()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -242,10 +243,14 @@ def run(
     }
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
     trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
-    _doctor(trials, DATA_SIZES[data][0], force)
+    found = _doctor(trials, DATA_SIZES[data][0], force)
     with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
         if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
             SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
+        if found:  # kept beside the results: what the doctor said before the sweep trained
+            from mlplab.runs import write_json
+
+            write_json(folder / "doctor.json", [{**dataclasses.asdict(f), "configurations": c} for f, c in found])
         n = len(trials)
         console.print(
             f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
@@ -271,7 +276,7 @@ def run(
     )
 
 
-def _doctor(trials, n_train: int, force: bool) -> None:
+def _doctor(trials, n_train: int, force: bool) -> list:
     """The doctor's config checks over the sweep's configurations, before any work: print each kind
     of finding once with how many configurations it concerns; an error stops the sweep unless --force."""
     from mlplab.doctor import check_trials
@@ -287,6 +292,7 @@ def _doctor(trials, n_train: int, force: bool) -> None:
         raise MlplabError(f"{count} of {n_configs} configuration(s) cannot train ({finding.check}: {finding.saw}). "
                           "Fix: drop those values from the grid, or add --force to train them anyway (they will end "
                           "'failed').")  # fmt: skip
+    return found
 
 
 @app.command("show")
