@@ -25,8 +25,9 @@ the settings alone (no data):
 :func:`probe` trains a copy of the model on a few batches (``mlplab doctor --probe``);
 :class:`DoctorCallback` watches :func:`mlplab.train.fit` once per epoch (``mlplab train`` keeps it
 on and stores the findings in ``OUT/doctor.json``); :func:`explain` reads a stored run or sweep and
-groups its failed models by the finding that explains them (``mlplab doctor DIR``). Not yet: a
-callback for the batched sweep, and ``mlplab doctor --grid``.
+groups its failed models by the finding that explains them (``mlplab doctor DIR``);
+:func:`check_trials` counts findings over a sweep's configurations (``mlplab doctor --grid``, and
+``sweep run``, which stores them in ``OUT/doctor.json``). Not yet: a callback for the batched sweep.
 """
 
 from __future__ import annotations
