@@ -348,33 +348,14 @@ def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list
             "Near-zero initial weights give every class the same probability, so the first loss is ln k; far from "
             "it, the initial outputs are already large (d2l 4.8).", "use smaller initial weights (--init xavier or he)",
         ))  # fmt: skip
-    for i, h in enumerate(hidden):
-        dead = float((h <= 0).all(dim=0).float().mean())
-        if dead > DEAD_LIMIT:
-            out.append(Finding(
-                "warning", "dead-relus", f"{dead:.0%} of the ReLUs of hidden layer {i + 1} are 0 for the whole batch",
-                "A unit that is 0 for every input gets no gradient and never recovers (d2l 4.1).",
-                "use --init he, a smaller learning rate, or --activation prelu",
-            ))  # fmt: skip
+    out += dead_relu_findings(hidden, "on the first batch")
     net.zero_grad()
     loss.backward()
-    # the relative gradient ||g|| / ||W|| of each weight matrix: how far one unit-lr step moves it
-    relative = [
-        float(w.grad.norm() / w.detach().norm()) for w in net.parameters() if w.ndim >= 2 and w.grad is not None
-    ]
-    if relative and relative[0] < RELATIVE_GRAD_LOW:
-        out.append(Finding(
-            "warning", "gradients-vanish",
-            f"the first layer's gradient is {relative[0]:.1g} of its weights' norm (last layer: {relative[-1]:.1g})",
-            "Gradients that vanish towards the input leave the first layers untrained (d2l 4.8).",
-            "use --init xavier or he, or fewer layers",
-        ))  # fmt: skip
-    if relative and max(relative) > RELATIVE_GRAD_HIGH:
-        out.append(Finding(
-            "warning", "gradients-explode", f"a layer's gradient is {max(relative):.1g} times its weights' norm",
-            "Exploding gradients throw the weights far at the first step (d2l 4.8).",
-            "use --init xavier or he, or a smaller learning rate",
-        ))  # fmt: skip
+    out += gradient_findings(
+        [w.grad for w in net.parameters() if w.ndim >= 2],
+        [w for w in net.parameters() if w.ndim >= 2],
+        "at initialization",
+    )
     before = loss.item()
     optimizer = make_optimizer(net, train)
     for b in range(batches):
@@ -393,6 +374,42 @@ def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list
             f"try --lr {train.lr / 10:g}",
         ))  # fmt: skip
     return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
+
+
+def dead_relu_findings(hidden: list, when: str) -> list[Finding]:
+    """``dead-relus`` for each hidden layer whose ReLU outputs (B, n) are 0 for every row in more than half its units."""
+    out = []
+    for i, h in enumerate(hidden):
+        dead = float((h <= 0).all(dim=0).float().mean())
+        if dead > DEAD_LIMIT:
+            out.append(Finding(
+                "warning", "dead-relus", f"{dead:.0%} of the ReLUs of hidden layer {i + 1} are 0 for every row {when}",
+                "A unit that is 0 for every input gets no gradient and never recovers (d2l 4.1).",
+                "use --init he, a smaller learning rate, or --activation prelu",
+            ))  # fmt: skip
+    return out
+
+
+def gradient_findings(grads: list, weights: list, when: str) -> list[Finding]:
+    """``gradients-vanish`` when the first layer's relative gradient ``||g|| / ||W||`` (how far one
+    unit-lr step moves it) is below ``RELATIVE_GRAD_LOW``; ``gradients-explode`` when a layer's is above
+    ``RELATIVE_GRAD_HIGH``."""
+    relative = [float(g.norm() / w.detach().norm()) for g, w in zip(grads, weights) if g is not None]
+    out = []
+    if relative and relative[0] < RELATIVE_GRAD_LOW:
+        out.append(Finding(
+            "warning", "gradients-vanish",
+            f"{when} the first layer's gradient is {relative[0]:.1g} of its weights' norm (last layer: {relative[-1]:.1g})",
+            "Gradients that vanish towards the input leave the first layers untrained (d2l 4.8).",
+            "use --init xavier or he, or fewer layers",
+        ))  # fmt: skip
+    if relative and max(relative) > RELATIVE_GRAD_HIGH:
+        out.append(Finding(
+            "warning", "gradients-explode", f"{when} a layer's gradient is {max(relative):.1g} times its weights' norm",
+            "Exploding gradients throw the weights far in one step (d2l 4.8).",
+            "use --init xavier or he, or a smaller learning rate",
+        ))  # fmt: skip
+    return out
 
 
 # --- during training ------------------------------------------------------------------------------
@@ -463,24 +480,8 @@ class DoctorCallback(Callback):
             for h in hooks:
                 h.remove()
             self.model.train(was_training)
-        for i, h in enumerate(hidden):
-            dead = float((h <= 0).all(dim=0).float().mean())
-            if dead > DEAD_LIMIT:
-                self._report(Finding(
-                    "warning", "dead-relus", f"{dead:.0%} of hidden layer {i + 1}'s ReLUs are 0 for every probe row after epoch {e}",
-                    "A unit that is 0 for every input gets no gradient and never recovers (d2l 4.1).",
-                    "a smaller learning rate, --init he, or --activation prelu",
-                ))  # fmt: skip
         weights = [p for p in self.model.parameters() if p.ndim >= 2]
-        if grads and grads[0] is not None:
-            rel = float(grads[0].norm() / weights[0].detach().norm())
-            if rel < RELATIVE_GRAD_LOW:
-                self._report(Finding(
-                    "warning", "gradients-vanish", f"after epoch {e} the first layer's gradient is {rel:.1g} of its weights",
-                    "The first layer has stopped learning (d2l 4.8).", "use --init xavier or he, or fewer layers",
-                ))  # fmt: skip
-            elif rel > RELATIVE_GRAD_HIGH:
-                self._report(Finding(
-                    "warning", "gradients-explode", f"after epoch {e} the first layer's gradient is {rel:.1g} times its weights",
-                    "The next steps will throw the weights far (d2l 4.8).", "lower --lr",
-                ))  # fmt: skip
+        for finding in dead_relu_findings(hidden, f"after epoch {e}") + gradient_findings(
+            grads, weights, f"after epoch {e}"
+        ):
+            self._report(finding)
