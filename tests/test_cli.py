@@ -186,52 +186,19 @@ def test_a_resumed_run_keeps_the_whole_history_on_disk_after_every_epoch(gen, tm
 
 def test_resume_takes_the_runs_settings_from_its_config_json(fake_fashion_mnist, tmp_path):
     out = tmp_path / "run"
-    first = runner.invoke(
-        app,
-        [
-            "train",
-            "--data-dir",
-            str(fake_fashion_mnist),
-            "--out",
-            str(out),
-            "--impl",
-            "scratch",
-            "--hidden",
-            "12,6",
-            "--batch-size",
-            "16",
-            "--lr",
-            "0.2",
-            "--epochs",
-            "1",
-        ],
-    )
+    folder = ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out)]
+    first = runner.invoke(app, [*folder, "--impl", "scratch", "--hidden", "12,6", "--batch-size", "16", "--lr", "0.2",
+                                "--epochs", "1"])  # fmt: skip
     assert first.exit_code == 0, first.output
     stored = json.loads((out / "config.json").read_text())
     # only the folder and the new total: everything else comes from config.json (README: --out DIR --epochs 20 --resume)
-    result = runner.invoke(
-        app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--resume", "--epochs", "3"]
-    )
+    result = runner.invoke(app, [*folder, "--resume", "--epochs", "3"])
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
     assert config["impl"] == "scratch" and config["model"]["hidden"] == [12, 6]
     assert {**config["train"], "epochs": 1} == stored["train"]
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2, 3]
-    refused = runner.invoke(
-        app,
-        [
-            "train",
-            "--data-dir",
-            str(fake_fashion_mnist),
-            "--out",
-            str(out),
-            "--resume",
-            "--epochs",
-            "4",
-            "--hidden",
-            "12",
-        ],
-    )
+    refused = runner.invoke(app, [*folder, "--resume", "--epochs", "4", "--hidden", "12"])
     assert refused.exit_code == 2 and "model.hidden: stored [12, 6], given [12]" in refused.output
 
 

@@ -91,8 +91,9 @@ def refuse_errors(findings: list[Finding], what: str) -> None:
         raise MlplabError(f"{what}: {errors[0]} Or add --force to train anyway (`mlplab doctor` explains the checks).")
 
 
-def check_trials(trials, n_train: int = 60_000) -> list[tuple[Finding, int]]:
-    """Findings over a sweep's trials, each with how many configurations it concerns (seeds counted once).
+def check_trials(trials, n_train: int = 60_000) -> tuple[list[tuple[Finding, int]], int]:
+    """Findings over a sweep's trials, each with how many configurations it concerns (seeds counted
+    once), and the number of configurations checked.
 
     The first finding of each check stands for all of them (its numbers are one configuration's).
     """
@@ -106,7 +107,7 @@ def check_trials(trials, n_train: int = 60_000) -> list[tuple[Finding, int]]:
         for finding in check(trial.model, trial.train, n_train):
             seen.setdefault(finding.check, (finding, set()))[1].add(key)
     found = [(first, len(keys)) for first, keys in seen.values()]
-    return sorted(found, key=lambda fk: SEVERITIES.index(fk[0].severity))
+    return sorted(found, key=lambda fk: SEVERITIES.index(fk[0].severity)), len(checked)
 
 
 def _weight_decay(train: TrainConfig, n_train: int) -> list[Finding]:
@@ -322,7 +323,7 @@ def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list
 
     net = copy.deepcopy(model).train()
     X, y = data.train.X[: train.batch_size * batches], data.train.y[: train.batch_size * batches]
-    k = int(max(data.train.y.max(), data.test.y.max())) + 1
+    k = data.n_classes
     out: list[Finding] = []
     scale = float(X.abs().max())
     if scale > 10:

@@ -398,7 +398,7 @@ def fit(
             head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
             history.initial_loss = evaluate(model, head, config.loss)[0]
         start = len(history.records)
-        n_classes = int(max(data.train.y.max(), data.test.y.max())) + 1 if classify and len(data.test) else None
+        n_classes = data.n_classes if classify and len(data.test) else None
         for cb in callbacks:
             cb.on_train_begin(config, n_batches, history)
         for epoch in range(start + 1, config.epochs + 1):

@@ -96,9 +96,9 @@ def reports_errors(func: F) -> F:
             _error(str(exc))
             raise typer.Exit(2) from None
         except OSError as exc:
-            if debug_enabled() or not exc.filename:
-                if debug_enabled():
-                    raise
+            if debug_enabled():
+                raise
+            if not exc.filename:  # an OSError that names no file is not the user's to fix
                 return _unexpected(func, exc)
             _error(
                 f"{exc.filename}: {describe_os_error(exc)}. Fix: check the path and its permissions "

@@ -106,8 +106,7 @@ def _check_grid(model, train, grid: list[str], n_train: int, strict: Optional[bo
     fixed = {k: v for k, v in base.items() if v is not None and k not in axes}
     spec = _build_spec(None, fixed, grid, [], None, None, None, None)
     trials = spec.trials(n_inputs=model.n_inputs, n_outputs=model.n_outputs)
-    n_configs = len(trials) // len(spec.seeds)
-    found = check_trials(trials, n_train)
+    found, n_configs = check_trials(trials, n_train)
     for finding, count in found:
         console.print(f"{finding.severity} ({finding.check}) in {count} of {n_configs} configuration(s), e.g.: "
                       f"{finding.saw}.\n  Fix: {finding.fix}.", soft_wrap=True)  # fmt: skip

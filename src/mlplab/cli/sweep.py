@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -281,8 +280,7 @@ def _doctor(trials, n_train: int, force: bool) -> list:
     of finding once with how many configurations it concerns; an error stops the sweep unless --force."""
     from mlplab.doctor import check_trials
 
-    n_configs = len({json.dumps(t.params(), sort_keys=True) for t in trials})
-    found = check_trials(trials, n_train)
+    found, n_configs = check_trials(trials, n_train)
     for finding, count in found:
         colour = "bold red" if finding.severity == "error" else "yellow"
         console.print(f"[{colour}]doctor[/] ({count} of {n_configs} configuration(s)): {finding}", soft_wrap=True)

@@ -13,35 +13,38 @@ from mlplab.cli._common import console, on_interrupt, parse_csv, path_option, re
 from mlplab.errors import ConfigError
 
 IMPLS = ("concise", "scratch")
-# Where each setting lives in config.json (section, field) and its default for a new run.
+# Where each setting lives in config.json (section, field); section None is the top level.
 SETTINGS = {
-    "hidden": ("model", "hidden", "256"),
-    "activation": ("model", "activation", "relu"),
-    "dropout": ("model", "dropout", ""),
-    "init": ("model", "init", "normal:0.01"),
-    "impl": (None, "impl", "concise"),
-    "optimizer": ("train", "optimizer", "sgd"),
-    "lr": ("train", "lr", 0.1),
-    "weight_decay": ("train", "weight_decay", 0.0),
-    "decay_biases": ("train", "decay_biases", True),
-    "batch_size": ("train", "batch_size", 256),
-    "epochs": ("train", "epochs", 10),
-    "seed": ("train", "seed", 0),
-    "device": ("train", "device", "cpu"),
+    "hidden": ("model", "hidden"),
+    "activation": ("model", "activation"),
+    "dropout": ("model", "dropout"),
+    "init": ("model", "init"),
+    "impl": (None, "impl"),
+    "optimizer": ("train", "optimizer"),
+    "lr": ("train", "lr"),
+    "weight_decay": ("train", "weight_decay"),
+    "decay_biases": ("train", "decay_biases"),
+    "batch_size": ("train", "batch_size"),
+    "epochs": ("train", "epochs"),
+    "seed": ("train", "seed"),
+    "device": ("train", "device"),
 }
 
 
-def _settings(given: dict, stored: dict | None) -> dict:
-    """The run's settings: the flags given, then (on --resume) the stored run's, then the defaults."""
+def _settings(given: dict, *configs: dict | None) -> dict:
+    """The run's settings: each flag given, else the first of ``configs`` (in config.json's form:
+    the stored run's on --resume, then the defaults) that has it."""
     out = {}
-    for name, (section, key, default) in SETTINGS.items():
+    for name, (section, key) in SETTINGS.items():
         if given[name] is not None:
             out[name] = given[name]
-        elif stored is not None and key in (stored.get(section) if section else stored):
-            value = (stored[section] if section else stored)[key]
-            out[name] = ",".join(map(str, value)) if name in ("hidden", "dropout") else value
-        else:
-            out[name] = default
+            continue
+        for config in configs:
+            place = (config or {}).get(section, {}) if section else (config or {})
+            if key in place:
+                value = place[key]
+                out[name] = ",".join(map(str, value)) if name in ("hidden", "dropout") else value
+                break
     return out
 
 
@@ -129,7 +132,12 @@ def train(
     if resume and out_dir is None:
         raise ConfigError("--resume", True, "give the run's folder with --out DIR")
     stored = RunDir(out_dir).stored_config() if resume else None
-    settings = _settings(given, stored)
+    defaults = {
+        "impl": IMPLS[0],
+        "model": dataclasses.asdict(ModelConfig()),
+        "train": dataclasses.asdict(TrainConfig()),
+    }
+    settings = _settings(given, stored, defaults)
     impl, batch_size, seed, optimizer = (
         settings["impl"],
         settings["batch_size"],

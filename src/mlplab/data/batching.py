@@ -47,6 +47,11 @@ class Data:
     def to(self, device: torch.device | str) -> Data:
         return Data(self.train.to(device), self.test.to(device))
 
+    @property
+    def n_classes(self) -> int:
+        """Number of classes of integer labels: one more than the largest label in either split."""
+        return int(max(self.train.y.max(), self.test.y.max())) + 1
+
 
 def num_batches(n: int, batch_size: int) -> int:
     """Batches per epoch when the last, smaller batch is kept."""

@@ -435,7 +435,7 @@ def train_group(
     head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
     initial = evaluate_batched(model, head, eval_rows)[0].tolist()  # each model's loss before training, as fit
     histories = [History(initial_loss=loss) for loss in initial]
-    n_classes = int(max(data.train.y.max(), data.test.y.max())) + 1
+    n_classes = data.n_classes
     finished = [False] * K
     for cb in callbacks:
         cb.on_group_begin(K, cfg.epochs, n_batches)

@@ -80,11 +80,6 @@ def fingerprint(data: Data) -> str:
     return f"train {tuple(train.shape)}, test {tuple(test.shape)}, sha256 {digest.hexdigest()[:16]}"
 
 
-def n_classes(data: Data) -> int:
-    """Number of classes: one more than the largest label in either split."""
-    return int(max(data.train.y.max(), data.test.y.max())) + 1
-
-
 @contextlib.contextmanager
 def _store_errors(store: SweepStore) -> Iterator[None]:
     """A last net: an ``sqlite3`` error that escaped the store's own methods names the file too."""
@@ -206,9 +201,7 @@ def run_sweep(
         raise ConfigError(
             "data", str(data.train.y.dtype), "sweeps train classifiers: labels must be int64 class indices"
         )
-    trials, k, groups = plan_sweep(
-        spec, len(data.train.y), data.train.X.shape[1], n_classes(data), resolved, max_models
-    )
+    trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_classes, resolved, max_models)
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
         remove_stale(out)  # temp files of a killed `sweep plot` (their writers are dead)
         store.bind_data(fingerprint(data))
