@@ -213,13 +213,15 @@ def test_the_logs_weight_decay_collapse_is_reported_as_failed_not_ok(tmp_path):
 def test_every_hyperparameter_has_a_fixed_flag_and_is_named_by_grid_help():
     import typer.main
 
-    from mlplab.cli.sweep import _flag
-    from mlplab.sweep.hyperparameters import AXIS_NAMES, NAMES
+    from mlplab.sweep.hyperparameters import AXIS_NAMES, HYPERPARAMETERS
 
     run = typer.main.get_command(app).commands["sweep"].commands["run"]
-    options = {opt: param for param in run.params for opt in param.opts}
-    for name in NAMES:
-        assert _flag(name) in options, f"sweep run has no flag for {name}"
+    options = {opt: param for param in run.params for opt in (*param.opts, *param.secondary_opts)}
+    for h in HYPERPARAMETERS:  # generated from the table: the flag passes its value to the spec by name
+        assert h.flag in options, f"sweep run has no flag for {h.name}"
+        assert options[h.flag].name == h.name and options[h.flag].default is None
+    assert options["--wd-weights-only"] is options["--decay-biases"]
+    assert "Default --decay-biases." in options["--decay-biases"].help
     grid_help = " ".join(options["--grid"].help.split())
     assert all(name in grid_help for name in AXIS_NAMES)
     assert "Default 0.1." in options["--lr"].help and "Default 256." in options["--hidden"].help
@@ -349,3 +351,13 @@ def test_markdown_table_footnotes_configurations_with_fewer_than_3_seeds(grid_di
     assert len(rows) == 6 and all("| 2 † |" in row for row in rows)
     footnote = table.rstrip().splitlines()[-1]
     assert footnote.startswith("† caution: 6 of 6 configuration(s) have fewer than 3 seeds") and "--seeds 3" in footnote
+
+
+def test_a_generated_fixed_flag_reaches_the_stored_configs(tmp_path):
+    from mlplab.sweep.results import load_results
+
+    out = tiny_sweep(tmp_path / "s", "--hidden", "8", "--wd", "0.01", "--wd-weights-only", "--activation", "tanh")
+    results = load_results(out)
+    assert (results["decay_biases"] == False).all()  # noqa: E712
+    assert (results["weight_decay"] == 0.01).all() and (results["activation"] == "tanh").all()
+    assert (results["hidden"] == "8").all()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -12,7 +13,7 @@ from rich.table import Table
 
 from mlplab.cli._common import console, parse_csv, reports_errors
 from mlplab.errors import MAX_SEED, ConfigError, MlplabError, check_choice, check_int, check_seed
-from mlplab.sweep.hyperparameters import AXIS_NAMES, BY_NAME, default_text
+from mlplab.sweep.hyperparameters import AXIS_NAMES, BY_NAME, HYPERPARAMETERS, Hyperparameter, default_text
 
 # The library (torch, pandas) is imported inside the commands, so `mlplab --help` starts fast;
 # these names are the library's own (tests/test_cli.py checks that they match).
@@ -28,18 +29,47 @@ PLOT_FORMATS = (".png", ".svg", ".pdf")
 _AXIS_NAMES = ", ".join(AXIS_NAMES)  # for --grid's help
 
 
-def _flag(name: str) -> str:
-    """The flag of ``sweep run`` that fixes hyperparameter ``name`` (for messages naming it)."""
-    return "--wd-weights-only" if name == "decay_biases" else "--" + name.replace("_", "-")
-
-
-def _fixed_help(name: str, text: str) -> str:
-    """The help of the flag that fixes ``name``: ``text`` and the default, from the hyperparameter table."""
-    h = BY_NAME[name]
+def _fixed_help(h: Hyperparameter) -> str:
+    """The help of the flag that fixes ``h``: what it means, its choices and its default."""
+    text = h.meaning[0].upper() + h.meaning[1:] + "."
     if h.choices:
-        text = f"{', '.join(h.choices[:-1])} or {h.choices[-1]}. {text}".rstrip()
-    default = ",".join(map(str, h.default)) if isinstance(h.default, tuple) else default_text(name)
+        text = f"{', '.join(h.choices[:-1])} or {h.choices[-1]}. {text}"
+    if h.kind == "widths":
+        text += " A comma list, 256,256 ('' = none)."
+    if h.kind == "init":
+        text += " normal:STD, xavier, xavier_normal or he."
+    default = ",".join(map(str, h.default)) if isinstance(h.default, tuple) else default_text(h.name)
+    if h.kind == "bool":
+        default = h.flags[0].split("/")[0 if h.default else 1] if h.flags else default
     return f"{text} Default {default}."
+
+
+# the option type of each kind of value; widths are a comma list of integers, read by _fixed_value
+_OPTION_TYPES = {"widths": str, "choice": str, "init": str, "real": float, "int": int, "bool": bool}
+
+
+def _fixed_options(func: Callable) -> Callable:
+    """Give ``func`` (whose signature ends in ``**fixed``) one option per hyperparameter of the
+    table, ``--lr``, ``--hidden``, ...: typer reads ``__signature__``, so a new table entry is a new
+    flag of ``sweep run`` with no edit here."""
+    signature = inspect.signature(func)
+    params = [p for p in signature.parameters.values() if p.kind is not p.VAR_KEYWORD]
+    for h in HYPERPARAMETERS:
+        names = h.flags or ("--" + h.name.replace("_", "-"),)
+        option = typer.Option(None, *names, help=_fixed_help(h), rich_help_panel="Fixed hyperparameters")
+        params.append(
+            inspect.Parameter(h.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                              annotation=Optional[_OPTION_TYPES[h.kind]])
+        )  # fmt: skip
+    func.__signature__ = signature.replace(parameters=params)
+    return func
+
+
+def _fixed_value(h: Hyperparameter, value: object) -> object:
+    """A fixed flag's value as the spec takes it (None: not given)."""
+    if value is not None and h.kind == "widths":
+        return parse_csv(h.flag, value, int, "widths are integers >= 1, e.g. 256,256")
+    return value
 
 
 app = typer.Typer(
@@ -105,7 +135,7 @@ def _build_spec(
             mine[name] = value
     for name, value in base.items():
         if value is not None and name in given:
-            flag = _flag(name)
+            flag = BY_NAME[name].flag
             raise ConfigError(flag, value, f"{name} is also the axis {given[name]}; give it either fixed or as an axis")
     if (samples is not None or search_seed is not None) and not random_axes:
         flag, value = ("--samples", samples) if samples is not None else ("--search-seed", search_seed)
@@ -134,6 +164,7 @@ def _build_spec(
 
 
 @app.command("run")
+@_fixed_options
 @reports_errors
 def run(
     out: str = typer.Option(
@@ -164,25 +195,6 @@ def run(
         help="The first seed: --seeds 3 --first-seed 10 trains seeds 10, 11, "
         "12; alone, the config's number of seeds (default 1) from there.",
     ),
-    hidden: Optional[str] = typer.Option(
-        None, help=_fixed_help("hidden", "Hidden widths, a comma list: 256,256 ('' = none).")
-    ),
-    activation: Optional[str] = typer.Option(None, help=_fixed_help("activation", "")),
-    dropout: Optional[float] = typer.Option(None, help=_fixed_help("dropout", "Dropout after every hidden layer.")),
-    init: Optional[str] = typer.Option(None, help=_fixed_help("init", "normal:STD, xavier, xavier_normal or he.")),
-    optimizer: Optional[str] = typer.Option(None, help=_fixed_help("optimizer", "")),
-    lr: Optional[float] = typer.Option(None, help=_fixed_help("lr", "Learning rate.")),
-    weight_decay: Optional[float] = typer.Option(
-        None, "--weight-decay", "--wd", help=_fixed_help("weight_decay", "L2 weight decay.")
-    ),
-    wd_weights_only: Optional[bool] = typer.Option(
-        None,
-        "--wd-weights-only",
-        help="Decay weight matrices only, not biases. Default: "
-        + ("biases are decayed too." if BY_NAME["decay_biases"].default else "weights only."),
-    ),
-    batch_size: Optional[int] = typer.Option(None, help=_fixed_help("batch_size", "Mini-batch size.")),
-    epochs: Optional[int] = typer.Option(None, help=_fixed_help("epochs", "Epochs per model.")),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:N or mps."),
     max_models: Optional[int] = typer.Option(
         None, help=f"Models per batched group, 1 to {MAX_TRIALS:,} (default: fit the device's cache or memory)."
@@ -202,6 +214,7 @@ def run(
     force: bool = typer.Option(
         False, "--force", help="Train even when `mlplab doctor` finds an error in some configurations (1 - lr*wd <= 0)."
     ),
+    **fixed: object,  # one option per hyperparameter (--lr, --hidden, ...): see _fixed_options
 ) -> None:
     """Train every configuration x seed of a grid or random search, one batched model per group.
 
@@ -226,20 +239,7 @@ def run(
         raise ConfigError("--tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
     if max_models is not None:
         check_int("--max-models", max_models, 1, MAX_TRIALS)
-    base = {
-        "hidden": parse_csv("--hidden", hidden, int, "widths are integers >= 1, e.g. 256,256")
-        if hidden is not None
-        else None,
-        "activation": activation,
-        "dropout": dropout,
-        "init": init,
-        "optimizer": optimizer,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "decay_biases": None if wd_weights_only is None else not wd_weights_only,
-        "batch_size": batch_size,
-        "epochs": epochs,
-    }
+    base = {h.name: _fixed_value(h, fixed[h.name]) for h in HYPERPARAMETERS}
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
     trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
     found = _doctor(trials, DATA_SIZES[data][0], force)

@@ -2,9 +2,12 @@
 
 :data:`HYPERPARAMETERS` lists each one with the config field it sets, its default, what it means
 and how it is written as text. Its order is the order of a trial's ``params()``, of the result
-columns and of the CLI's lists. :mod:`mlplab.sweep.spec` adds how each is parsed and checked (a
-table keyed by the same names; tests/test_sweep_spec.py checks that both have the same names and
-that every default here is ``ModelConfig()``'s or ``TrainConfig()``'s).
+columns and of the CLI's lists. Everything that names hyperparameters reads this table: the
+defaults and trial construction (:mod:`mlplab.sweep.spec`, whose reader for each value follows
+its ``kind`` and whose checks are the config's own), the result columns, and the flags and help
+of ``mlplab sweep run`` (generated, one per entry). Adding a hyperparameter that sets an existing
+config field is one entry here; tests/test_sweep_spec.py checks that every default is
+``ModelConfig()``'s or ``TrainConfig()``'s and that docs/sweep.md lists every entry.
 
 This module imports nothing heavy: ``mlplab sweep run --help`` builds its help text from it
 without loading torch.
@@ -24,6 +27,7 @@ __all__ = [
     "AXIS_NAMES",
     "BY_NAME",
     "HYPERPARAMETERS",
+    "KINDS",
     "NAMES",
     "PER_LAYER",
     "PER_LAYER_RE",
@@ -33,34 +37,69 @@ __all__ = [
 ]
 
 
+# How each kind of value is written as text; mlplab.sweep.spec has one reader per kind, and
+# mlplab sweep run one option type per kind, so a new entry of an existing kind needs no other code.
+KINDS = ("widths", "choice", "init", "real", "int", "bool")
+
+
 @dataclass(frozen=True)
 class Hyperparameter:
-    """One hyperparameter of a sweep: where it goes, its default, and how it reads."""
+    """One hyperparameter of a sweep: where it goes, its default, and how it reads.
+
+    Everything else derives from the entry: the sweep's default (``default``), how a value is
+    parsed (``kind``; its bounds are the config's own checks, run on the parsed value), the
+    result column and the trial's ``params()`` (``name``), the flag of ``mlplab sweep run`` that
+    fixes it (``flags``, else ``--name`` with dashes) and its help (``meaning``, ``choices``,
+    ``default``).
+    """
 
     name: str  # as flags, TOML files and result columns write it
     config: str  # "model" (ModelConfig) or "train" (TrainConfig): which config it sets
     field: str  # the config's field that it sets
     default: object  # ModelConfig()'s or TrainConfig()'s value (dropout: 0.0, ModelConfig's () means none)
+    kind: str  # one of KINDS: how its values are written as text
     meaning: str  # a few words, for tables and --help
     example: str  # a value as text, as flags and TOML strings write it
     choices: tuple[str, ...] = ()  # the allowed values of a categorical one (tests check the library's)
     log_scale: bool = False  # its values span decades: plots use a log axis when a sweep's do
+    flags: tuple[str, ...] = ()  # the `sweep run` flag(s) that fix it; () is --name (dashes for _)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"hyperparameter {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if (self.kind == "choice") != bool(self.choices):
+            raise ValueError(f"hyperparameter {self.name}: choices go with kind 'choice' and only with it")
+
+    @property
+    def flag(self) -> str:
+        """The ``sweep run`` flag that names it in messages: ``--weight-decay``, ``--wd-weights-only``."""
+        names = self.flags or ("--" + self.name.replace("_", "-"),)
+        return names[0].split("/")[-1] if self.kind == "bool" else names[0]
 
 
 HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
-    Hyperparameter("hidden", "model", "hidden", (256,), "widths of the hidden layers", "256-256"),
+    Hyperparameter("hidden", "model", "hidden", (256,), "widths", "widths of the hidden layers", "256-256"),
     Hyperparameter(
-        "activation", "model", "activation", "relu", "activation", "relu", ("relu", "sigmoid", "tanh", "prelu")
+        "activation", "model", "activation", "relu", "choice", "activation", "relu",
+        choices=("relu", "sigmoid", "tanh", "prelu"),
     ),
-    Hyperparameter("init", "model", "init", "normal:0.01", "weight initialization", "normal:0.01, xavier, he"),
-    Hyperparameter("dropout", "model", "dropout", 0.0, "p after every hidden layer (dropoutN: layer N)", "0.5"),
-    Hyperparameter("lr", "train", "lr", 0.1, "learning rate", "0.5", log_scale=True),
-    Hyperparameter("weight_decay", "train", "weight_decay", 0.0, "L2 penalty", "1e-4", log_scale=True),
-    Hyperparameter("decay_biases", "train", "decay_biases", True, "decay biases too", "true, false"),
-    Hyperparameter("optimizer", "train", "optimizer", "sgd", "optimizer", "sgd", ("sgd", "adam", "adamw")),
-    Hyperparameter("batch_size", "train", "batch_size", 256, "examples per step", "256"),
-    Hyperparameter("epochs", "train", "epochs", 10, "passes over the training data", "10"),
-)
+    Hyperparameter("init", "model", "init", "normal:0.01", "init", "weight initialization", "normal:0.01, xavier, he"),
+    Hyperparameter("dropout", "model", "dropout", 0.0, "real", "dropout p after every hidden layer (dropoutN: layer N)", "0.5"),
+    Hyperparameter("lr", "train", "lr", 0.1, "real", "learning rate", "0.5", log_scale=True),
+    Hyperparameter(
+        "weight_decay", "train", "weight_decay", 0.0, "real", "L2 penalty", "1e-4", log_scale=True,
+        flags=("--weight-decay", "--wd"),
+    ),
+    Hyperparameter(
+        "decay_biases", "train", "decay_biases", True, "bool", "decay biases too", "true, false",
+        flags=("--decay-biases/--wd-weights-only",),
+    ),
+    Hyperparameter(
+        "optimizer", "train", "optimizer", "sgd", "choice", "optimizer", "sgd", choices=("sgd", "adam", "adamw")
+    ),
+    Hyperparameter("batch_size", "train", "batch_size", 256, "int", "examples per step", "256"),
+    Hyperparameter("epochs", "train", "epochs", 10, "int", "passes over the training data", "10"),
+)  # fmt: skip
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)
 PER_LAYER = "dropout"  # the one hyperparameter also set per hidden layer, as dropout1, dropout2, ...

@@ -6,7 +6,8 @@ samples. Specs come from flags (``--grid dropout1=0:0.9:0.1``), from a TOML file
 
 Hyperparameter names, what each sets, its default and its text form are listed once, in
 :data:`mlplab.sweep.hyperparameters.HYPERPARAMETERS` (``docs/sweep.md`` shows the table); this
-module adds how each value is read and checked (:data:`_READERS`, keyed by the same names).
+module reads each value by its entry's kind (:data:`_READERS`) and checks it with the config's
+own validation, so a grid value is refused with the message ``TrainConfig`` would give.
 Text forms: ``hidden`` as ``256-256`` (``--hidden`` takes 256,256), ``init`` as ``normal:0.01``,
 ``xavier``, ``xavier_normal`` or ``he``, ``decay_biases`` as ``true`` / ``false``.
 
@@ -18,7 +19,7 @@ Grid values: ``NAME=START:STOP:STEP`` (both ends included, numeric names only) o
 
 from __future__ import annotations
 
-import functools
+import dataclasses
 import hashlib
 import itertools
 import json
@@ -38,11 +39,11 @@ else:  # Python 3.10: the same parser, as a package (a dependency there)
 import numpy as np
 
 from mlplab.atomic import describe_os_error
-from mlplab.errors import MAX_SEED, ConfigError, check_int, check_probability, check_real, check_seed
-from mlplab.models import ACTIVATIONS, ModelConfig, parse_init
-from mlplab.sweep.hyperparameters import ALIASES, AXIS_NAMES, HYPERPARAMETERS, PER_LAYER, PER_LAYER_RE
+from mlplab.errors import MAX_SEED, ConfigError, check_int, check_seed
+from mlplab.models import ModelConfig, parse_init
+from mlplab.sweep.hyperparameters import ALIASES, AXIS_NAMES, HYPERPARAMETERS, PER_LAYER, PER_LAYER_RE, Hyperparameter
 from mlplab.sweep.hyperparameters import value_text as _value_text
-from mlplab.train import MAX_BATCH_SIZE, MAX_EPOCHS, OPTIMIZERS, TrainConfig
+from mlplab.train import TrainConfig
 
 # A guard against a typo such as 0:1:0.00001 or --seeds 1000000000000 expanding to millions of
 # models: no sweep may hold more trials (and no count of seeds, samples or models per group is larger).
@@ -91,45 +92,56 @@ def _init(text: str) -> str:
     return str(parse_init(text))
 
 
-def _check_widths(name: str, widths: tuple[int, ...]) -> None:
-    for width in widths:
-        check_int(name, width, 1)  # huge widths are refused by the memory check before training
-
-
 @dataclass(frozen=True)
 class Reader:
     """How one hyperparameter is read from text and checked (the rest is in its table entry)."""
 
     parse: Callable[[str], Any]  # text -> value; raises ValueError on a bad item
-    numeric: bool  # allows START:STOP:STEP ranges and uniform/loguniform draws
+    kind: str  # its table entry's kind: "real" and "int" allow START:STOP:STEP ranges and draws
     allowed: str  # shown in error messages
-    check: Callable[[str, Any], None] | None = None  # (name, parsed value); raises ConfigError
+    check: Callable[[str, Any], None]  # (name, parsed value); raises ConfigError
+
+    @property
+    def numeric(self) -> bool:
+        return self.kind in ("real", "int")
 
 
-_READERS: dict[str, Reader] = {
-    "hidden": Reader(_hidden, False, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)", _check_widths),
-    "activation": Reader(_choice(tuple(ACTIVATIONS)), False, f"one of {', '.join(ACTIVATIONS)}"),
-    "init": Reader(_init, False, "normal:STD, xavier, xavier_normal or he"),
-    "dropout": Reader(_float, True, "a probability in [0, 1)", check_probability),
-    # the float32 maximum bounds lr and weight decay (as TrainConfig's): a larger factor overflows every weight
-    "lr": Reader(
-        _float,
-        True,
-        "a learning rate > 0",
-        functools.partial(check_real, low=0.0, low_open=True, what="the learning rate"),
-    ),
-    "weight_decay": Reader(
-        _float, True, "a weight decay >= 0", functools.partial(check_real, low=0.0, what="weight decay")
-    ),
-    "decay_biases": Reader(_bool, False, "true or false"),
-    "optimizer": Reader(_choice(OPTIMIZERS), False, f"one of {', '.join(OPTIMIZERS)}"),
-    "batch_size": Reader(
-        _int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_BATCH_SIZE)
-    ),
-    "epochs": Reader(_int, True, "an integer >= 1", functools.partial(check_int, minimum=1, maximum=MAX_EPOCHS)),
+# text -> value and what a bad text is told, per kind of mlplab.sweep.hyperparameters.KINDS
+_PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
+    "widths": (_hidden, "hidden widths joined by '-', e.g. 256-256 (a grid: 256,512-512)"),
+    "init": (_init, "normal:STD, xavier, xavier_normal or he"),
+    "real": (_float, "a number"),
+    "int": (_int, "an integer"),
+    "bool": (_bool, "true or false"),
 }
-HYPERPARAMETER_NAMES = AXIS_NAMES
 _CONFIG_DEFAULTS = {"model": ModelConfig(), "train": TrainConfig()}
+
+
+def _config_check(h: Hyperparameter) -> Callable[[str, Any], None]:
+    """Check a value of ``h`` by building its config with it: the bounds are ModelConfig's and
+    TrainConfig's own (a learning rate in (0, float32 max], a probability in [0, 1), ...)."""
+
+    def check(name: str, value: Any) -> None:
+        try:
+            if h.name == PER_LAYER:  # a probability of one hidden layer
+                ModelConfig(hidden=(1,), dropout=(value,))
+            else:
+                dataclasses.replace(_CONFIG_DEFAULTS[h.config], **{h.field: value})
+        except ConfigError as exc:  # named as the sweep names it: dropout2, not dropout[0]
+            raise ConfigError(name, value, exc.allowed) from None
+
+    return check
+
+
+def _reader(h: Hyperparameter) -> Reader:
+    if h.kind == "choice":
+        return Reader(_choice(h.choices), h.kind, f"one of {', '.join(h.choices)}", _config_check(h))
+    parse, allowed = _PARSERS[h.kind]
+    return Reader(parse, h.kind, allowed, _config_check(h))
+
+
+_READERS: dict[str, Reader] = {h.name: _reader(h) for h in HYPERPARAMETERS}
+HYPERPARAMETER_NAMES = AXIS_NAMES
 # The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults; ModelConfig's
 # dropout=() (none) is p = 0 after every hidden layer.
 DEFAULTS: dict[str, Any] = {
@@ -159,14 +171,13 @@ def parse_value(name: str, value: Any) -> Any:
     spec = _spec_of(name)
     if name == "hidden" and isinstance(value, (list, tuple)):
         value = "-".join(str(v) for v in value)
-    if isinstance(value, bool) and name != "decay_biases":
+    if isinstance(value, bool) and spec.kind != "bool":
         raise ConfigError(name, value, spec.allowed)
     try:
         parsed = spec.parse(str(value))
     except (ValueError, TypeError, OverflowError):  # includes parse_init's ConfigError
         raise ConfigError(name, value, spec.allowed) from None
-    if spec.check is not None:
-        spec.check(name, parsed)
+    spec.check(name, parsed)
     return parsed
 
 
@@ -244,7 +255,7 @@ def parse_distribution(name: str, value: Any) -> Distribution:
     text = str(value).strip()
     kind, _, rest = text.partition(":")
     if kind in ("uniform", "loguniform"):
-        if not _spec_of(name).numeric or name in ("batch_size", "epochs"):
+        if _spec_of(name).kind != "real":
             raise ConfigError(name, text, f"{kind} draws real numbers; for {name} give a list v1,v2,...")
         try:
             low, high = (float(p) for p in rest.split(":"))
