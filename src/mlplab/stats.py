@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -132,3 +132,84 @@ def aggregate(frame: pd.DataFrame, by: Sequence[str], metrics: Sequence[str], co
         rows.append(row)
     columns = [*by, "n", *(f"{m}_{s}" for m in metrics for s in ("mean", "ci"))]
     return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class Paired:
+    """A paired comparison of A and B over the seeds both were run with.
+
+    ``difference`` is the mean of the per-seed differences ``a_s - b_s`` with its t interval:
+    pairing on the seed removes what the two share (the initial weights, the batch order), so
+    it is tighter than comparing two independent means. A is *better* than B when the whole
+    interval lies on A's side of zero; otherwise the data does not tell them apart.
+    """
+
+    a: str  # labels, e.g. "hidden=256"
+    b: str
+    metric: str
+    a_mean: float
+    b_mean: float
+    difference: MeanCI  # of a - b
+    higher_is_better: bool = True
+
+    @property
+    def winner(self) -> str | None:
+        """``a`` or ``b`` when the interval excludes 0 (in the better direction), else None."""
+        d = self.difference
+        if math.isnan(d.half_width):
+            return None
+        if d.low > 0:
+            return self.a if self.higher_is_better else self.b
+        if d.high < 0:
+            return self.b if self.higher_is_better else self.a
+        return None
+
+    def sentence(self, digits: int = 4) -> str:
+        """``hidden=256 beats hidden=1024 on final_test_acc by 0.0040 ± 0.0031 (paired over 3 seeds)``.
+
+        The difference is written as the better minus the other, so it is positive for a higher
+        accuracy and negative for a lower loss.
+        """
+        d, n = self.difference, self.difference.n
+        if math.isnan(d.half_width):
+            return (
+                f"{self.a} vs {self.b} on {self.metric}: {d.mean:+.{digits}f} from {n} seed(s), no interval (need >= 2)"
+            )
+        if self.winner is None:
+            return (
+                f"{self.a} and {self.b} are not told apart on {self.metric}: {self.a} - {self.b} = "
+                f"{d.mean:+.{digits}f} ± {d.half_width:.{digits}f} (paired over {n} seeds; the interval includes 0)"
+            )
+        loser, diff = (self.b, d.mean) if self.winner == self.a else (self.a, -d.mean)
+        return f"{self.winner} beats {loser} on {self.metric} by {diff:+.{digits}f} ± {d.half_width:.{digits}f} (paired over {n} seeds)"
+
+
+def paired(
+    a: Mapping[int, float],
+    b: Mapping[int, float],
+    *,
+    labels: tuple[str, str] = ("A", "B"),
+    metric: str = "metric",
+    higher_is_better: bool = True,
+    confidence: float = 0.95,
+) -> Paired:
+    """Compare per-seed results ``a`` and ``b`` (seed -> value) on the seeds they share.
+
+    >>> p = paired({0: 0.85, 1: 0.86, 2: 0.84}, {0: 0.83, 1: 0.85, 2: 0.82}, labels=("lr=0.1", "lr=0.03"))
+    >>> p.winner
+    'lr=0.1'
+    """
+    shared = sorted(set(a) & set(b))
+    if not shared:
+        raise ConfigError("seeds", f"{sorted(a)} and {sorted(b)}", "a paired comparison needs seeds run for both")
+    xa = np.array([a[s] for s in shared], dtype=np.float64)
+    xb = np.array([b[s] for s in shared], dtype=np.float64)
+    return Paired(
+        labels[0],
+        labels[1],
+        metric,
+        float(xa.mean()),
+        float(xb.mean()),
+        mean_ci(xa - xb, confidence),
+        higher_is_better,
+    )

@@ -1,0 +1,324 @@
+"""What every experiment shares: its config, its :class:`Result`, and how it trains and stores.
+
+An experiment is a function ``run(config) -> Result``. It trains through the sweep engine
+(:func:`sweep`), so every model is stored in a SQLite store as its group completes and a rerun
+trains only what is missing:
+
+- the same experiment and config again: nothing is retrained; more ``--seeds``: only the new seeds;
+- a changed config (other epochs, another grid): its models have other keys
+  (:attr:`mlplab.sweep.spec.Trial.key`), so they are trained and stored *apart* in the same store,
+  and only the rows of the config asked for are ever read back: never mixed;
+- other data (``--quick`` takes a subset): stored in a folder of its own (``OUT/quick`` and
+  ``OUT/full``); the store refuses data that differs from what it was made with.
+
+A :class:`Result` holds tables (DataFrames), figure specs (drawn later by
+:mod:`mlplab.experiments.plots`, from the tables only) and :class:`Conclusion` s computed from the
+tables (a best value with its interval, a paired comparison over seeds): none is written by hand.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mlplab.atomic import prepare_dir, write_text
+from mlplab.data import Data, Split
+from mlplab.errors import ConfigError, check_choice, check_int
+from mlplab.stats import MeanCI, Paired, mean_ci, paired
+from mlplab.train import check_device
+
+DATA_SETS = ("fashion-mnist", "synthetic")  # synthetic: small Gaussian blobs, for tests and demos
+MAX_SEEDS = 100
+QUICK_TRAIN, QUICK_TEST = 10_000, 5_000  # --quick trains on a fixed subset of Fashion-MNIST
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The settings every experiment takes (each experiment's ``Config`` adds its own)."""
+
+    seeds: int = 3  # independent runs of every configuration (seeds 0 .. seeds - 1)
+    quick: bool = False  # a smaller budget (a data subset, fewer epochs): seconds, for a first look
+    device: str = "cpu"  # cpu | cuda | cuda:N | mps
+    out: str | None = None  # where results go; default runs/<experiment name>
+    data: str = "fashion-mnist"  # or "synthetic" (tests, demos) where the experiment trains a classifier
+    data_dir: str | None = None  # Fashion-MNIST's folder (default: search, then download)
+    progress: bool = False  # draw progress bars while training
+
+    def __post_init__(self) -> None:
+        check_int("seeds", self.seeds, 1, MAX_SEEDS)
+        check_device(self.device)
+        check_choice("data", self.data, DATA_SETS)
+        if self.out is not None and str(self.out) == "":
+            raise ConfigError("out", "", "give a folder such as runs/mlp-hidden, or leave it out")
+
+    def folder(self, name: str) -> Path:
+        """Where this config's results go: ``OUT/quick`` or ``OUT/full`` (other data, other store)."""
+        base = Path(self.out) if self.out is not None else Path("runs") / name
+        return base / ("quick" if self.quick else "full") / ("synthetic" if self.data == "synthetic" else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Conclusion:
+    """One finding of an experiment, as a sentence made from numbers, and the numbers."""
+
+    text: str  # e.g. "the best width is 512: 0.8540 ± 0.0030 (3 seeds)"
+    values: Mapping[str, Any] = field(default_factory=dict)  # what the sentence was made from
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """A figure drawn from one of a Result's tables (see :mod:`mlplab.experiments.plots`).
+
+    ``kind``: ``line`` (``y`` against ``x``, one line per value of ``by``, with a CI band where the
+    table has ``<y>_ci``), ``heatmap`` (``<y>_mean`` over ``x`` and ``by``), ``bar`` (categories).
+    ``y`` names a metric: the table holds ``<y>_mean`` and ``<y>_ci``, or a plain column ``y``.
+    """
+
+    name: str  # file stem: figures/<name>.png
+    table: str  # a key of Result.tables
+    kind: str  # line | heatmap | bar
+    x: str
+    y: str
+    by: str | None = None
+    logx: bool = False
+    logy: bool = False
+    title: str = ""
+
+
+@dataclass
+class Result:
+    """What an experiment returns: tables, figure specs and conclusions, all computed from runs."""
+
+    name: str
+    config: dict[str, Any]
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: list[FigureSpec] = field(default_factory=list)
+    conclusions: list[Conclusion] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def markdown(self) -> str:
+        """The conclusions, then each table, as Markdown."""
+        lines = [f"# {self.name}", ""]
+        lines += [f"- {c.text}" for c in self.conclusions]
+        for key, table in self.tables.items():
+            lines += ["", f"## {key}", "", _markdown_table(table)]
+        return "\n".join(lines) + "\n"
+
+    def save(self, folder: str | os.PathLike[str], figures: bool = True) -> Path:
+        """Write ``result.json``, ``result.md``, ``tables/<name>.csv`` and ``figures/<name>.png``.
+
+        Every file is written atomically; figures are drawn here, from the tables.
+        """
+        folder = prepare_dir(folder, "experiment folder")
+        tables = prepare_dir(folder / "tables", "tables folder")
+        for key, table in self.tables.items():
+            write_text(tables / f"{key}.csv", table.to_csv(index=False))
+        if figures and self.figures:
+            from mlplab.experiments.plots import draw  # matplotlib only when figures are written
+
+            draw(self, prepare_dir(folder / "figures", "figures folder"))
+        summary = {
+            "name": self.name,
+            "config": self.config,
+            "seconds": self.seconds,
+            "conclusions": [{"text": c.text, "values": _json_safe(c.values)} for c in self.conclusions],
+            "tables": list(self.tables),
+            "figures": [dataclasses.asdict(f) for f in self.figures],
+        }
+        write_text(folder / "result.json", json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        write_text(folder / "result.md", self.markdown())
+        return folder
+
+
+def _json_safe(value: Any) -> Any:
+    """JSON without NaN: NaN and inf become None; numpy scalars become Python numbers."""
+    if isinstance(value, Mapping):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, (float, np.floating)):
+            return "" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.4f}"
+        return str(v)
+
+    head = "| " + " | ".join(map(str, table.columns)) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([head, rule, *rows])
+
+
+# ---- data -------------------------------------------------------------------------------------
+
+
+def subset(data: Data, n_train: int, n_test: int, seed: int = 0) -> Data:
+    """A fixed random subset of each split (``randperm`` from ``Generator().manual_seed(seed)``)."""
+    g = torch.Generator().manual_seed(seed)
+
+    def take(split: Split, n: int) -> Split:
+        if n >= len(split):
+            return split
+        idx = torch.randperm(len(split), generator=g)[:n].to(split.X.device)
+        return Split(split.X.index_select(0, idx), split.y.index_select(0, idx))
+
+    return Data(take(data.train, n_train), take(data.test, n_test))
+
+
+def classification_data(config: ExperimentConfig) -> Data:
+    """Fashion-MNIST (a fixed 10k/5k subset with ``--quick``), or the synthetic blobs."""
+    from mlplab.sweep.runner import sweep_data
+
+    data = sweep_data(config.data, config.data_dir)
+    return subset(data, QUICK_TRAIN, QUICK_TEST) if config.quick and config.data == "fashion-mnist" else data
+
+
+# ---- training through the sweep engine --------------------------------------------------------
+
+
+@dataclass
+class Runs:
+    """The stored models of one sweep of an experiment: one row per (configuration, seed)."""
+
+    results: pd.DataFrame  # mlplab.sweep.results.load_results columns
+    histories: pd.DataFrame  # mlplab.sweep.results.load_histories columns (one row per epoch)
+
+
+def sweep(
+    spec: Any,
+    data: Data,
+    folder: Path,
+    config: ExperimentConfig,
+    *,
+    histories: bool = False,
+    max_models: int | None = None,
+) -> Runs:
+    """Train what of ``spec`` is not yet stored in ``folder`` and return exactly ``spec``'s rows.
+
+    Parameters
+    ----------
+    spec : mlplab.sweep.spec.SweepSpec
+    data : Data
+    folder : Path
+        The store's folder (one per data set and sweep of an experiment).
+    histories : bool
+        Also read the per-epoch metrics (for curves).
+    """
+    from mlplab.sweep.results import load_histories, load_results
+    from mlplab.sweep.runner import run_sweep
+
+    run_sweep(spec, data, folder, device=config.device, progress=config.progress, max_models=max_models)
+    n_outputs = (
+        data.n_classes if data.train.y.dtype == torch.int64 else (data.train.y.reshape(len(data.train), -1).shape[1])
+    )
+    keys = {t.key for t in spec.trials(n_inputs=data.train.X.shape[1], n_outputs=n_outputs)}
+    results = load_results(folder)
+    results = results[results["key"].isin(keys)].reset_index(drop=True)
+    curves = pd.DataFrame()
+    if histories:
+        curves = load_histories(folder)
+        curves = curves[curves["key"].isin(keys)].reset_index(drop=True)
+    return Runs(results, curves)
+
+
+# ---- conclusions ------------------------------------------------------------------------------
+
+
+def per_seed(results: pd.DataFrame, column: str, value: Any, metric: str) -> dict[int, float]:
+    """``{seed: metric}`` of the rows where ``column == value``."""
+    rows = results[results[column] == value]
+    return {int(s): float(m) for s, m in zip(rows["seed"], rows[metric])}
+
+
+def label(column: str, value: Any) -> str:
+    from mlplab.sweep.hyperparameters import value_text
+
+    return f"{column}={value_text(value)}"
+
+
+def compare(
+    results: pd.DataFrame, column: str, a: Any, b: Any, metric: str = "final_test_acc", higher_is_better: bool = True
+) -> Paired:
+    """Paired comparison over seeds of the rows with ``column == a`` against ``column == b``."""
+    return paired(
+        per_seed(results, column, a, metric),
+        per_seed(results, column, b, metric),
+        labels=(label(column, a), label(column, b)),
+        metric=metric,
+        higher_is_better=higher_is_better,
+    )
+
+
+def comparison(p: Paired) -> Conclusion:
+    """A paired comparison as a Conclusion."""
+    d = p.difference
+    return Conclusion(
+        p.sentence(),
+        {"a": p.a, "b": p.b, "metric": p.metric, "a_mean": p.a_mean, "b_mean": p.b_mean,
+         "difference": d.mean, "ci": d.half_width, "n": d.n, "winner": p.winner},
+    )  # fmt: skip
+
+
+def best(
+    results: pd.DataFrame, column: str, metric: str = "final_test_acc", higher_is_better: bool = True
+) -> Conclusion:
+    """The value of ``column`` with the best mean ``metric`` over seeds, and which others it does not beat.
+
+    Each other value is compared with the best by a paired comparison over seeds; the ones whose
+    interval includes 0 are "not told apart" from it: the data does not single out one best value then.
+    """
+    means = results.groupby(column, sort=False)[metric].mean()
+    winner = means.idxmax() if higher_is_better else means.idxmin()
+    ci: MeanCI = mean_ci(results.loc[results[column] == winner, metric])
+    tied = []
+    for other in means.index:
+        if other == winner:
+            continue
+        p = compare(results, column, winner, other, metric, higher_is_better)
+        if p.winner is None:
+            tied.append(other)
+    from mlplab.sweep.hyperparameters import value_text
+
+    text = f"best {column}: {value_text(winner)}, {metric} {ci.format()} ({ci.n} seeds)"
+    text += (
+        f"; not told apart from it (paired 95% CI includes 0): {', '.join(map(value_text, tied))}"
+        if tied
+        else "; it beats every other value (paired 95% CIs)"
+    )
+    return Conclusion(text, {"column": column, "best": winner, "mean": ci.mean, "ci": ci.half_width, "n": ci.n,
+                             "tied": tied, "metric": metric})  # fmt: skip
+
+
+def timed(name: str, config: ExperimentConfig) -> tuple[float, dict[str, Any]]:
+    """The start time and the JSON form of ``config``, for a Result."""
+    return time.perf_counter(), {"experiment": name, **config.to_dict()}
+
+
+def summary_table(results: pd.DataFrame, by: Sequence[str], metrics: Sequence[str]) -> pd.DataFrame:
+    """Mean and 95% CI over seeds of ``metrics`` per value of ``by`` (``mlplab.stats.aggregate``)."""
+    from mlplab.stats import aggregate
+
+    return aggregate(results, list(by), list(metrics))
