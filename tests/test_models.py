@@ -61,6 +61,18 @@ def test_initialization_is_reproducible_and_leaves_the_global_rng_alone():
         assert torch.equal(p, q)
 
 
+def test_bias_false_builds_bias_free_layers_with_the_same_weights():
+    # the book's polynomial net (d2l 4.4): nn.Linear(d, 1, bias=False)
+    config = ModelConfig(hidden=(8,), n_inputs=4, n_outputs=1)
+    with_bias = build_mlp(config, torch.Generator().manual_seed(3))
+    without = build_mlp(ModelConfig(hidden=(8,), n_inputs=4, n_outputs=1, bias=False), torch.Generator().manual_seed(3))
+    assert all(lin.bias is None for lin in linears(without))
+    assert [n for n, _ in without.named_parameters()] == ["1.weight", "3.weight"]
+    for a, b in zip(linears(with_bias), linears(without)):
+        assert torch.equal(a.weight, b.weight)  # biases start at 0 and take no draw
+    assert without(torch.zeros(3, 4)).abs().max().item() == 0.0
+
+
 def test_prelu_slope_starts_at_a_quarter(gen):
     net = build_mlp(ModelConfig(hidden=(4,), activation="prelu"), gen)
     assert net[2].weight.item() == 0.25
@@ -81,6 +93,7 @@ def test_prelu_slope_starts_at_a_quarter(gen):
         ({"init": "normal:-1"}, "init", "> 0"),
         ({"init": "orthogonal"}, "init", "xavier"),
         ({"n_inputs": 0}, "n_inputs", ">= 1"),
+        ({"bias": "no"}, "bias", "true or false"),
     ],
 )
 def test_bad_model_configs_name_field_value_and_range(kwargs, field, hint):

@@ -141,6 +141,52 @@ def test_one_sgd_step_with_weight_decay_matches_the_hand_computation(decay_biase
     torch.testing.assert_close(model.bias.detach(), torch.tensor([0.33475 if decay_biases else 0.335]))
 
 
+@pytest.mark.parametrize("decay_biases", [True, False])
+def test_one_sgd_step_with_l1_matches_the_hand_computation(decay_biases):
+    # The example above (dL/dw = (-8.5, -17), dL/db = -8.5, loss r^2 = 18.0625) with an L1 penalty
+    # l1 = 0.1 and lr = 0.01: w <- w - lr (dL/dw + l1 sign(w)), sign(w) = (1, -1), sign(b) = 1
+    #   w1 = 0.5 - 0.01 (-8.5 + 0.1)  = 0.584
+    #   w2 = -1  - 0.01 (-17  - 0.1)  = -0.829
+    #   b  = 0.25 - 0.01 (-8.5 + 0.1) = 0.334   (penalized)   or   0.335 (weights only)
+    x, y = torch.tensor([[1.0, 2.0]]), torch.tensor([[3.0]])
+    model = nn.Linear(2, 1)
+    with torch.no_grad():
+        model.weight.copy_(torch.tensor([[0.5, -1.0]]))
+        model.bias.fill_(0.25)
+    cfg = TrainConfig(epochs=1, batch_size=1, lr=0.01, l1=0.1, decay_biases=decay_biases, loss="mse")
+    history = fit(model, Data(Split(x, y), Split(x, y)), cfg)
+    torch.testing.assert_close(model.weight.detach(), torch.tensor([[0.584, -0.829]]))
+    torch.testing.assert_close(model.bias.detach(), torch.tensor([0.334 if decay_biases else 0.335]))
+    assert history.final.train_loss == pytest.approx(18.0625)  # the data loss, without 0.1 * sum |w|
+
+
+def test_a_loss_that_does_not_suit_the_targets_is_a_clear_error(gen):
+    labels = blobs(gen)
+    with pytest.raises(ConfigError, match=r"loss = 'mse' .*torch\.int64 class labels"):
+        fit(nn.Linear(20, 4), labels, TrainConfig(epochs=1, loss="mse"))
+    targets = Data(synthetic.linear([1.0, 2.0], 0.0, 16, generator=gen), synthetic.linear([1.0, 2.0], 0.0, 8))
+    with pytest.raises(ConfigError, match=r"loss = 'cross_entropy' .*torch\.float32 \(regression\): use loss=mse"):
+        fit(nn.Linear(2, 1), targets, TrainConfig(epochs=1))
+
+
+def test_the_scratch_mlp_refuses_an_l1_penalty(gen):
+    from mlplab.scratch import MLP
+
+    with pytest.raises(ConfigError, match="l1 = 0.1 .*no L1 penalty"):
+        fit(MLP([20, 4]), blobs(gen), TrainConfig(epochs=1, l1=0.1))
+
+
+def test_a_checkpoint_written_before_l1_existed_resumes(tmp_path, gen):
+    data = blobs(gen)
+    net = build_mlp(ModelConfig(hidden=(8,), n_inputs=20, n_outputs=4), gen)
+    fit(net, data, TrainConfig(epochs=1, batch_size=32), checkpoint=tmp_path / "c.pt")
+    state = torch.load(tmp_path / "c.pt", weights_only=True)
+    del state["config"]["l1"]  # as an older mlplab wrote it
+    torch.save(state, tmp_path / "c.pt")
+    history = fit(net, data, TrainConfig(epochs=2, batch_size=32), checkpoint=tmp_path / "c.pt", resume=True)
+    assert len(history.records) == 2
+
+
 @pytest.mark.parametrize(
     ("kwargs", "field", "hint"),
     [
@@ -148,6 +194,8 @@ def test_one_sgd_step_with_weight_decay_matches_the_hand_computation(decay_biase
         ({"lr": -0.1}, "lr", "> 0"),
         ({"lr": float("nan")}, "lr", "finite"),
         ({"weight_decay": -1e-3}, "weight_decay", ">= 0"),
+        ({"l1": -1e-3}, "l1", "the L1 penalty must be a finite number >= 0"),
+        ({"l1": float("inf")}, "l1", "finite"),
         ({"epochs": 0}, "epochs", ">= 1"),
         ({"batch_size": 0}, "batch_size", ">= 1"),
         ({"batch_size": 1.5}, "batch_size", "integer"),

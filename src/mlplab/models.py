@@ -2,7 +2,7 @@
 
 A model is described by a :class:`ModelConfig` (validated once) and built by :func:`build_mlp`:
 ``Flatten -> [Linear -> activation -> Dropout?] * len(hidden) -> Linear``. Weights are drawn from
-an explicit ``torch.Generator``; biases start at zero.
+an explicit ``torch.Generator``; biases start at zero (``bias=False``: no Linear has one).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ class ModelConfig:
     dropout: tuple[float, ...] = ()  # p after each hidden layer; one value applies to all; () none
     init: str = "normal:0.01"  # see InitSpec; the chapter's from-scratch default
     n_inputs: int = 784  # 28 x 28 Fashion-MNIST pixels
-    n_outputs: int = 10  # classes
+    n_outputs: int = 10  # classes, or the width of a regression target
+    bias: bool = True  # False: no Linear has a bias (the book's polynomial net, nn.Linear(d, 1, bias=False), 4.4)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "hidden", tuple(self.hidden))
@@ -54,6 +55,8 @@ class ModelConfig:
         for name in ("n_inputs", "n_outputs"):
             check_int(name, getattr(self, name), 1)
         check_choice("activation", self.activation, ACTIVATIONS)
+        if not isinstance(self.bias, bool):
+            raise ConfigError("bias", self.bias, "must be true or false (false: Linear layers without a bias)")
         if self.dropout and not self.hidden:
             raise ConfigError("dropout", self.dropout, "dropout needs at least one hidden layer")
         if len(self.dropout) not in (0, 1, len(self.hidden)):
@@ -95,7 +98,7 @@ def build_mlp(
     sizes = config.sizes
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
         # built on the meta device: no memory, and no draw from the global RNG for a default init
-        layers.append(nn.Linear(n_in, n_out, device="meta"))
+        layers.append(nn.Linear(n_in, n_out, bias=config.bias, device="meta"))
         if i < len(config.hidden):
             layers.append(ACTIVATIONS[config.activation]())
             p = config.dropout_per_layer[i]
@@ -105,7 +108,8 @@ def build_mlp(
     for module in net:
         if isinstance(module, nn.Linear):
             init.init_(module.weight, generator)
-            nn.init.zeros_(module.bias)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
         elif isinstance(module, nn.PReLU):
             nn.init.constant_(module.weight, 0.25)
     return net

@@ -38,13 +38,20 @@ MAX_BATCH_SIZE = 2**31 - 1  # torch index limit
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. Validated on construction; errors name the field, the value and the range."""
+    """How to train. Validated on construction; errors name the field, the value and the range.
+
+    The loss minimized is ``data_loss + l1 * sum |w|`` (plus the L2 term of ``weight_decay``), both
+    penalties over the same parameters: all of them, or the weight matrices only when
+    ``decay_biases`` is False. ``l1`` is part of the loss for every optimizer (for adamw too, whose
+    L2 term is decoupled); the training loss that ``fit`` reports is the data loss alone.
+    """
 
     epochs: int = 10  # passes over the training set
     batch_size: int = 256  # examples per SGD step (the book's Fashion-MNIST default)
     optimizer: str = "sgd"  # sgd | adam | adamw
     lr: float = 0.1  # learning rate (> 0)
     weight_decay: float = 0.0  # L2 penalty lambda (>= 0); decoupled for adamw
+    l1: float = 0.0  # L1 penalty on the decayed parameters (>= 0): the loss gets + l1 * sum |w|
     decay_biases: bool = True  # False: decay weights only, as the book's concise version (4.5.3)
     loss: str = "cross_entropy"  # cross_entropy (classification, reports accuracy) | mse
     seed: int = 0  # seeds the batch order and dropout masks
@@ -59,6 +66,7 @@ class TrainConfig:
         # the float32 maximum bounds both: a larger factor cannot even multiply a float32 weight
         check_real("lr", self.lr, 0.0, low_open=True, what="the learning rate")
         check_real("weight_decay", self.weight_decay, 0.0, what="weight decay")
+        check_real("l1", self.l1, 0.0, what="the L1 penalty")
         check_device(self.device)
 
 
@@ -188,14 +196,34 @@ def trains_by_hand(model: object) -> bool:
     return callable(getattr(model, "loss_and_grads", None))
 
 
+def trainable(model: nn.Module) -> list[torch.Tensor]:
+    """The parameters that training updates (those that require a gradient), in module order."""
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def penalized(params: Sequence[torch.Tensor], decay_biases: bool) -> list[torch.Tensor]:
+    """The parameters that weight decay and the L1 penalty apply to: all of them, or with
+    ``decay_biases=False`` those of two or more dimensions (weight matrices, not biases or slopes)."""
+    return [p for p in params if decay_biases or p.ndim >= 2]
+
+
+def l1_penalty(params: Sequence[torch.Tensor]) -> torch.Tensor:
+    """``sum |w|`` over ``params``: the L1 norm whose multiple ``TrainConfig.l1`` adds to the loss.
+
+    Its gradient is ``sign(w)`` (0 at w = 0), which autograd gives ``abs``.
+    """
+    return torch.stack([p.abs().sum() for p in params]).sum()
+
+
 def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | ScratchSGD:
     """The optimizer of ``config`` over ``model``'s parameters.
 
     With ``decay_biases=False`` only parameters with two or more dimensions (weight matrices) are
-    decayed; biases and pReLU slopes are not.
+    decayed; biases and pReLU slopes are not (:func:`penalized` decides, for the L1 term as well).
 
     A model with hand-written gradients (``loss_and_grads``, i.e. :class:`mlplab.scratch.MLP`) gets
-    the hand-written :class:`mlplab.scratch.SGD` with the same weight-decay rule; it has no Adam.
+    the hand-written :class:`mlplab.scratch.SGD` with the same weight-decay rule; it has no Adam
+    and no L1 penalty.
     """
     if trains_by_hand(model):
         if config.optimizer != "sgd":
@@ -204,9 +232,13 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                 config.optimizer,
                 "the scratch MLP is trained by hand-written SGD only: use sgd, or the concise model",
             )
+        if config.l1 != 0:
+            raise ConfigError(
+                "l1", config.l1, "the scratch MLP's hand-written SGD has no L1 penalty: use l1=0, or the concise model"
+            )
         decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
         return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = trainable(model)
     if config.decay_biases or config.weight_decay == 0:
         groups: list[dict] = [{"params": params, "weight_decay": config.weight_decay}]
     else:
@@ -230,6 +262,26 @@ def loss_function(name: str):
     return lambda out, y: F.mse_loss(out, y.reshape(out.shape))
 
 
+def check_targets(loss: str, data: Data) -> None:
+    """Raise ``ConfigError`` unless ``data``'s targets suit ``loss``: int64 class labels for
+    ``cross_entropy``, floating-point targets for ``mse``."""
+    dtype = data.train.y.dtype
+    if loss == "mse" and not dtype.is_floating_point:
+        raise ConfigError(
+            "loss",
+            loss,
+            f"mse (regression) needs float targets, but the data has {dtype} class labels: "
+            "use loss=cross_entropy for this data, or regression data (float targets) for mse",
+        )
+    if loss == "cross_entropy" and dtype != torch.int64:
+        raise ConfigError(
+            "loss",
+            loss,
+            f"cross_entropy needs int64 class labels, but the data's targets are {dtype}"
+            + (" (regression): use loss=mse for this data" if dtype.is_floating_point else ": convert them to int64"),
+        )
+
+
 def per_example_loss(name: str):
     """Unreduced loss (B,): cross-entropy on logits, or squared error averaged over outputs."""
     if name == "cross_entropy":
@@ -237,12 +289,12 @@ def per_example_loss(name: str):
     return lambda out, y: F.mse_loss(out, y.reshape(out.shape), reduction="none").reshape(len(out), -1).mean(dim=1)
 
 
-def _train_step(model, optimizer, loss: str):
+def _train_step(model, optimizer, loss: str, l1: float = 0.0, l1_params: Sequence[torch.Tensor] = ()):
     """One update on a mini-batch, ``step(X, y[, w]) -> (loss, outputs)``; ``w`` weighs each example.
 
-    By autograd for an ``nn.Module``; by the model's own gradients for a model with
-    ``loss_and_grads`` (:class:`mlplab.scratch.MLP`, whose backward pass starts from softmax
-    cross-entropy).
+    By autograd for an ``nn.Module``, on ``loss + l1 * sum |p|`` over ``l1_params`` (the returned
+    loss is the data term only); by the model's own gradients for a model with ``loss_and_grads``
+    (:class:`mlplab.scratch.MLP`, whose backward pass starts from softmax cross-entropy).
     """
     if trains_by_hand(model):
         if loss != "cross_entropy":
@@ -261,8 +313,9 @@ def _train_step(model, optimizer, loss: str):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         out = model(X)
         value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
+        objective = value + l1 * l1_penalty(l1_params) if l1 and l1_params else value
         optimizer.zero_grad(set_to_none=True)
-        value.backward()
+        objective.backward()
         optimizer.step()
         return value, out
 
@@ -331,6 +384,8 @@ def fit(
     data : Data
         Train and test splits; moved to ``config.device`` once.
     config : TrainConfig
+        With ``l1 > 0`` each step minimizes ``loss + l1 * sum |w|`` (see :class:`TrainConfig`);
+        the recorded training loss is the data loss alone, comparable across ``l1``.
     callbacks : sequence of Callback
         Progress hooks; they observe, they never change training.
     checkpoint : path, optional
@@ -366,11 +421,13 @@ def fit(
                 resume=resume,
                 sample_weight=sample_weight,
             )
+    check_targets(config.loss, data)
     device = resolve_device(config.device)
     model.to(device)
     data = data.to(device)
     optimizer = make_optimizer(model, config)
-    step = _train_step(model, optimizer, config.loss)
+    l1_params = penalized(trainable(model), config.decay_biases) if config.l1 else []
+    step = _train_step(model, optimizer, config.loss, config.l1, l1_params)
     weights = None
     if sample_weight is not None:
         if trains_by_hand(model):
@@ -439,6 +496,7 @@ def fit(
 
 
 CHECKPOINT_VERSION = 1
+_DEFAULTS = dataclasses.asdict(TrainConfig())
 INITIAL_LOSS_ROWS = 8192  # the initial weights' loss is measured on this many training rows (milliseconds)
 RUN_LOCK = "run.lock"  # the lock file of a run folder (see mlplab.lock)
 
@@ -469,7 +527,8 @@ def _restore(
     path: Path, model, optimizer, order: torch.Generator, config: TrainConfig, device, rng_devices: list[torch.device]
 ) -> History:
     state = load_checkpoint(path, device)
-    stored = dict(state["config"])
+    # a field that an older checkpoint lacks (l1) was trained at its default
+    stored = {**_DEFAULTS, **dict(state["config"])}
     current = dataclasses.asdict(config)
     changed = [k for k in current if k != "epochs" and stored.get(k) != current[k]]
     if changed:

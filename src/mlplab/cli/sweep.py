@@ -17,7 +17,7 @@ from mlplab.sweep.hyperparameters import AXIS_NAMES, BY_NAME, HYPERPARAMETERS, H
 
 # The library (torch, pandas) is imported inside the commands, so `mlplab --help` starts fast;
 # these names are the library's own (tests/test_cli.py checks that they match).
-DATA_SETS = ("fashion-mnist", "synthetic")  # mlplab.sweep.runner.DATA_SETS
+DATA_SETS = ("fashion-mnist", "synthetic", "poly", "linear-200")  # mlplab.sweep.runner.DATA_SETS
 METRICS = ("final_test_acc", "final_test_loss", "final_train_acc", "final_train_loss")  # mlplab.sweep.results.METRICS
 STATUS_FILTERS = ("all", "ok", "failed", "diverged")  # mlplab.sweep.results.STATUS_FILTERS
 MAX_TRIALS = 100_000  # mlplab.sweep.spec.MAX_TRIALS
@@ -206,7 +206,8 @@ def run(
         "fewer launches); --no-cuda-graphs launches kernels one by one.",
     ),
     data: str = typer.Option(
-        "fashion-mnist", help=f"Data set: {' or '.join(DATA_SETS)} (small Gaussian blobs, for tests and demos)."
+        "fashion-mnist", help="Data set: fashion-mnist; synthetic (small Gaussian blobs, for tests and demos); poly (d2l 4.4's "
+        "polynomial, 20 features x^i/i!) or linear-200 (d2l 4.5's 200-feature regression), both with --loss mse."
     ),
     data_dir: Optional[Path] = typer.Option(
         None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."

@@ -7,10 +7,13 @@ their matrix multiplications rather than of their input pipeline.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
+
+from mlplab.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -48,9 +51,32 @@ class Data:
         return Data(self.train.to(device), self.test.to(device))
 
     @property
+    def is_classification(self) -> bool:
+        """True for integer class labels, False for floating-point (regression) targets."""
+        return not (self.train.y.is_floating_point() or self.train.y.is_complex())
+
+    @property
     def n_classes(self) -> int:
-        """Number of classes of integer labels: one more than the largest label in either split."""
+        """Number of classes of integer labels: one more than the largest label in either split.
+
+        Raises ``ConfigError`` for floating-point (regression) targets: use :attr:`n_outputs`.
+        """
+        if not self.is_classification:
+            raise ConfigError(
+                "data", str(self.train.y.dtype), "float targets are regression data and have no classes: use n_outputs"
+            )
         return int(max(self.train.y.max(), self.test.y.max())) + 1
+
+    @property
+    def n_outputs(self) -> int:
+        """Outputs a model of this data needs: ``n_classes`` for labels, else the target width.
+
+        Targets of shape (n,) have width 1, (n, k) width k (what ``fit``'s mse compares with
+        outputs of shape (B, k)).
+        """
+        if self.is_classification:
+            return self.n_classes
+        return math.prod(self.train.y.shape[1:])
 
 
 def num_batches(n: int, batch_size: int) -> int:

@@ -30,6 +30,27 @@ def linear(
     return Split(X, y)
 
 
+def high_dim_linear(
+    n_train: int = 20,
+    n_test: int = 100,
+    n_features: int = 200,
+    w: float = 0.01,
+    b: float = 0.05,
+    noise: float = 0.01,
+    generator: torch.Generator | None = None,
+) -> Data:
+    """The weight-decay chapter's high-dimensional linear regression (d2l 4.5.2).
+
+    ``y = 0.05 + sum_i 0.01 x_i + eps`` with ``X ~ N(0, 1)`` of shape (n, 200) and
+    ``eps ~ N(0, 0.01^2)`` by default: with 20 training rows and 200 inputs, an unregularized
+    linear model overfits at once. Both splits come from :func:`linear`, the training split drawn
+    first from ``generator``; ``y`` has shape (n, 1).
+    """
+    true_w = torch.full((n_features,), float(w))
+    train = linear(true_w, b, n_train, noise, generator)
+    return Data(train, linear(true_w, b, n_test, noise, generator))
+
+
 def polynomial_features(x: torch.Tensor, max_degree: int) -> torch.Tensor:
     """Features ``x^i / i!`` for ``i = 0 .. max_degree - 1`` (d2l 4.4), shape (n, max_degree).
 

@@ -2,15 +2,31 @@
 
 Parameters are stacked on a leading model axis: layer ``l`` has weights ``W_l`` of shape
 ``(K, n_in, n_out)`` (the transpose of ``nn.Linear.weight``) and biases ``b_l`` of shape
-``(K, 1, n_out)``. A mini-batch ``X`` of shape (B, d) is shared by all models, so
+``(K, 1, n_out)`` (none at all when the models are built with ``bias=False``). A mini-batch
+``X`` of shape (B, d) is shared by all models, so
 
     Z_1 = X W_1 + b_1,   A_l = g(Z_l) * M_l,   Z_{l+1} = A_l W_{l+1} + b_{l+1}   # (K, B, n)
 
-is a chain of ``torch.baddbmm`` calls (the first on ``X`` expanded without a copy). The loss of
-model k is its own mean cross-entropy; backpropagating the sum of the K losses gives every model
-exactly its own gradient, because no parameter is shared. Autograd does the backward: a
-hand-written backward measured no faster on this CPU (within noise at K = 20), and
-``torch.func.vmap`` over ``functional_call`` was slower than the stacked ``baddbmm``.
+is a chain of ``torch.baddbmm`` calls (``torch.bmm`` without biases; the first on ``X`` expanded
+without a copy). The loss of model k is its own mean loss, as ``mlplab.train.fit`` computes it:
+cross-entropy of its logits against integer labels, or (``loss="mse"``, regression) the mean
+squared error over all B x n_outputs entries against float targets of shape (B,) or (B, k).
+Backpropagating the sum of the K losses gives every model exactly its own gradient, because no
+parameter is shared. Autograd does the backward: a hand-written backward measured no faster on
+this CPU (within noise at K = 20), and ``torch.func.vmap`` over ``functional_call`` was slower
+than the stacked ``baddbmm``. An L1 penalty ``l1_k * sum |w|`` (per model, on the parameters
+weight decay applies to) is not added to the loss: its gradient ``l1_k * sign(w)`` is added to
+the data gradient in the optimizer (``mlplab.sweep.optim``), the same sum autograd forms in fit.
+
+Input width may differ per model (the polynomial degrees of d2l 4.4, one feature column per
+power): model k sees the first ``d_k`` columns of the data. ``W_1`` is stacked at the group's
+widest ``d = max_k d_k``, model k's own ``(d_k, n_out)`` weights on top of ``d - d_k`` zero rows,
+and ``X`` is the first ``d`` columns; the zero rows add nothing to ``Z_1``. Their gradient
+``X^T dZ_1`` is not zero, so it is multiplied by a per-model mask ``1[i < d_k]`` of shape
+(K, d, 1) before the update: a row with zero value and zero gradient never moves (SGD, weight
+decay, L1 with ``sign(0) = 0``, Adam whose moments stay 0), so the padding stays exactly 0 and
+model k trains as fit trains a model of ``d_k`` inputs on ``X[:, :d_k]``. With one width for
+all models there is no mask and no multiply.
 
 Dropout (d2l 4.6; Srivastava et al. 2014) uses a documented common-random-numbers scheme so
 that it is vectorized *and* independent of how trials are grouped: for seed ``s`` and hidden
@@ -45,7 +61,7 @@ from mlplab.models import ModelConfig, build_mlp
 from mlplab.sweep.optim import make_batched_optimizer
 from mlplab.sweep.planner import group_key
 from mlplab.sweep.spec import Trial
-from mlplab.train import DIVERGED, INITIAL_LOSS_ROWS, EpochRecord, History, outcome, resolve_device
+from mlplab.train import DIVERGED, INITIAL_LOSS_ROWS, EpochRecord, History, check_targets, outcome, resolve_device
 
 DROPOUT_STREAM = 0x5EED_D0  # a constant mixed into dropout_seed, so dropout never reuses the init or order seed
 
@@ -88,52 +104,85 @@ class BatchedMLP:
     Attributes
     ----------
     weights : list of Tensor (K, n_in, n_out), one per layer
-    biases : list of Tensor (K, 1, n_out)
+        The first layer's ``n_in`` is the widest model's input count; narrower models' rows
+        beyond their own are zero.
+    biases : list of Tensor (K, 1, n_out), one per layer; empty for models without biases
     slopes : list of Tensor (K, 1, 1), one per hidden layer for ``prelu``, else empty
+    input_widths : list of int
+        Each model's own input count ``d_k`` (its ``ModelConfig.n_inputs``).
+    input_mask : Tensor of shape (K, n_in, 1) or None
+        ``1[i < d_k]``: which rows of ``weights[0]`` model k has; None when all widths are equal.
     """
 
-    def __init__(self, weights: list[Tensor], biases: list[Tensor], slopes: list[Tensor], activation: str) -> None:
+    def __init__(
+        self,
+        weights: list[Tensor],
+        biases: list[Tensor],
+        slopes: list[Tensor],
+        activation: str,
+        input_widths: Sequence[int] | None = None,
+    ) -> None:
         self.weights, self.biases, self.slopes, self.activation = weights, biases, slopes, activation
         self._act = BATCHED_ACTIVATIONS[activation]
+        widest = weights[0].shape[1]
+        self.input_widths = [widest] * weights[0].shape[0] if input_widths is None else list(input_widths)
+        if len(self.input_widths) != weights[0].shape[0] or max(self.input_widths) > widest:
+            raise ConfigError("input_widths", self.input_widths, f"one width <= {widest} per model")
+        self.input_mask: Tensor | None = None
+        if min(self.input_widths) < widest:
+            rows = torch.arange(widest, device=weights[0].device)  # (d,)
+            widths = torch.tensor(self.input_widths, device=weights[0].device).view(-1, 1)  # (K, 1)
+            self.input_mask = (rows < widths).to(weights[0].dtype).unsqueeze(-1)  # (K, d, 1)
 
     @classmethod
     def from_trials(cls, trials: Sequence[Trial], device: torch.device | str = "cpu") -> BatchedMLP:
         """Stack the initial weights ``build_mlp(trial.model, Generator().manual_seed(seed))`` of each trial.
 
-        These are exactly the weights ``mlplab.train.fit`` would start from, for any init scheme.
-        Trials with the same model config and seed share one draw.
+        These are exactly the weights ``mlplab.train.fit`` would start from, for any init scheme;
+        a model with fewer inputs than the widest has its first weight matrix padded with zero
+        rows. Trials with the same model config and seed share one draw.
         """
         if not trials or len({group_key(t)[:4] for t in trials}) != 1:
             raise ConfigError(
                 "trials", len(trials), "a batched model needs one or more trials of one shape and activation"
             )
-        built: dict[tuple, list[Tensor]] = {}
+        built: dict[tuple, tuple[list[Tensor], list[Tensor], list[Tensor]]] = {}
         per_model = []
         for t in trials:
             ident = (t.model, t.seed)
             if ident not in built:
                 net = build_mlp(t.model, torch.Generator().manual_seed(t.seed))
-                built[ident] = [p.detach() for p in net.parameters()]
+                linears = [m for m in net if isinstance(m, nn.Linear)]
+                built[ident] = (
+                    [lin.weight.detach() for lin in linears],  # (n_out, n_in) each
+                    [lin.bias.detach() for lin in linears if lin.bias is not None],  # (n_out,) each, or none
+                    [m.weight.detach() for m in net if isinstance(m, nn.PReLU)],  # (1,) per hidden layer
+                )
             per_model.append(built[ident])
-        depth = len(trials[0].model.hidden) + 1
-        prelu = trials[0].model.activation == "prelu"
-        stride = 3 if prelu else 2  # Linear weight, bias (, PReLU slope) per hidden layer
+        widths = [t.model.n_inputs for t in trials]
+        widest = max(widths)
 
-        def stacked(index: int, transform: Callable[[Tensor], Tensor]) -> Tensor:
-            return torch.stack([transform(ps[index]) for ps in per_model]).to(device).requires_grad_(True)
+        def stacked(kind: int, layer: int, transform: Callable[[Tensor], Tensor]) -> Tensor:
+            return torch.stack([transform(ps[kind][layer]) for ps in per_model]).to(device).requires_grad_(True)
 
-        weights, biases, slopes = [], [], []
-        for layer in range(depth):
-            at = layer * stride
-            weights.append(stacked(at, lambda w: w.t()))  # (K, n_in, n_out)
-            biases.append(stacked(at + 1, lambda b: b.view(1, -1)))  # (K, 1, n_out)
-            if prelu and layer < depth - 1:
-                slopes.append(stacked(at + 2, lambda a: a.view(1, 1)))  # (K, 1, 1)
-        return cls(weights, biases, slopes, trials[0].model.activation)
+        def padded(w: Tensor) -> Tensor:
+            return F.pad(w.t(), (0, 0, 0, widest - w.shape[1]))  # (widest, n_out): zero rows below
+
+        first = per_model[0]
+        weights = [stacked(0, 0, padded)]  # (K, widest, n_out)
+        weights += [stacked(0, layer, lambda w: w.t()) for layer in range(1, len(first[0]))]  # (K, n_in, n_out)
+        biases = [stacked(1, layer, lambda b: b.view(1, -1)) for layer in range(len(first[1]))]  # (K, 1, n_out)
+        slopes = [stacked(2, layer, lambda a: a.view(1, 1)) for layer in range(len(first[2]))]  # (K, 1, 1)
+        return cls(weights, biases, slopes, trials[0].model.activation, widths)
 
     @property
     def n_models(self) -> int:
         return self.weights[0].shape[0]
+
+    @property
+    def n_inputs(self) -> int:
+        """The widest model's input count: ``forward`` reads that many columns of ``X``."""
+        return self.weights[0].shape[1]
 
     def parameters(self) -> list[Tensor]:
         return [*self.weights, *self.biases, *self.slopes]
@@ -142,22 +191,29 @@ class BatchedMLP:
         """Which of ``parameters()`` are not weight matrices (not decayed when ``decay_biases`` is False)."""
         return [False] * len(self.weights) + [True] * (len(self.biases) + len(self.slopes))
 
+    def mask_grads(self, grads: Sequence[Tensor]) -> None:
+        """Zero, in place, the gradient of the padded rows of ``weights[0]`` (``grads`` match ``parameters()``)."""
+        if self.input_mask is not None:
+            grads[0].mul_(self.input_mask)  # (K, d, n_out) * (K, d, 1)
+
     def forward(self, X: Tensor, gates: Sequence[Tensor | None] = ()) -> Tensor:
-        """Logits of all K models.
+        """Outputs (logits, or regression predictions) of all K models.
 
         Parameters
         ----------
-        X : Tensor of shape (B, d), shared by the models
+        X : Tensor of shape (B, D), shared by the models; only its first ``n_inputs`` columns are read
         gates : per hidden layer a dropout gate (K, B, H) or None; empty in evaluation
 
         Returns
         -------
         Tensor of shape (K, B, n_outputs)
         """
+        if X.shape[1] != self.n_inputs:
+            X = X[:, : self.n_inputs]  # (B, d); train_group slices its data once, so this is rare
         A = X.expand(self.n_models, *X.shape)  # (K, B, d), a view
         last = len(self.weights) - 1
-        for layer, (W, b) in enumerate(zip(self.weights, self.biases)):
-            Z = torch.baddbmm(b, A, W)  # (K, B, n_out)
+        for layer, W in enumerate(self.weights):
+            Z = torch.baddbmm(self.biases[layer], A, W) if self.biases else torch.bmm(A, W)  # (K, B, n_out)
             if layer == last:
                 return Z
             A = self._act(Z, self.slopes[layer] if self.slopes else None)
@@ -167,13 +223,23 @@ class BatchedMLP:
         raise AssertionError("unreachable")
 
     def to_module(self, k: int, config: ModelConfig) -> nn.Sequential:
-        """Model ``k`` as the ``nn.Sequential`` that ``build_mlp(config)`` builds, with its weights."""
+        """Model ``k`` as the ``nn.Sequential`` that ``build_mlp(config)`` builds, with its weights.
+
+        The first layer gets model k's own ``n_inputs`` rows, without the padding.
+        """
+        if config.n_inputs != self.input_widths[k] or config.bias != bool(self.biases):
+            raise ConfigError(
+                "config",
+                f"n_inputs={config.n_inputs}, bias={config.bias}",
+                f"model {k} has n_inputs={self.input_widths[k]}, bias={bool(self.biases)}: pass its own trial's model",
+            )
         net = build_mlp(config)
         linears = [m for m in net if isinstance(m, nn.Linear)]
         prelus = [m for m in net if isinstance(m, nn.PReLU)]
         with torch.no_grad():
-            for lin, W, b in zip(linears, self.weights, self.biases):
-                lin.weight.copy_(W[k].t())
+            for layer, (lin, W) in enumerate(zip(linears, self.weights)):
+                lin.weight.copy_((W[k, : config.n_inputs] if layer == 0 else W[k]).t())
+            for lin, b in zip(linears, self.biases):
                 lin.bias.copy_(b[k, 0])
             for act, a in zip(prelus, self.slopes):
                 act.weight.copy_(a[k].view(1))
@@ -262,24 +328,51 @@ def per_model_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     return F.cross_entropy(logits.flatten(0, 1), y.repeat(K), reduction="none").view(K, -1)
 
 
+def per_model_squared_error(out: Tensor, y: Tensor) -> Tensor:
+    """Squared errors of each of K models' outputs (K, B, k) against the shared targets y: (K, B * k).
+
+    ``y`` has shape (B,) or (B, k) and is reshaped to (B, k) as fit's ``F.mse_loss(out,
+    y.reshape(out.shape))`` reshapes it, so a row's mean is that model's mse over the batch.
+    """
+    target = y.reshape(out.shape[1:]).expand_as(out)  # (K, B, k), a view
+    return F.mse_loss(out, target, reduction="none").flatten(1)
+
+
+# loss name of TrainConfig.loss -> per-model per-entry losses (K, m); a row's mean is fit's batch loss
+PER_MODEL_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cross_entropy": per_model_cross_entropy, "mse": per_model_squared_error,
+}  # fmt: skip
+
+
 @torch.no_grad()
-def evaluate_batched(model: BatchedMLP, split: Split, rows: int = 2048) -> tuple[Tensor, Tensor]:
-    """Mean cross-entropy and accuracy of every model on ``split`` (no dropout, no grad).
+def evaluate_batched(
+    model: BatchedMLP, split: Split, rows: int = 2048, loss: str = "cross_entropy"
+) -> tuple[Tensor, Tensor | None]:
+    """Mean loss and accuracy of every model on ``split`` (no dropout, no grad).
+
+    Parameters
+    ----------
+    model : BatchedMLP
+    split : Split with labels (B,) for ``cross_entropy``, targets (B,) or (B, k) for ``mse``
+    rows : int, rows evaluated at once
+    loss : str, ``cross_entropy`` or ``mse`` (as ``TrainConfig.loss``)
 
     Returns
     -------
     (loss, accuracy) : Tensors of shape (K,), float64, on the split's device
+        ``accuracy`` is None for ``mse``, as ``mlplab.train.evaluate`` returns None there.
     """
     K = model.n_models
+    per_entry, classify = PER_MODEL_LOSSES[loss], loss == "cross_entropy"
     total = torch.zeros(K, dtype=torch.float64, device=split.X.device)
     correct = torch.zeros(K, dtype=torch.int64, device=split.X.device)
     for X, y in batches(split, rows, shuffle=False):
-        logits = model.forward(X)  # (K, b, C)
-        loss = per_model_cross_entropy(logits, y)  # (K, b)
-        total += loss.mean(1).double() * len(y)
-        correct += (logits.argmax(-1) == y).sum(1)
+        out = model.forward(X)  # (K, b, C)
+        total += per_entry(out, y).mean(1).double() * len(y)  # (K,)
+        if classify:
+            correct += (out.argmax(-1) == y).sum(1)
     n = len(split)
-    return total / n, correct.double() / n
+    return total / n, (correct.double() / n if classify else None)
 
 
 def eval_rows_for(model: BatchedMLP, budget_bytes: int = 32 * 2**20) -> int:
@@ -314,8 +407,10 @@ class _Step:
         loss_sum: Tensor,
         correct: Tensor,
         graphed: bool,
+        loss: str = "cross_entropy",
     ) -> None:
         self.model, self.optimizer, self.streams, self.widths = model, optimizer, streams, list(widths)
+        self.per_entry, self.classify = PER_MODEL_LOSSES[loss], loss == "cross_entropy"
         self.params = model.parameters()
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
         self.graphed = graphed
@@ -326,14 +421,16 @@ class _Step:
 
     def run(self, X: Tensor, y: Tensor, U: Sequence[Tensor | None]) -> None:
         """The step itself, on whatever tensors it is given (eager, or being captured)."""
-        logits = self.model.forward(X, self.streams.gates_from(U))  # (K, B, C)
-        losses = per_model_cross_entropy(logits, y).mean(1)  # (K,)
+        out = self.model.forward(X, self.streams.gates_from(U))  # (K, B, C)
+        losses = self.per_entry(out, y).mean(1)  # (K,)
         grads = torch.autograd.grad(losses.sum(), self.params)
         with torch.no_grad():
+            self.model.mask_grads(grads)
             self.alive &= torch.isfinite(losses)
             self.optimizer.step(grads, self.alive)
             self.loss_sum += losses.double() * len(y)
-            self.correct += (logits.argmax(-1) == y).sum(1)
+            if self.classify:
+                self.correct += (out.argmax(-1) == y).sum(1)
 
     def __call__(self, X: Tensor, y: Tensor, full: bool) -> None:
         if not (self.graphed and full):
@@ -372,15 +469,19 @@ def train_group(
 
     Each trial trains as ``mlplab.train.fit(build_mlp(trial.model, Generator().manual_seed(seed)),
     data, trial.train)`` would: same initial weights, same mini-batch order (one ``randperm`` per
-    epoch from ``Generator().manual_seed(seed)``), same loss and optimizer update, test metrics
-    after every epoch in evaluation mode. Two differences: dropout masks follow the scheme of the
+    epoch from ``Generator().manual_seed(seed)``), same loss (cross-entropy, or mse; plus the L1
+    term) and optimizer update, test metrics after every epoch in evaluation mode (accuracies
+    None for mse). A trial whose ``n_inputs`` is below the data's column count trains as fit on
+    the first ``n_inputs`` columns would. Two differences: dropout masks follow the scheme of the
     module docstring, and a model whose training loss turns non-finite is frozen at that step
     (fit runs out the epoch); either way it stops after that epoch with status ``"diverged"``.
 
     Parameters
     ----------
     trials : sequence of Trial sharing ``planner.group_key``
-    data : Data with int64 class labels
+    data : Data
+        int64 class labels for ``loss="cross_entropy"``, float targets (n,) or (n, k) for
+        ``"mse"``; at least as many columns as the widest trial's ``n_inputs``.
     device : str or torch.device
     callbacks : sequence of GroupCallback
     model : BatchedMLP, optional
@@ -399,12 +500,22 @@ def train_group(
         raise ConfigError(
             "trials", len(trials), "all trials of a group must share shape, optimizer, batch size, epochs and seed"
         )
+    cfg = first.train
+    check_targets(cfg.loss, data)
+    widest, columns = max(t.model.n_inputs for t in trials), data.train.X.shape[1]
+    if widest > columns:
+        raise ConfigError(
+            "n_inputs",
+            widest,
+            f"the data has {columns} input columns and a model reads its first n_inputs: use n_inputs <= {columns}",
+        )
     device = resolve_device(str(device))
     graphed = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
     if graphed and device.type != "cuda":
         raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")
     data = data.to(device)
-    cfg = first.train
+    if widest < columns:  # the columns no model reads are dropped once, not sliced per batch
+        data = Data(*(Split(s.X[:, :widest].contiguous(), s.y) for s in (data.train, data.test)))
     K = len(trials)
     t_start = time.perf_counter()
     if model is None:
@@ -419,7 +530,14 @@ def train_group(
     lr = per_model([t.train.lr for t in trials])
     wd = per_model([t.train.weight_decay for t in trials])
     wd_bias = per_model([t.train.weight_decay if t.train.decay_biases else 0.0 for t in trials])
-    optimizer = make_batched_optimizer(cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()])
+    l1_per_param = None  # no L1 term at all unless some model has one
+    if any(t.train.l1 for t in trials):
+        l1 = per_model([t.train.l1 for t in trials])
+        l1_bias = per_model([t.train.l1 if t.train.decay_biases else 0.0 for t in trials])
+        l1_per_param = [l1_bias if b else l1 for b in model.is_bias()]
+    optimizer = make_batched_optimizer(
+        cfg.optimizer, params, lr, [wd_bias if b else wd for b in model.is_bias()], l1_per_param
+    )
     streams = DropoutStreams(
         cfg.seed, torch.tensor([t.model.dropout_per_layer for t in trials]).reshape(K, len(first.model.hidden)), device
     )
@@ -431,11 +549,13 @@ def train_group(
     alive = torch.ones(K, dtype=torch.bool, device=device)
     loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # the epoch's running sums, zeroed each epoch
     correct = torch.zeros(K, dtype=torch.int64, device=device)
-    step = _Step(model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed)
+    step = _Step(model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed, cfg.loss)
     head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
-    initial = evaluate_batched(model, head, eval_rows)[0].tolist()  # each model's loss before training, as fit
+    initial = evaluate_batched(model, head, eval_rows, cfg.loss)[0].tolist()  # each model's loss before training
     histories = [History(initial_loss=loss) for loss in initial]
-    n_classes = data.n_classes
+    classify = cfg.loss == "cross_entropy"
+    n_classes = data.n_classes if classify and len(data.test) else None  # as fit judges "at chance"
+    no_acc = [None] * K
     finished = [False] * K
     for cb in callbacks:
         cb.on_group_begin(K, cfg.epochs, n_batches)
@@ -447,9 +567,11 @@ def train_group(
             step(X, y, full=len(y) == cfg.batch_size)
             for cb in callbacks:
                 cb.on_batch_end(epoch, b)
-        test_loss, test_acc = evaluate_batched(model, data.test, eval_rows)
-        train_loss, train_acc = (loss_sum / n).tolist(), (correct.double() / n).tolist()
-        test_loss, test_acc, alive_now = test_loss.tolist(), test_acc.tolist(), alive.tolist()
+        test_loss, test_acc = evaluate_batched(model, data.test, eval_rows, cfg.loss)
+        train_loss = (loss_sum / n).tolist()
+        train_acc = (correct.double() / n).tolist() if classify else no_acc
+        test_acc = test_acc.tolist() if test_acc is not None else no_acc
+        test_loss, alive_now = test_loss.tolist(), alive.tolist()
         seconds = (time.perf_counter() - t0) / K
         for k in range(K):
             if finished[k]:

@@ -1,10 +1,14 @@
 """Planning: which trials train together as one batched model.
 
-Trials that share every shape-defining setting (hidden widths, activation, input/output sizes),
-the optimizer, the batch size, the number of epochs and the seed (hence the mini-batch order and
-the dropout-mask stream) form one group: one stack of ``K`` models trained by a single forward
-and backward per step. Learning rate, weight decay, dropout probabilities and initialization may
-differ inside a group; they are per-model tensors (or per-model initial weights).
+Trials that share every shape-defining setting (hidden widths, activation, output size, whether
+layers have biases), the loss, the optimizer, the batch size, the number of epochs and the seed
+(hence the mini-batch order and the dropout-mask stream) form one group: one stack of ``K``
+models trained by a single forward and backward per step. Learning rate, weight decay, the L1
+penalty, dropout probabilities and initialization may differ inside a group; they are per-model
+tensors (or per-model initial weights). So may the input width: a model with ``n_inputs`` below
+the data's column count sees the first ``n_inputs`` columns, its first weight matrix padded with
+zero rows to the group's widest (``mlplab.sweep.batched``), so that the polynomial degrees of one
+seed (d2l 4.4) train as one group.
 
 Large groups are cut into near-equal chunks of at most ``max_models`` models (memory on a GPU,
 cache on a CPU). The plan depends only on the list of trials and ``max_models``, so a resumed
@@ -33,9 +37,12 @@ BYTES_PER_FLOAT = 4
 
 
 def group_key(trial: Trial) -> tuple:
-    """What trials must share to be trained in one batched model."""
+    """What trials must share to be trained in one batched model (not ``n_inputs``: see above).
+
+    The first four entries are the stacked shape (``BatchedMLP.from_trials`` checks them).
+    """
     m, t = trial.model, trial.train
-    return (m.hidden, m.activation, m.n_inputs, m.n_outputs, t.optimizer, t.batch_size, t.epochs, t.seed)
+    return (m.hidden, m.activation, m.n_outputs, m.bias, t.loss, t.optimizer, t.batch_size, t.epochs, t.seed)
 
 
 @dataclass(frozen=True)
@@ -57,22 +64,29 @@ class Group:
         return Group(self.index, tuple(t for t in self.trials if t.key not in keys))
 
     def describe(self) -> str:
-        """``20 x 784-256-256-10 relu sgd, batch 256, 10 epochs, seed 0``."""
+        """``20 x 784-256-256-10 relu sgd, batch 256, 10 epochs, seed 0`` (inputs ``2..20`` when they differ)."""
         m, t = self.first.model, self.first.train
+        widths = {u.model.n_inputs for u in self.trials}
+        inputs = f"{min(widths)}..{max(widths)}" if len(widths) > 1 else str(m.n_inputs)
         return (
-            f"{len(self)} x {'-'.join(map(str, m.sizes))} {m.activation} {t.optimizer}, "
+            f"{len(self)} x {'-'.join([inputs, *map(str, m.sizes[1:])])} {m.activation} {t.optimizer}, "
             f"batch {t.batch_size}, {t.epochs} epochs, seed {t.seed}"
         )
 
 
-def bytes_per_model(trial: Trial, eval_rows: int = 2048, n_train: int | None = None) -> int:
+def bytes_per_model(
+    trial: Trial, eval_rows: int = 2048, n_train: int | None = None, n_inputs: int | None = None
+) -> int:
     """A generous estimate of the memory one model of a group needs while it trains.
 
     Parameters, gradients and update temporaries (plus Adam's two moments); per layer the
     pre-activation, activation, dropout gate and gradient of a (B, H) batch; the evaluation chunk.
-    With ``n_train`` (training rows) a batch is at most that many rows, as in training.
+    With ``n_train`` (training rows) a batch is at most that many rows, as in training; with
+    ``n_inputs`` (the group's widest) the first layer is as wide as its padded stack.
     """
     sizes = trial.model.sizes
+    if n_inputs is not None:
+        sizes = [max(sizes[0], n_inputs), *sizes[1:]]
     n_params = sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
     states = 3 + (2 if trial.train.optimizer in ("adam", "adamw") else 0)
     batch = trial.train.batch_size if n_train is None else min(trial.train.batch_size, n_train)
@@ -102,7 +116,10 @@ def check_memory(groups: Sequence[Group], device: torch.device | str, n_train: i
     """
     if not groups:
         return
-    needs = [sum(bytes_per_model(t, n_train=n_train) for t in g.trials) for g in groups]
+    needs = [
+        sum(bytes_per_model(t, n_train=n_train, n_inputs=max(u.model.n_inputs for u in g.trials)) for t in g.trials)
+        for g in groups
+    ]
     worst = max(range(len(groups)), key=needs.__getitem__)
     group = groups[worst]
     fix = "narrower --hidden or a smaller --batch-size"

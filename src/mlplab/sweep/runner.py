@@ -15,18 +15,26 @@ import torch
 
 from mlplab.atomic import OutputError, remove_stale
 from mlplab.data import Data, Split, fashion_mnist_data
-from mlplab.data.synthetic import classification_blobs
+from mlplab.data.synthetic import classification_blobs, high_dim_linear, polynomial
 from mlplab.errors import ConfigError
 from mlplab.sweep.batched import GroupCallback, TrialResult, train_group
 from mlplab.sweep.planner import Group, check_memory, default_max_models, plan
 from mlplab.sweep.spec import SweepSpec, Trial
 from mlplab.sweep.store import SweepStore, store_error, writer_lock
-from mlplab.train import resolve_device
+from mlplab.train import check_targets, resolve_device
 
-DATA_SETS = ("fashion-mnist", "synthetic")
-# (training rows, inputs, classes) of each data set: a sweep is planned, and its memory checked,
-# before the data is loaded (or downloaded); run_sweep checks again on the data it is given.
-DATA_SIZES = {"fashion-mnist": (60_000, 784, 10), "synthetic": (2048, 32, 10)}
+DATA_SETS = ("fashion-mnist", "synthetic", "poly", "linear-200")
+# (training rows, inputs, outputs) of each data set, outputs being classes or the target width: a
+# sweep is planned, and its memory checked, before the data is loaded (or downloaded); run_sweep
+# checks again on the data it is given.
+DATA_SIZES = {
+    "fashion-mnist": (60_000, 784, 10),
+    "synthetic": (2048, 32, 10),
+    "poly": (100, 20, 1),
+    "linear-200": (20, 200, 1),
+}
+# the data sets with float targets: their trials need loss=mse (the others: cross_entropy)
+REGRESSION_SETS = frozenset({"poly", "linear-200"})
 
 
 def synthetic_data(n_train: int = 2048, n_test: int = 512, n_features: int = 32, n_classes: int = 10) -> Data:
@@ -40,11 +48,27 @@ def synthetic_data(n_train: int = 2048, n_test: int = 512, n_features: int = 32,
 
 
 def sweep_data(name: str, data_dir: str | os.PathLike[str] | None = None) -> Data:
-    """The data set a sweep trains on: ``fashion-mnist`` or ``synthetic``."""
+    """The data set a sweep trains on (one of :data:`DATA_SETS`).
+
+    - ``fashion-mnist``: the real images (``data_dir``, else searched, else downloaded).
+    - ``synthetic``: Gaussian blobs, see :func:`synthetic_data`.
+    - ``poly``: the polynomial of d2l 4.4 (``mlplab.data.synthetic.polynomial``, 100 train and
+      100 test rows of the features ``x^i / i!``, i < 20; generator seed 0). Degree ``d`` is a
+      model with ``n_inputs = d + 1``, which reads the first ``d + 1`` columns.
+    - ``linear-200``: the high-dimensional linear regression of d2l 4.5 (200 inputs, 20 train
+      and 100 test rows, w = 0.01, b = 0.05, noise 0.01; ``synthetic.high_dim_linear``, seed 0).
+
+    The last two have float targets of shape (n, 1) (:data:`REGRESSION_SETS`): train them with
+    ``loss=mse``.
+    """
     if name == "fashion-mnist":
         return fashion_mnist_data(data_dir)
     if name == "synthetic":
         return synthetic_data()
+    if name == "poly":
+        return polynomial(n_train=100, n_test=100, max_degree=20, generator=torch.Generator().manual_seed(0))
+    if name == "linear-200":
+        return high_dim_linear(20, 100, 200, w=0.01, b=0.05, noise=0.01, generator=torch.Generator().manual_seed(0))
     raise ConfigError("data", name, f"expected one of {', '.join(DATA_SETS)}")
 
 
@@ -60,9 +84,20 @@ def plan_sweep(
 ) -> tuple[list[Trial], int, list[Group]]:
     """The trials, the group size and the groups of a sweep; raises if the largest group cannot fit.
 
-    Pure planning: nothing is loaded, trained or written, so a CLI can call it before any work.
+    ``n_inputs`` is the data's column count: the trials' default input width, and the most a
+    trial may read (a trial with fewer reads the first columns). ``n_outputs`` is the number of
+    classes, or the width of a regression target. Pure planning: nothing is loaded, trained or
+    written, so a CLI can call it before any work.
     """
     trials = spec.trials(n_inputs=n_inputs, n_outputs=n_outputs)
+    for t in trials:
+        if t.model.n_inputs > n_inputs:
+            raise ConfigError(
+                "n_inputs",
+                t.model.n_inputs,
+                f"the data has {n_inputs} input columns and a model reads its first n_inputs: "
+                f"use n_inputs <= {n_inputs}",
+            )
     k = max_models if max_models is not None else default_max_models(trials, device)
     groups = plan(trials, k)
     check_memory(groups, device, n_train)
@@ -148,7 +183,9 @@ def run_sweep(
     ----------
     spec : SweepSpec
     data : Data
-        Classification data (integer labels); its fingerprint is bound to ``out`` on the first run.
+        Classification data (int64 labels, for trials with ``loss="cross_entropy"``) or
+        regression data (float targets (n,) or (n, k), for ``loss="mse"``); its fingerprint is
+        bound to ``out`` on the first run. Trials may read fewer columns than it has.
     out : path
         The sweep directory; created if missing, resumed if it holds a sweep. Its writer lock
         (``out/sweep.lock``) is taken before the store is opened; a caller that holds it already
@@ -176,8 +213,10 @@ def run_sweep(
     Raises
     ------
     MlplabError
-        Before any training: a bad spec or device, a group that cannot fit in memory, another
-        writer holding the lock, a damaged store. During it: a store that cannot be written (a
+        Before any training: a bad spec or device, a loss that does not suit the data's targets
+        (``ConfigError`` on ``loss``: mse with class labels, cross_entropy with float targets), a
+        model wider than the data, a group that cannot fit in memory, another writer holding the
+        lock, a damaged store. During it: a store that cannot be written (a
         full disk); the groups committed before are kept and a rerun resumes after them.
     """
     if progress:
@@ -197,11 +236,9 @@ def run_sweep(
     t0 = time.perf_counter()
     out = sweep_folder(out)
     resolved = resolve_device(device)
-    if data.train.y.dtype != torch.int64:
-        raise ConfigError(
-            "data", str(data.train.y.dtype), "sweeps train classifiers: labels must be int64 class indices"
-        )
-    trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_classes, resolved, max_models)
+    trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_outputs, resolved, max_models)
+    for loss in dict.fromkeys(t.train.loss for t in trials):  # each loss once, in trial order
+        check_targets(loss, data)
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
         remove_stale(out)  # temp files of a killed `sweep plot` (their writers are dead)
         store.bind_data(fingerprint(data))
