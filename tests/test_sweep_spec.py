@@ -245,6 +245,10 @@ NOT_DEFAULT = {
     "optimizer": "adam",
     "batch_size": 64,
     "epochs": 3,
+    "loss": "mse",
+    "l1": 0.001,
+    "bias": False,
+    "features": 20,
 }
 
 
@@ -257,6 +261,8 @@ def test_the_tables_defaults_are_the_library_configs_defaults():
     for h in HYPERPARAMETERS:
         if h.name == "dropout":  # ModelConfig's dropout=() means p = 0 after every layer
             assert configs["model"].dropout == () and h.default == 0.0
+        elif h.name == "features":  # None: every column of the data (n_inputs comes from the data)
+            assert h.default is None and h.field == "n_inputs"
         else:
             assert getattr(configs[h.config], h.field) == h.default, h.name
     assert DEFAULTS == {h.name: h.default for h in HYPERPARAMETERS}
@@ -302,10 +308,25 @@ def test_make_trial_sets_each_hyperparameters_config_field():
         "optimizer",
         "batch_size",
         "epochs",
+        "loss",
+        "l1",
+        "bias",
+        "features",
     ]
     assert params["hidden"] == "8-4" and params["dropout2"] == 0.3 and params["decay_biases"] is False
     again = make_trial({**DEFAULTS, **{k: parse_axis(f"{k}={v}")[1][0] for k, v in params.items()}}, seed=4)
     assert again == trial
+
+
+def test_entries_added_later_are_keyed_only_off_their_default():
+    base = make_trial(DEFAULTS, seed=0)
+    keys = {base.key}
+    for name, value in (("loss", "mse"), ("l1", 0.01), ("bias", False), ("features", 20)):
+        trial = make_trial({**DEFAULTS, name: value}, seed=0)
+        assert trial.params()[name] == value
+        keys.add(trial.key)
+    assert len(keys) == 5  # each non-default value is a model of its own in the store
+    assert make_trial({**DEFAULTS, "features": 784}, seed=0).key == base.key  # all 784 columns: the default
 
 
 def test_keys_are_unchanged_by_the_table():

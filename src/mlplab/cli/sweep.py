@@ -206,8 +206,9 @@ def run(
         "fewer launches); --no-cuda-graphs launches kernels one by one.",
     ),
     data: str = typer.Option(
-        "fashion-mnist", help="Data set: fashion-mnist; synthetic (small Gaussian blobs, for tests and demos); poly (d2l 4.4's "
-        "polynomial, 20 features x^i/i!) or linear-200 (d2l 4.5's 200-feature regression), both with --loss mse."
+        "fashion-mnist",
+        help="Data set: fashion-mnist; synthetic (small Gaussian blobs, for tests and demos); poly (d2l 4.4's "
+        "polynomial, 20 features x^i/i!) or linear-200 (d2l 4.5's 200-feature regression), both with --loss mse.",
     ),
     data_dir: Optional[Path] = typer.Option(
         None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."

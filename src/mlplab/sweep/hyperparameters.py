@@ -63,10 +63,16 @@ class Hyperparameter:
     choices: tuple[str, ...] = ()  # the allowed values of a categorical one (tests check the library's)
     log_scale: bool = False  # its values span decades: plots use a log axis when a sweep's do
     flags: tuple[str, ...] = ()  # the `sweep run` flag(s) that fix it; () is --name (dashes for _)
+    # In Trial.key: "always"; "unless-default" for entries added after sweeps were stored (at their
+    # default they stay out of the key, so stored sweeps keep their keys and resume); "no" when the
+    # key holds the value already (features is the model's n_inputs)
+    keyed: str = "always"
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"hyperparameter {self.name}: kind {self.kind!r} is not one of {', '.join(KINDS)}")
+        if self.keyed not in ("always", "unless-default", "no"):
+            raise ValueError(f"hyperparameter {self.name}: keyed {self.keyed!r} is not always, unless-default or no")
         if (self.kind == "choice") != bool(self.choices):
             raise ValueError(f"hyperparameter {self.name}: choices go with kind 'choice' and only with it")
 
@@ -99,6 +105,19 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
     ),
     Hyperparameter("batch_size", "train", "batch_size", 256, "int", "examples per step", "256"),
     Hyperparameter("epochs", "train", "epochs", 10, "int", "passes over the training data", "10"),
+    Hyperparameter(
+        "loss", "train", "loss", "cross_entropy", "choice", "loss (mse: regression, float targets)", "mse",
+        choices=("cross_entropy", "mse"), keyed="unless-default",
+    ),
+    Hyperparameter("l1", "train", "l1", 0.0, "real", "L1 penalty", "1e-3", log_scale=True, keyed="unless-default"),
+    Hyperparameter(
+        "bias", "model", "bias", True, "bool", "layers have biases", "true, false",
+        flags=("--bias/--no-bias",), keyed="unless-default",
+    ),
+    Hyperparameter(
+        "features", "model", "n_inputs", None, "int", "inputs the model reads: the data's first N columns (default all)",
+        "4", keyed="no",
+    ),
 )  # fmt: skip
 BY_NAME: dict[str, Hyperparameter] = {h.name: h for h in HYPERPARAMETERS}
 NAMES: tuple[str, ...] = tuple(BY_NAME)

@@ -44,14 +44,18 @@ class SweepProgress(SweepCallback):
         self.done += 1
         self.progress.remove_task(self.batch_task)
         self.progress.advance(self.groups_task)
-        best = max((r.history.final.test_acc or 0.0 for r in results), default=0.0)
+        finals = [r.history.final for r in results if r.history.records]
+        if group.first.train.loss == "mse":  # regression: no accuracy; the lowest test loss
+            best = f"best test loss {min((f.test_loss for f in finals), default=float('nan')):.4g}"
+        else:
+            best = f"best test acc {max((f.test_acc or 0.0 for f in finals), default=0.0):.4f}"
         diverged = sum(r.history.status == "diverged" for r in results)
         failed = sum(r.history.status.startswith("failed") for r in results)
         seconds = sum(r.seconds for r in results)
         note = f", [bold red]{diverged} diverged[/]" if diverged else ""
         note += f", [bold red]{failed} failed (at chance or loss rose)[/]" if failed else ""
         self.progress.console.print(
-            f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, best test acc {best:.4f}{note}"
+            f"group {self.done}/{self.total}: {group.describe()}: {seconds:.1f} s, {best}{note}"
         )
 
 

@@ -142,11 +142,10 @@ def _reader(h: Hyperparameter) -> Reader:
 
 _READERS: dict[str, Reader] = {h.name: _reader(h) for h in HYPERPARAMETERS}
 HYPERPARAMETER_NAMES = AXIS_NAMES
-# The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults; ModelConfig's
-# dropout=() (none) is p = 0 after every hidden layer.
-DEFAULTS: dict[str, Any] = {
-    h.name: 0.0 if h.name == PER_LAYER else getattr(_CONFIG_DEFAULTS[h.config], h.field) for h in HYPERPARAMETERS
-}
+# The defaults of a sweep are the library's (ModelConfig, TrainConfig) defaults (the table's, which
+# tests check); ModelConfig's dropout=() (none) is p = 0 after every hidden layer, and features=None
+# reads every column of the data.
+DEFAULTS: dict[str, Any] = {h.name: h.default for h in HYPERPARAMETERS}
 
 
 def canonical_name(name: str) -> str:
@@ -313,8 +312,17 @@ class Trial:
 
     @property
     def key(self) -> str:
-        """A stable identifier of (configuration, seed, input/output sizes): what the store indexes."""
-        ident = {**self.params(), "seed": self.seed, "n_inputs": self.model.n_inputs, "n_outputs": self.model.n_outputs}
+        """A stable identifier of (configuration, seed, input/output sizes): what the store indexes.
+
+        Hyperparameters added to the table after sweeps were stored are left out at their default
+        (``Hyperparameter.keyed``), so a sweep stored before keeps its keys and resumes.
+        """
+        params = {
+            name: value
+            for name, value in self.params().items()
+            if not (_KEYED.get(name) == "no" or (_KEYED.get(name) == "unless-default" and value == DEFAULTS[name]))
+        }
+        ident = {**params, "seed": self.seed, "n_inputs": self.model.n_inputs, "n_outputs": self.model.n_outputs}
         return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
     def label(self, names: Sequence[str] | None = None) -> str:
@@ -322,6 +330,9 @@ class Trial:
         params = self.params()
         names = list(params) if names is None else names
         return " ".join([*(f"{n}={_value_text(params[n])}" for n in names if n in params), f"seed={self.seed}"])
+
+
+_KEYED = {h.name: h.keyed for h in HYPERPARAMETERS}
 
 
 def _like(default: Any, value: Any) -> Any:
@@ -352,7 +363,8 @@ def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outp
         if h.name != PER_LAYER:
             fields[h.config][h.field] = values[h.name]
     fields["model"].update(hidden=hidden, dropout=tuple(per_layer) if any(per_layer) else ())
-    model = ModelConfig(**fields["model"], n_inputs=n_inputs, n_outputs=n_outputs)
+    features = fields["model"].pop("n_inputs", None)  # the features entry: None reads every column
+    model = ModelConfig(**fields["model"], n_inputs=n_inputs if features is None else features, n_outputs=n_outputs)
     return Trial(model, TrainConfig(**fields["train"], seed=seed))
 
 
