@@ -1,0 +1,134 @@
+"""The experiments framework: paired comparisons, conclusions, storage that reuses and never mixes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+from typer.testing import CliRunner
+
+from mlplab import experiments
+from mlplab.cli import app
+from mlplab.errors import ConfigError
+from mlplab.experiments.base import ExperimentConfig, best, compare, sweep
+from mlplab.stats import paired
+
+runner = CliRunner()
+
+
+def test_paired_matches_scipys_paired_t_interval():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0.85, 0.01, 5)
+    b = a - 0.004 + rng.normal(0, 0.002, 5)
+    p = paired(dict(enumerate(a)), dict(enumerate(b)), labels=("A", "B"))
+    ci = scipy_stats.ttest_rel(a, b).confidence_interval(0.95)
+    assert p.difference.low == pytest.approx(ci.low, rel=1e-10)
+    assert p.difference.high == pytest.approx(ci.high, rel=1e-10)
+    assert p.winner == ("A" if ci.low > 0 else None)
+
+
+def test_paired_uses_only_shared_seeds_and_says_when_undecided():
+    p = paired({0: 0.8, 1: 0.9, 2: 0.7}, {1: 0.89, 2: 0.72, 3: 0.1}, labels=("A", "B"))
+    assert p.difference.n == 2 and p.a_mean == pytest.approx(0.8)
+    assert p.winner is None and "not told apart" in p.sentence()
+    one = paired({0: 0.8}, {0: 0.7})
+    assert math.isnan(one.difference.half_width) and one.winner is None and "no interval" in one.sentence()
+    with pytest.raises(ConfigError, match="seeds"):
+        paired({0: 1.0}, {1: 1.0})
+
+
+def test_a_lower_loss_wins_when_lower_is_better():
+    p = paired({0: 1.0, 1: 1.1, 2: 1.05}, {0: 2.0, 1: 2.1, 2: 2.2}, labels=("A", "B"), higher_is_better=False)
+    assert p.winner == "A" and "A beats B" in p.sentence() and "by +" not in p.sentence()
+
+
+def hand_results() -> pd.DataFrame:
+    """Width 256 is best; 512 is within noise of it; 8 is far worse (3 seeds each)."""
+    acc = {8: (0.70, 0.71, 0.69), 256: (0.850, 0.860, 0.855), 512: (0.851, 0.855, 0.856)}
+    return pd.DataFrame([{"width": w, "seed": s, "final_test_acc": v[s]} for w, v in acc.items() for s in range(3)])
+
+
+def test_best_names_the_best_value_and_the_ones_not_told_apart():
+    c = best(hand_results(), "width")
+    assert c.values["best"] == 256 and c.values["tied"] == [512]
+    assert c.values["mean"] == pytest.approx(0.855) and c.values["n"] == 3
+    assert "best width: 256" in c.text and "512" in c.text
+
+
+def test_compare_pairs_on_seeds():
+    p = compare(hand_results(), "width", 256, 8)
+    assert p.winner == "width=256" and p.difference.mean == pytest.approx(0.155)
+
+
+def test_the_config_is_checked():
+    with pytest.raises(ConfigError, match="seeds"):
+        ExperimentConfig(seeds=0)
+    with pytest.raises(ConfigError, match="data"):
+        ExperimentConfig(data="mnist")
+    with pytest.raises(ConfigError, match="device"):
+        ExperimentConfig(device="gpu")
+    with pytest.raises(ConfigError, match="widths"):
+        experiments.module("mlp-hidden").Config(widths=(0,))
+    with pytest.raises(ConfigError, match="experiment"):
+        experiments.module("no-such-thing")
+
+
+def test_quick_and_full_results_live_apart(tmp_path):
+    quick = ExperimentConfig(out=str(tmp_path), quick=True).folder("x")
+    full = ExperimentConfig(out=str(tmp_path)).folder("x")
+    assert quick != full and quick.parent == full.parent
+
+
+def test_a_rerun_reuses_the_store_and_a_changed_config_is_stored_apart(tmp_path):
+    from mlplab.sweep.runner import synthetic_data
+    from mlplab.sweep.spec import SweepSpec
+
+    data = synthetic_data(n_train=256, n_test=128)
+    config = ExperimentConfig(data="synthetic", out=str(tmp_path))
+    folder = tmp_path / "store"
+    spec = SweepSpec(base={"hidden": (8,), "epochs": 1, "batch_size": 64}, grid={"lr": (0.1, 0.5)}, seeds=(0, 1))
+    first = sweep(spec, data, folder, config)
+    assert len(first.results) == 4
+    again = sweep(spec, data, folder, config)  # nothing retrained: the same rows come back
+    pd.testing.assert_frame_equal(first.results, again.results)
+    longer = SweepSpec(base={"hidden": (8,), "epochs": 2, "batch_size": 64}, grid={"lr": (0.1, 0.5)}, seeds=(0, 1))
+    other = sweep(longer, data, folder, config, histories=True)
+    assert len(other.results) == 4 and set(other.results["epochs"]) == {2}  # only its own rows
+    assert set(other.histories["epoch"]) == {1, 2} and len(other.histories) == 8
+    from mlplab.sweep.results import load_results
+
+    assert len(load_results(folder)) == 8  # both configs are stored, apart
+
+
+def test_mlp_hidden_end_to_end_on_synthetic_data(tmp_path):
+    result = experiments.run(
+        "mlp-hidden", quick=True, data="synthetic", out=str(tmp_path), widths=(8, 64, 256), seeds=2,
+        compare_widths=(64, 256),
+    )  # fmt: skip
+    widths = result.tables["widths"]
+    assert list(widths["width"]) == [8, 64, 256] and (widths["n"] == 2).all()
+    assert len(result.tables["accuracy"]) == 6
+    best_width = result.conclusions[0].values["best"]
+    assert best_width == widths.loc[widths["final_test_acc_mean"].idxmax(), "width"]
+    assert result.conclusions[1].values["a"] == "width=64"
+    folder = result.save(tmp_path / "saved")
+    saved = json.loads((folder / "result.json").read_text())
+    assert saved["conclusions"][0]["text"] == result.conclusions[0].text
+    assert (folder / "figures" / "accuracy.png").stat().st_size > 1000
+    assert (folder / "tables" / "widths.csv").read_text().startswith("width,n,")
+
+
+def test_the_cli_lists_and_runs_experiments(tmp_path):
+    listed = runner.invoke(app, ["run", "--list"])
+    assert listed.exit_code == 0
+    for name in experiments.names():
+        assert name in listed.output
+    result = runner.invoke(app, ["run", "mlp-hidden", "--quick", "--synthetic", "--seeds", "2", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert "best width" in result.output and (tmp_path / "quick" / "synthetic" / "result.md").exists()
+    bad = runner.invoke(app, ["run", "mlp-hidden", "--seeds", "0", "--synthetic", "--out", str(tmp_path)])
+    assert bad.exit_code == 2 and "seeds" in bad.output
