@@ -14,7 +14,7 @@ import typer
 
 from mlplab import experiments
 from mlplab.cli import shift as _shift
-from mlplab.cli._common import console, path_option, reports_errors
+from mlplab.cli._common import console, on_interrupt, path_option, reports_errors
 
 app = typer.Typer(
     rich_markup_mode="markdown",
@@ -67,6 +67,10 @@ def _command(name: str):
             data="synthetic" if synthetic else "fashion-mnist",
             data_dir=str(path_option("--data-dir", data_dir)) if data_dir is not None else None,
             progress=True,
+        )
+        on_interrupt(
+            lambda: f"every group of models finished so far is stored under {config.folder(name)}; "
+            "run the same command again to train only the rest"
         )
         result = module.run(config)
         folder = result.save(config.folder(name))
