@@ -69,14 +69,16 @@ def _command(name: str):
             progress=True,
         )
         on_interrupt(
-            lambda: f"every group of models finished so far is stored under {config.folder(name)}; "
-            "run the same command again to train only the rest"
+            lambda: (
+                f"every group of models finished so far is stored under {config.folder(name)}; "
+                "run the same command again to train only the rest"
+            )
         )
         result = module.run(config)
         folder = result.save(config.folder(name))
         console.print(f"[bold]{name}[/] ({result.seconds:.1f} s)")
         for conclusion in result.conclusions:
-            console.print(f"- {conclusion}", soft_wrap=True)
+            console.print(f"- {conclusion}", soft_wrap=True, markup=False)
         console.print(f"tables, figures and result.md in {Path(folder)}")
 
     command.__doc__ = experiments.summary(name)

@@ -1,9 +1,10 @@
 """The chapter's experiments and exercises, each answered by data: ``mlplab run NAME``.
 
 One module per section of d2l's "Multilayer Perceptrons" chapter; each has a ``Config``
-(:class:`mlplab.experiments.base.ExperimentConfig` plus its own settings), a one-line
-``SUMMARY`` and ``run(config) -> Result``. Results hold tables, figure specs and conclusions
-computed from the stored runs (means over seeds with 95% CIs, paired comparisons).
+(:class:`mlplab.experiments.base.ExperimentConfig` plus its own settings) and
+``run(config) -> Result``; the registry below says in one line what each answers. Results hold
+tables, figure specs and conclusions computed from the stored runs (means over seeds with 95%
+CIs, paired comparisons).
 
 >>> from mlplab import experiments
 >>> "mlp-hidden" in experiments.names()
