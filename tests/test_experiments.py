@@ -132,3 +132,11 @@ def test_the_cli_lists_and_runs_experiments(tmp_path):
     assert "best width" in result.output and (tmp_path / "quick" / "synthetic" / "result.md").exists()
     bad = runner.invoke(app, ["run", "mlp-hidden", "--seeds", "0", "--synthetic", "--out", str(tmp_path)])
     assert bad.exit_code == 2 and "seeds" in bad.output
+
+
+def test_a_value_with_a_diverged_seed_is_not_the_best():
+    results = hand_results()
+    results.loc[(results["width"] == 512) & (results["seed"] == 0), "final_test_acc"] = 0.99
+    results.loc[(results["width"] == 512) & (results["seed"] == 1), "final_test_acc"] = float("nan")
+    c = best(results, "width")
+    assert c.values["best"] == 256 and c.values["tied"] == []

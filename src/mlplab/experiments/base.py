@@ -290,12 +290,13 @@ def best(
     Each other value is compared with the best by a paired comparison over seeds; the ones whose
     interval includes 0 are "not told apart" from it: the data does not single out one best value then.
     """
-    means = results.groupby(column, sort=False)[metric].mean()
+    # a value with a NaN run (a diverged seed) has a NaN mean and cannot be the best: never skipped
+    means = results.groupby(column, sort=False)[metric].agg(lambda x: x.mean(skipna=False))
     winner = means.idxmax() if higher_is_better else means.idxmin()
     ci: MeanCI = mean_ci(results.loc[results[column] == winner, metric])
     tied = []
     for other in means.index:
-        if other == winner:
+        if other == winner or math.isnan(means[other]):  # a diverged value is worse, not tied
             continue
         p = compare(results, column, winner, other, metric, higher_is_better)
         if p.winner is None:
