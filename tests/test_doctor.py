@@ -272,3 +272,32 @@ def test_doctor_checks_every_configuration_of_a_grid():
     assert bad.exit_code == 1 and "error (weight-decay-flips) in 2 of 6 configuration(s)" in bad.output
     good = runner.invoke(app, ["doctor", "--grid", "lr=0.01,0.1,0.5", "--grid", "hidden=64,256,256-256"])
     assert good.exit_code == 0 and "no findings in 9 configuration(s)" in good.output
+
+
+def test_the_sweep_callback_finds_what_fits_callback_finds_for_each_model():
+    import torch
+
+    from mlplab.doctor import DoctorCallback, SweepDoctorCallback
+    from mlplab.models import ModelConfig, build_mlp
+    from mlplab.sweep.batched import train_group
+    from mlplab.sweep.runner import synthetic_data
+    from mlplab.sweep.spec import Trial
+    from mlplab.train import TrainConfig, fit
+
+    data = synthetic_data(n_train=512, n_test=256)
+    trials = [
+        Trial(
+            ModelConfig(hidden=(16, 16), init=init, n_inputs=32), TrainConfig(epochs=2, batch_size=64, lr=0.1, seed=1)
+        )
+        for init in ("xavier", "normal:0.0001")
+    ]
+    watch = SweepDoctorCallback()
+    train_group(trials, data, callbacks=[watch])
+    by_trial = {t.key: {f.check for u, f in watch.findings if u.key == t.key} for t in trials}
+    assert by_trial[trials[0].key] == set()
+    assert "stuck-at-chance" in by_trial[trials[1].key]
+    for t in trials:  # the same checks as fit's own callback on the same model, seed and data
+        net = build_mlp(t.model, torch.Generator().manual_seed(t.seed))
+        single = DoctorCallback(net, data.train.X[:512], data.train.y[:512])
+        fit(net, data, t.train, callbacks=[single])
+        assert {f.check for f in single.findings} == by_trial[t.key], t.model.init

@@ -486,3 +486,43 @@ class DoctorCallback(Callback):
             grads, weights, f"after epoch {e}"
         ):
             self._report(finding)
+
+
+class SweepDoctorCallback:
+    """:class:`DoctorCallback`'s checks for every model of a batched sweep, once per epoch.
+
+    A ``mlplab.sweep.batched.GroupCallback``: after each epoch each live classifier of the group is
+    read back as its ``nn.Sequential`` (``BatchedMLP.to_module``, a copy: training is untouched)
+    and checked on the first ``PROBE_ROWS`` training rows, as ``fit``'s callback checks one model.
+    Each check is reported once per model, with its epoch; ``on_finding(trial, finding)`` is called
+    for each new one and ``findings`` keeps them all as ``(trial, finding)``.
+    """
+
+    def __init__(self, on_finding=None) -> None:
+        self.on_finding = on_finding
+        self.findings: list[tuple[object, Finding]] = []
+        self._watchers: dict[str, DoctorCallback] = {}
+
+    def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None: ...
+
+    def on_batch_end(self, epoch: int, batch: int) -> None: ...
+
+    def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
+
+    def on_models_epoch(self, epoch, trials, records, model, data) -> None:
+        X, y = data.train.X[:PROBE_ROWS], data.train.y[:PROBE_ROWS]
+        for k, (trial, record) in enumerate(zip(trials, records)):
+            if record is None or trial.train.loss != "cross_entropy":
+                continue  # stopped, or a regression (the checks are a classifier's)
+            net = model.to_module(k, trial.model).to(X.device)
+            watcher = self._watchers.get(trial.key)
+            if watcher is None:
+                watcher = self._watchers[trial.key] = DoctorCallback(net, X[:, : trial.model.n_inputs], y)
+                watcher.on_finding = lambda finding, trial=trial: self._found(trial, finding)
+            watcher.model = net
+            watcher.on_epoch_end(record)
+
+    def _found(self, trial, finding: Finding) -> None:
+        self.findings.append((trial, finding))
+        if self.on_finding is not None:
+            self.on_finding(trial, finding)

@@ -248,10 +248,11 @@ def run(
     with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
         if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
             SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
-        if found:  # kept beside the results: what the doctor said before the sweep trained
-            from mlplab.runs import write_json
+        from mlplab.runs import write_json
 
-            write_json(folder / "doctor.json", [{**dataclasses.asdict(f), "configurations": c} for f, c in found])
+        before = [{**dataclasses.asdict(f), "configurations": c} for f, c in found]
+        if found:  # kept beside the results: what the doctor said before the sweep trained
+            write_json(folder / "doctor.json", before)
         n = len(trials)
         console.print(
             f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
@@ -259,6 +260,7 @@ def run(
         )
         with console.status(f"loading {data}"):
             dataset = sweep_data(data, data_dir)
+        watch = _watch_training(console, list(spec.varying))
         with sweep_progress(console) as display:
             report = run_sweep(
                 spec,
@@ -266,15 +268,33 @@ def run(
                 folder,
                 device=device,
                 max_models=max_models,
-                callbacks=[display],
+                callbacks=[display, watch],
                 tf32=tf32,
                 cuda_graphs=None if cuda_graphs else False,
             )
+        if watch.findings:  # and what it saw while they trained, per model, with the epoch
+            during = [{**dataclasses.asdict(f), "model": t.label(), "key": t.key} for t, f in watch.findings]
+            write_json(folder / "doctor.json", before + during)
     console.print(
         f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
         f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
         f"See: mlplab sweep show {out}"
     )
+
+
+def _watch_training(out, names: Sequence[str]):
+    """The doctor's checks during training (``SweepDoctorCallback``): the first model to show each
+    kind of finding is printed; every model's findings go to OUT/doctor.json."""
+    from mlplab.doctor import SweepDoctorCallback
+
+    shown: set[str] = set()
+
+    def report(trial, finding) -> None:
+        if finding.check not in shown:
+            shown.add(finding.check)
+            out.print(f"[yellow]doctor[/] ({trial.label(names)}): {finding}", soft_wrap=True, highlight=False)
+
+    return SweepDoctorCallback(report)
 
 
 def _doctor(trials, n_train: int, force: bool) -> list:

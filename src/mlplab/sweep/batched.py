@@ -321,6 +321,15 @@ class GroupCallback:
 
     def on_epoch_end(self, epoch: int, n_alive: int) -> None: ...
 
+    def on_models_epoch(
+        self, epoch: int, trials: Sequence[Trial], records: Sequence[EpochRecord | None], model: BatchedMLP, data: Data
+    ) -> None:
+        """After each epoch: every model's record (None for one that has stopped) and the weights.
+
+        For checks that read the models (``mlplab.doctor.SweepDoctorCallback``); nothing here may
+        change them.
+        """
+
 
 def per_model_cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     """Cross-entropy of each of K models' logits (K, B, C) against the shared labels y (B,): (K, B)."""
@@ -573,16 +582,18 @@ def train_group(
         test_acc = test_acc.tolist() if test_acc is not None else no_acc
         test_loss, alive_now = test_loss.tolist(), alive.tolist()
         seconds = (time.perf_counter() - t0) / K
+        records: list[EpochRecord | None] = [None] * K
         for k in range(K):
             if finished[k]:
                 continue
-            record = EpochRecord(epoch, train_loss[k], train_acc[k], test_loss[k], test_acc[k], seconds)
+            record = records[k] = EpochRecord(epoch, train_loss[k], train_acc[k], test_loss[k], test_acc[k], seconds)
             histories[k].records.append(record)
             histories[k].status = outcome(record, initial[k], n_classes, len(data.test))  # as fit judges
             if not alive_now[k] or histories[k].status == DIVERGED:
                 histories[k].status = DIVERGED
                 finished[k] = True
         for cb in callbacks:
+            cb.on_models_epoch(epoch, trials, records, model, data)
             cb.on_epoch_end(epoch, K - sum(finished))
         if all(finished):
             break
