@@ -27,7 +27,8 @@ the settings alone (no data):
 on and stores the findings in ``OUT/doctor.json``); :func:`explain` reads a stored run or sweep and
 groups its failed models by the finding that explains them (``mlplab doctor DIR``);
 :func:`check_trials` counts findings over a sweep's configurations (``mlplab doctor --grid``, and
-``sweep run``, which stores them in ``OUT/doctor.json``). Not yet: a callback for the batched sweep.
+``sweep run``, which stores them in ``OUT/doctor.json``); :class:`SweepDoctorCallback` runs the
+training-time checks on every model of a batched sweep (``sweep run`` adds its findings, per model).
 """
 
 from __future__ import annotations
