@@ -304,3 +304,20 @@ def test_the_sweep_callback_finds_what_fits_callback_finds_for_each_model():
         single = DoctorCallback(net, data.train.X[:512], data.train.y[:512])
         fit(net, data, t.train, callbacks=[single])
         assert {f.check for f in single.findings} == by_trial[t.key], t.model.init
+
+
+def test_a_resumed_sweep_keeps_the_training_findings_of_its_earlier_models(tmp_path):
+    import json
+
+    out = tmp_path / "s"
+    flags = ["sweep", "run", "--data", "synthetic", "--hidden", "16,16", "--epochs", "2", "--batch-size", "64",
+             "--out", str(out)]  # fmt: skip
+    assert runner.invoke(app, [*flags, "--grid", "init=normal:0.0001"]).exit_code == 0
+    first = json.loads((out / "doctor.json").read_text())
+    assert first and all("init=normal:0.0001" in e["model"] for e in first if "model" in e)
+    assert runner.invoke(app, [*flags, "--grid", "init=normal:0.0001,normal:0.00001"]).exit_code == 0
+    second = [e for e in json.loads((out / "doctor.json").read_text()) if "model" in e]
+    models = {e["model"].split(" init=")[1].split()[0] for e in second}
+    assert models == {"normal:0.0001", "normal:1e-05"}  # the first run's model is still there
+    (out / "doctor.json").write_text("{not json")  # a damaged file of its own is replaced, not fatal
+    assert runner.invoke(app, [*flags, "--grid", "init=normal:0.0001"]).exit_code == 0

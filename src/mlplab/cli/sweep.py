@@ -250,9 +250,10 @@ def run(
             SweepStore(folder, create=False).close()  # a damaged store is refused before data is loaded
         from mlplab.runs import write_json
 
+        earlier = _earlier_training_findings(folder)  # a resumed sweep keeps what its models showed before
         before = [{**dataclasses.asdict(f), "configurations": c} for f, c in found]
         if found:  # kept beside the results: what the doctor said before the sweep trained
-            write_json(folder / "doctor.json", before)
+            write_json(folder / "doctor.json", before + earlier)
         n = len(trials)
         console.print(
             f"sweep: {n} models ({n // len(spec.seeds)} configurations x {len(spec.seeds)} seeds), "
@@ -274,12 +275,28 @@ def run(
             )
         if watch.findings:  # and what it saw while they trained, per model, with the epoch
             during = [{**dataclasses.asdict(f), "model": t.label(), "key": t.key} for t, f in watch.findings]
-            write_json(folder / "doctor.json", before + during)
+            retrained = {d["key"] for d in during}
+            kept = [e for e in earlier if e.get("key") not in retrained]
+            write_json(folder / "doctor.json", before + kept + during)
     console.print(
         f"[green]done[/]: trained {report.trained} model(s) in {report.groups} group(s) of <= "
         f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
         f"See: mlplab sweep show {out}"
     )
+
+
+def _earlier_training_findings(folder: Path) -> list[dict]:
+    """The per-model findings an earlier run of this sweep stored in OUT/doctor.json ([] if none).
+
+    The file is the doctor's own output, never an input: a damaged one is replaced, not a reason
+    to refuse the sweep."""
+    import json
+
+    try:
+        stored = json.loads((folder / "doctor.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [e for e in stored if isinstance(e, dict) and "model" in e] if isinstance(stored, list) else []
 
 
 def _watch_training(out, names: Sequence[str]):
