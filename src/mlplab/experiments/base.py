@@ -231,10 +231,7 @@ def sweep(
     from mlplab.sweep.runner import run_sweep
 
     run_sweep(spec, data, folder, device=config.device, progress=config.progress, max_models=max_models)
-    n_outputs = (
-        data.n_classes if data.train.y.dtype == torch.int64 else (data.train.y.reshape(len(data.train), -1).shape[1])
-    )
-    keys = {t.key for t in spec.trials(n_inputs=data.train.X.shape[1], n_outputs=n_outputs)}
+    keys = {t.key for t in spec.trials(n_inputs=data.train.X.shape[1], n_outputs=data.n_outputs)}
     results = load_results(folder)
     results = results[results["key"].isin(keys)].reset_index(drop=True)
     curves = pd.DataFrame()
