@@ -24,12 +24,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from mlplab.atomic import save_torch
+from mlplab.data.augment import AUGMENTS, augment, image_side
 from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.errors import ConfigError, MlplabError, check_choice, check_int, check_real, check_seed
 from mlplab.lock import folder_lock
 from mlplab.scratch.sgd import SGD as ScratchSGD
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "cosine")
 LOSSES = ("cross_entropy", "mse")
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d{1,4})?|mps)$")
 MAX_EPOCHS = 1_000_000  # a typo guard: more passes than anyone trains an MLP for
@@ -53,6 +55,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty lambda (>= 0); decoupled for adamw
     l1: float = 0.0  # L1 penalty on the decayed parameters (>= 0): the loss gets + l1 * sum |w|
     decay_biases: bool = True  # False: decay weights only, as the book's concise version (4.5.3)
+    momentum: float = 0.0  # SGD's heavy-ball momentum in [0, 1) (torch.optim.SGD's); sgd only
+    schedule: str = "constant"  # constant | cosine (annealed to 0 over the run's steps)
+    augment: str = "none"  # none | flip | shift | flip+shift (square images only)
     loss: str = "cross_entropy"  # cross_entropy (classification, reports accuracy) | mse
     seed: int = 0  # seeds the batch order and dropout masks
     device: str = "cpu"  # cpu | cuda | cuda:N | mps
@@ -67,6 +72,13 @@ class TrainConfig:
         check_real("lr", self.lr, 0.0, low_open=True, what="the learning rate")
         check_real("weight_decay", self.weight_decay, 0.0, what="weight decay")
         check_real("l1", self.l1, 0.0, what="the L1 penalty")
+        check_real("momentum", self.momentum, 0.0, 1.0, high_open=True, what="momentum")
+        if self.momentum and self.optimizer != "sgd":
+            raise ConfigError(
+                "momentum", self.momentum, f"momentum is SGD's; {self.optimizer} has its own (betas): use momentum 0"
+            )
+        check_choice("schedule", self.schedule, SCHEDULES)
+        check_choice("augment", self.augment, AUGMENTS)
         check_device(self.device)
 
 
@@ -236,6 +248,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
             raise ConfigError(
                 "l1", config.l1, "the scratch MLP's hand-written SGD has no L1 penalty: use l1=0, or the concise model"
             )
+        if config.momentum != 0:
+            raise ConfigError(
+                "momentum",
+                config.momentum,
+                "the scratch MLP's hand-written SGD has no momentum: use 0, or the concise model",
+            )
         decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
         return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
     params = trainable(model)
@@ -247,12 +265,33 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
     if config.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=config.lr, foreach=True)
+        return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, foreach=True)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
     try:
         return cls(groups, lr=config.lr, fused=True)
     except (RuntimeError, TypeError):  # fused kernels missing for this device or torch version
         return cls(groups, lr=config.lr, foreach=True)
+
+
+def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
+    """The learning rate of step ``step`` (0-based) of ``total_steps`` under ``config.schedule``.
+
+    ``constant``: ``lr`` throughout. ``cosine``: ``lr * (1 + cos(pi * step / total_steps)) / 2``,
+    from ``lr`` at the first step towards 0 at the last (SGDR's annealing without restarts, as
+    ``torch.optim.lr_scheduler.CosineAnnealingLR`` with ``T_max = total_steps`` stepped per batch).
+    """
+    if config.schedule == "constant":
+        return config.lr
+    return config.lr * (1 + math.cos(math.pi * step / total_steps)) / 2
+
+
+def set_lr(optimizer: torch.optim.Optimizer | ScratchSGD, lr: float) -> None:
+    """Set the learning rate of every parameter group (or of the hand-written SGD)."""
+    if isinstance(optimizer, ScratchSGD):
+        optimizer.lr = lr
+        return
+    for group in optimizer.param_groups:
+        group["lr"] = lr
 
 
 def loss_function(name: str):
@@ -422,6 +461,8 @@ def fit(
                 sample_weight=sample_weight,
             )
     check_targets(config.loss, data)
+    if config.augment != "none":
+        image_side(data.train.X.shape[1])  # square images, or a ConfigError before any work
     device = resolve_device(config.device)
     model.to(device)
     data = data.to(device)
@@ -466,6 +507,9 @@ def fit(
             loss_sum = torch.zeros((), dtype=torch.float64, device=device)
             correct = torch.zeros((), dtype=torch.int64, device=device)
             for b, (X, y, w) in enumerate(_weighted_batches(data.train, weights, config.batch_size, order)):
+                if config.schedule != "constant":
+                    set_lr(optimizer, scheduled_lr(config, (epoch - 1) * n_batches + b, config.epochs * n_batches))
+                X = augment(X, config.augment, order)  # X itself when augment is "none"
                 loss, out = step(X, y) if w is None else step(X, y, w)
                 with torch.no_grad():
                     loss_sum += loss.detach().double() * len(y)
@@ -538,6 +582,13 @@ def _restore(
             "Fix: use the original settings, or a new output folder to start over."
         )
     history = History.from_dict(state["history"])
+    if config.schedule != "constant" and stored.get("epochs") != config.epochs:
+        raise ConfigError(
+            "epochs",
+            config.epochs,
+            f"the run in {path.parent} anneals its learning rate over {stored.get('epochs')} epochs "
+            f"({config.schedule} schedule); resume it with --epochs {stored.get('epochs')}, or start a new run",
+        )
     if len(history.records) > config.epochs:
         raise ConfigError(
             "epochs",

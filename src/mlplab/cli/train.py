@@ -24,6 +24,9 @@ SETTINGS = {
     "lr": ("train", "lr"),
     "weight_decay": ("train", "weight_decay"),
     "decay_biases": ("train", "decay_biases"),
+    "momentum": ("train", "momentum"),
+    "schedule": ("train", "schedule"),
+    "augment": ("train", "augment"),
     "batch_size": ("train", "batch_size"),
     "epochs": ("train", "epochs"),
     "seed": ("train", "seed"),
@@ -71,6 +74,13 @@ def train(
     ),
     wd_weights_only: Optional[bool] = typer.Option(
         None, "--wd-weights-only", help="Decay weight matrices only, not biases (the book's concise version)."
+    ),
+    momentum: Optional[float] = typer.Option(None, help="SGD momentum in [0, 1) (sgd only). [default: 0]"),
+    schedule: Optional[str] = typer.Option(
+        None, help="Learning-rate schedule: constant, or cosine (annealed to 0 over the run). [default: constant]"
+    ),
+    augment: Optional[str] = typer.Option(
+        None, help="Training-image augmentation: none, flip, shift (by up to 2 pixels) or flip+shift. [default: none]"
     ),
     batch_size: Optional[int] = typer.Option(None, help="Mini-batch size. [default: 256]"),
     epochs: Optional[int] = typer.Option(
@@ -123,6 +133,9 @@ def train(
         lr=lr,
         weight_decay=weight_decay,
         decay_biases=None if wd_weights_only is None else not wd_weights_only,
+        momentum=momentum,
+        schedule=schedule,
+        augment=augment,
         batch_size=batch_size,
         epochs=epochs,
         seed=seed,
@@ -153,7 +166,19 @@ def train(
     train_cfg = TrainConfig(
         **{
             k: settings[k]
-            for k in ("epochs", "batch_size", "optimizer", "lr", "weight_decay", "decay_biases", "seed", "device")
+            for k in (
+                "epochs",
+                "batch_size",
+                "optimizer",
+                "lr",
+                "weight_decay",
+                "decay_biases",
+                "momentum",
+                "schedule",
+                "augment",
+                "seed",
+                "device",
+            )  # fmt: skip
         }
     )
     findings = check(model_cfg, train_cfg)  # the doctor's config checks: milliseconds, before any work

@@ -34,6 +34,7 @@ EXPERIMENTS: dict[str, tuple[str, str]] = {
     "weight-decay": ("weight_decay", "d2l 4.5: L2 on the 200-feature linear regression; scratch = concise; L1 vs L2"),
     "dropout": ("dropout", "d2l 4.6: scratch vs concise; the 10x10 p1 x p2 grid; dropout with weight decay"),
     "stability": ("stability", "d2l 4.8: vanishing and exploding gradients, symmetry, normal/Xavier/He on a deep MLP"),
+    "best-mlp": ("best_mlp", "the best plain MLP: recipes chosen on a validation split, the test set used once"),
 }
 
 
