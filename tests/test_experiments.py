@@ -140,3 +140,41 @@ def test_a_value_with_a_diverged_seed_is_not_the_best():
     results.loc[(results["width"] == 512) & (results["seed"] == 1), "final_test_acc"] = float("nan")
     c = best(results, "width")
     assert c.values["best"] == 256 and c.values["tied"] == []
+
+
+def test_every_experiment_setting_round_trips_through_text():
+    from mlplab.experiments.base import parse_settings, settings
+
+    for name in experiments.names():
+        config_class = experiments.module(name).Config
+        fields = settings(config_class)
+        assert fields, name  # every experiment has settings of its own that --set reaches
+        for s in fields:
+            text = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else str(s.default)
+            assert parse_settings(config_class, [f"{s.name}={text}"]) == {s.name: s.default}, (name, s.name)
+
+
+def test_set_parses_by_the_fields_type_and_names_the_fix():
+    from mlplab.experiments import best_mlp, mlp_hidden
+    from mlplab.experiments.base import parse_settings
+
+    assert parse_settings(mlp_hidden.Config, ["widths=8, 16", "lr=0.5", "compare-widths=8,16"]) == {
+        "widths": (8, 16), "lr": 0.5, "compare_widths": (8, 16)}  # fmt: skip
+    assert parse_settings(best_mlp.Config, ["epochs=none", "candidates=adamw-2x1024"]) == {
+        "epochs": None, "candidates": ("adamw-2x1024",)}  # fmt: skip
+    for bad, match in [(["widths=8,x"], "integer"), (["compare_widths=8"], "give 2"), (["nope=1"], "one of widths"),
+                       (["lr"], "FIELD=VALUE")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=match):
+            parse_settings(mlp_hidden.Config, bad)
+
+
+def test_the_cli_sets_and_lists_an_experiments_own_settings(tmp_path):
+    listed = runner.invoke(app, ["run", "mlp-hidden", "--settings"])
+    assert listed.exit_code == 0 and "widths (comma list of int, default 8,16,32" in listed.output
+    args = ["run", "mlp-hidden", "--quick", "--synthetic", "--seeds", "2", "--out", str(tmp_path)]
+    result = runner.invoke(app, [*args, "--set", "widths=8,16", "--set", "compare_widths=8,16"])
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "quick" / "synthetic" / "tables" / "widths.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in table[1:]] == ["8", "16"]
+    bad = runner.invoke(app, [*args, "--set", "widths=0"])
+    assert bad.exit_code == 2 and "widths" in bad.output

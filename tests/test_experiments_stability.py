@@ -195,9 +195,14 @@ def test_predicted_variances_by_hand():
     # relu, std 0.1 (sigma^2 = 0.01), sizes 4-8-8-3, E[X^2] = 2: 4 * .01 * 2, then * 0.5 * 8 * .01 per layer
     spec = ModelConfig(hidden=(8, 8), activation="relu", init="normal:0.1", n_inputs=4, n_outputs=3)
     assert st.predicted_variances(spec, 2.0) == pytest.approx([0.08, 0.0032, 0.000128])
-    # xavier, tanh (gain 1): each layer's n_in * 2 / (n_in + n_out)
+    # xavier, tanh: Var(z_1) = 2 * 2 / 8; then 6 * 2 / 10 * E[tanh(z)^2] for z ~ N(0, 1/2), by scipy's quad
+    from scipy import integrate, stats
+
     spec = ModelConfig(hidden=(6,), activation="tanh", init="xavier", n_inputs=2, n_outputs=4)
-    assert st.predicted_variances(spec, 1.0) == pytest.approx([2 * 2 / 8, 2 * 2 / 8 * 6 * 2 / 10])
+    z = stats.norm(scale=0.5**0.5)
+    second = integrate.quad(lambda t: math.tanh(t) ** 2 * z.pdf(t), -np.inf, np.inf)[0]
+    assert second < 0.5 * 0.8  # tanh saturates: well below the linear 1/2
+    assert st.predicted_variances(spec, 1.0) == pytest.approx([0.5, 6 * 2 / 10 * second], rel=1e-9)
 
 
 def test_he_keeps_a_wide_relu_layer_near_the_prediction():

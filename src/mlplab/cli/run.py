@@ -57,9 +57,23 @@ def _command(name: str):
         synthetic: bool = typer.Option(
             False, "--synthetic", help="Train on small Gaussian blobs instead of Fashion-MNIST (a demo, seconds)."
         ),
+        set_: list[str] = typer.Option(
+            [], "--set", help="An experiment setting FIELD=VALUE (lists comma-separated). Repeatable; see --settings."
+        ),
+        show_settings: bool = typer.Option(
+            False, "--settings", help="List this experiment's own settings (for --set), with defaults, then exit."
+        ),
     ) -> None:
+        from mlplab.experiments.base import parse_settings, settings
+
         module = experiments.module(name)
+        if show_settings:
+            for s in settings(module.Config):
+                default = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
+                console.print(f"[bold]{s.name}[/] ({s.kind}, default {default}): {s.comment}", soft_wrap=True)
+            raise typer.Exit(0)
         config = module.Config(
+            **parse_settings(module.Config, set_),
             seeds=seeds,
             quick=quick,
             device=device,

@@ -320,3 +320,98 @@ def summary_table(results: pd.DataFrame, by: Sequence[str], metrics: Sequence[st
     from mlplab.stats import aggregate
 
     return aggregate(results, list(by), list(metrics))
+
+
+# ---- an experiment's own settings, from text (``mlplab run NAME --set FIELD=VALUE``) -------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One field of an experiment's ``Config`` that text can set."""
+
+    name: str
+    kind: str  # int, float, str, bool, "int or none", or "comma list of int|float|str" (optionally with a length)
+    default: Any
+    comment: str  # the field's comment in the source, the setting's meaning
+
+    def parse(self, text: str) -> Any:
+        """The value of ``text`` for this field; a ConfigError names ``--set NAME`` and the fix."""
+        flag = f"--set {self.name}"
+        item, _, length = self.kind.removeprefix("comma list of ").partition(" x ")
+        if self.kind.startswith("comma list of "):
+            values = tuple(_scalar(flag, part.strip(), item) for part in text.split(",") if part.strip())
+            if length and len(values) != int(length):
+                raise ConfigError(flag, text, f"give {length} comma-separated values of {item}")
+            return values
+        if self.kind == "int or none":
+            return None if text.strip().lower() in ("", "none") else _scalar(flag, text, "int")
+        return _scalar(flag, text, self.kind)
+
+
+def _scalar(flag: str, text: str, kind: str) -> Any:
+    text = text.strip()
+    if kind == "str":
+        return text
+    if kind == "bool":
+        if text.lower() in ("true", "1", "yes", "false", "0", "no"):
+            return text.lower() in ("true", "1", "yes")
+        raise ConfigError(flag, text, "expected true or false")
+    try:
+        return int(text) if kind == "int" else float(text)
+    except ValueError:
+        raise ConfigError(flag, text, f"expected {'an integer' if kind == 'int' else 'a number'}") from None
+
+
+_SCALARS = {int: "int", float: "float", str: "str", bool: "bool"}
+
+
+def _kind(hint: Any) -> str | None:
+    """The text kind of a type hint, or None when text cannot set it (nested tuples, dicts)."""
+    import types
+    import typing
+
+    if hint in _SCALARS:
+        return _SCALARS[hint]
+    args = typing.get_args(hint)
+    if isinstance(hint, types.UnionType) and set(args) == {int, type(None)}:
+        return "int or none"
+    if typing.get_origin(hint) is tuple and args:
+        if len(args) == 2 and args[1] is Ellipsis and args[0] in _SCALARS:
+            return f"comma list of {_SCALARS[args[0]]}"
+        if all(a is args[0] for a in args) and args[0] in _SCALARS:
+            return f"comma list of {_SCALARS[args[0]]} x {len(args)}"
+    return None
+
+
+def settings(config_class: type) -> list[Setting]:
+    """The fields an experiment's ``Config`` adds to :class:`ExperimentConfig` that text can set."""
+    import inspect
+    import re
+    import typing
+
+    common = {f.name for f in dataclasses.fields(ExperimentConfig)}
+    hints = typing.get_type_hints(config_class)
+    comments = dict(re.findall(r"^\s+(\w+):[^#\n]*#\s*(.*)$", inspect.getsource(config_class), re.M))
+    out = []
+    for f in dataclasses.fields(config_class):
+        kind = _kind(hints[f.name])
+        if f.name in common or kind is None or not f.compare:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        out.append(Setting(f.name, kind, default, comments.get(f.name, "")))
+    return out
+
+
+def parse_settings(config_class: type, pairs: Sequence[str]) -> dict[str, Any]:
+    """``{"candidates": ("a", "b"), ...}`` from ``["candidates=a,b", ...]`` (``--set`` flags)."""
+    known = {s.name: s for s in settings(config_class)}
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        name = name.strip().replace("-", "_")
+        if not sep or name not in known:
+            raise ConfigError(
+                "--set", pair, f"give FIELD=VALUE with FIELD one of {', '.join(known) or '(none)'} (see --settings)"
+            )
+        out[name] = known[name].parse(text)
+    return out

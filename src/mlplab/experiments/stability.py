@@ -558,25 +558,18 @@ def layer_variances(model: nn.Module, X: torch.Tensor, y: torch.Tensor) -> Layer
 
 
 def predicted_variances(model: ModelConfig, input_second_moment: float) -> list[float]:
-    """What :func:`mlplab.doctor.variance_factors` predicts for each Linear layer's output variance.
+    """What :func:`mlplab.doctor.layer_variances` predicts for each Linear layer's output variance.
 
-    Layer ``l``'s prediction is the doctor's forward factor of the network cut after layer ``l``
-    (the same layers, their activations between), times the input's second moment ``E[X^2]``:
-    ``E[X^2] prod_{i <= l} n_in,i sigma_i^2 prod_{i < l} gain``.
+    ``Var(z_1) = n_in sigma_1^2 E[X^2]``, then ``Var(z_l) = n_in sigma_l^2 E[phi(z_{l-1})^2]`` with
+    the activation's second moment taken over a Gaussian of the previous layer's variance.
 
     Returns
     -------
     list of float, one per Linear layer, input layer first
     """
-    from mlplab.doctor import variance_factors
+    from mlplab.doctor import layer_variances as predicted
 
-    sizes = model.sizes
-    out = []
-    for layer in range(1, len(sizes)):
-        cut = ModelConfig(hidden=tuple(sizes[1:layer]), activation=model.activation, init=model.init,
-                          n_inputs=sizes[0], n_outputs=sizes[layer])  # fmt: skip
-        out.append(variance_factors(cut)[0] * input_second_moment)
-    return out
+    return predicted(model, input_second_moment)[0]
 
 
 def _label(init: str, activation: str) -> str:
@@ -602,7 +595,7 @@ def variance_runs(data: Data, config: Config) -> tuple[pd.DataFrame, pd.DataFram
                 for layer, (a, g, p) in enumerate(zip(v.activation, v.gradient, predicted), start=1):
                     layers.append({"init": init, "activation": activation, "seed": seed, "layer": layer,
                                    "activation_var": a, "predicted_activation_var": p, "gradient_var": g})  # fmt: skip
-                forward, backward = variance_factors(spec)
+                forward, backward = variance_factors(spec, v.input_second_moment)
                 factors.append({"init": init, "activation": activation, "seed": seed, "forward": v.forward,
                                 "predicted_forward": forward, "backward": v.backward,
                                 "predicted_backward": backward})  # fmt: skip
