@@ -3,6 +3,8 @@ the variance factors agree with a Monte-Carlo measurement through real layers.""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -40,6 +42,42 @@ def test_the_logs_collapse_is_an_error_naming_weight_decay_and_its_neighbour_is_
 )
 def test_training_checks(train, n_train, fires):
     assert checks(ModelConfig(init="xavier"), train, n_train) == ([fires] if fires else [])
+
+
+@pytest.mark.parametrize(
+    ("lr", "wd", "momentum"), [(0.1, 5e-4, 0.9), (0.5, 0.1, 0.0), (0.5, 3.0, 0.9), (0.1, 0.5, 0.5)]
+)
+def test_the_decay_rate_is_torchs_sgd_with_momentum_on_a_zero_loss(lr, wd, momentum):
+    # weight decay alone (no data gradient): torch's own SGD update, and its envelope rate per step
+    from mlplab.doctor import decay_radius
+
+    w = torch.ones(1, dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.SGD([w], lr=lr, momentum=momentum, weight_decay=wd)
+    trace = []
+    for _ in range(340):
+        opt.zero_grad()
+        (w * 0).sum().backward()
+        opt.step()
+        trace.append(abs(w.item()))
+    rate = (max(trace[300:340]) / max(trace[100:140])) ** (1 / 200)
+    assert rate == pytest.approx(decay_radius(lr * wd, momentum), rel=1e-2)
+
+
+@pytest.mark.parametrize(
+    ("train", "fires"),
+    [
+        (TrainConfig(lr=0.1, weight_decay=5e-4, momentum=0.9), None),  # the usual recipe: rate 0.9995, 0.89 per epoch
+        (TrainConfig(lr=0.5, weight_decay=3, momentum=0.9), "weight-decay-erases"),  # the log's collapse with momentum
+        (TrainConfig(lr=1.0, weight_decay=4, momentum=0.9), "weight-decay-flips"),  # 4 >= (1 + sqrt 0.9)^2 = 3.8
+        (TrainConfig(lr=0.1, weight_decay=0.05, momentum=0.9), "weight-decay-erases"),  # complex roots: sqrt(0.9)^235
+    ],
+)
+def test_weight_decay_checks_with_momentum(train, fires):
+    assert checks(ModelConfig(init="xavier"), train, 60_000) == ([fires] if fires else [])
+    if fires:  # and the fix it suggests is itself clean
+        (finding,) = check(ModelConfig(init="xavier"), train, 60_000)
+        suggested = float(finding.fix.split("--weight-decay ")[1].split()[0])
+        assert checks(ModelConfig(init="xavier"), dataclasses.replace(train, weight_decay=suggested), 60_000) == []
 
 
 def test_the_suggested_weight_decay_is_itself_clean():

@@ -119,28 +119,51 @@ def _weight_decay(train: TrainConfig, n_train: int) -> list[Finding]:
             "Adam then divides the gradient by its running scale, so the decay is not lr * wd per step (d2l 4.5 "
             "derives it for SGD).", "use --optimizer adamw for decoupled decay w <- w - lr * wd * w",
         )]  # fmt: skip
-    factor = 1 - lr * wd
+    momentum = train.momentum if train.optimizer == "sgd" else 0.0
+    eta = lr * wd
     steps = num_batches(n_train, train.batch_size)
-    limit = 1 - SHRINK_LIMIT ** (1 / steps)  # the largest lr * wd that keeps an epoch's shrink above the limit
+    # the largest lr * wd that keeps an epoch's shrink above the limit (momentum m stretches it by 1 / (1 - m))
+    limit = (1 - momentum) * (1 - SHRINK_LIMIT ** (1 / steps))
     suggestion = float(f"{limit / lr / 10:.1g}")  # ten times below it, one significant digit
     safe = (f"keep lr * wd below {limit:.2g} ({steps} steps per epoch), e.g. --weight-decay {suggestion:g} at "
             f"lr {lr:g}")  # fmt: skip
-    if factor <= 0:
+    flip_at = (1 + math.sqrt(momentum)) ** 2  # 1 without momentum: the factor 1 - lr * wd reaches 0
+    if eta >= flip_at:
+        saw = (f"every {train.optimizer} step multiplies the weights by 1 - lr * wd = 1 - {lr:g} * {wd:g} = {1 - eta:.3g}"
+               if momentum == 0 else
+               f"lr * wd = {lr:g} * {wd:g} = {eta:.3g} >= (1 + sqrt(momentum {momentum:g}))^2 = {flip_at:.3g}: "
+               "the decay's update has a root <= 0")  # fmt: skip
         return [Finding(
-            "error", "weight-decay-flips",
-            f"every {train.optimizer} step multiplies the weights by 1 - lr * wd = 1 - {lr:g} * {wd:g} = {factor:.3g}",
+            "error", "weight-decay-flips", saw,
             "A factor <= 0 flips (or zeroes) every weight at each step, so no gradient can build anything: "
             "every model ends at chance (d2l 4.5, the update w <- (1 - lr wd) w - lr g).", safe,
         )]  # fmt: skip
-    shrink = factor**steps
+    shrink = decay_radius(eta, momentum) ** steps
     if shrink < SHRINK_LIMIT:
+        formula = (
+            f"(1 - {lr:g} * {wd:g})^{steps}" if momentum == 0 else f"(its rate per step, momentum {momentum:g})^{steps}"
+        )
         return [Finding(
             "warning", "weight-decay-erases",
-            f"weight decay alone shrinks every weight by (1 - {lr:g} * {wd:g})^{steps} = {shrink:.2g} per epoch",
+            f"weight decay alone shrinks every weight by {formula} = {shrink:.2g} per epoch",
             "The gradient has to rebuild the weights each epoch against a penalty that erases them (d2l 4.5).",
             safe,
         )]  # fmt: skip
     return []
+
+
+def decay_radius(eta: float, momentum: float = 0.0) -> float:
+    """How much weight decay alone shrinks a weight per SGD step: the spectral radius of its update.
+
+    With ``eta = lr * wd`` and heavy-ball momentum ``m`` the decay-only update is
+    ``w_{t+1} = (1 + m - eta) w_t - m w_{t-1}``, whose roots solve ``r^2 - (1 + m - eta) r + m = 0``;
+    the largest ``|r|`` is the rate (``|1 - eta|`` without momentum, ``sqrt(m)`` for complex roots).
+    """
+    b = 1 + momentum - eta
+    disc = b * b - 4 * momentum
+    if disc < 0:
+        return math.sqrt(momentum)
+    return max(abs(b + math.sqrt(disc)), abs(b - math.sqrt(disc))) / 2
 
 
 def _activation_moments(activation: str, variance: float) -> tuple[float, float]:
