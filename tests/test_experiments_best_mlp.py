@@ -97,3 +97,11 @@ def test_a_rerun_loads_the_stored_runs_and_a_changed_recipe_is_stored_apart(tmp_
 def test_it_is_in_the_registry():
     assert "best-mlp" in experiments.names() and "validation" in experiments.summary("best-mlp")
     assert TARGET == 0.9
+
+
+def test_the_docs_table_lists_every_recipe():
+    from pathlib import Path
+
+    doc = (Path(__file__).parent.parent / "docs" / "experiments.md").read_text()
+    listed = {line.split("`")[1] for line in doc.splitlines() if line.startswith("| `")}
+    assert listed == set(RECIPES)
