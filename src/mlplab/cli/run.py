@@ -84,8 +84,8 @@ def _command(name: str):
         )
         on_interrupt(
             lambda: (
-                f"every group of models finished so far is stored under {config.folder(name)}; "
-                "run the same command again to train only the rest"
+                f"what finished so far is stored under {config.folder(name)} (each group of models; for "
+                "best-mlp, each epoch); run the same command again to train only the rest"
             )
         )
         result = module.run(config)
