@@ -178,3 +178,41 @@ def test_the_cli_sets_and_lists_an_experiments_own_settings(tmp_path):
     assert [row.split(",")[0] for row in table[1:]] == ["8", "16"]
     bad = runner.invoke(app, [*args, "--set", "widths=0"])
     assert bad.exit_code == 2 and "widths" in bad.output
+
+
+def test_stored_parts_reuse_matching_settings_and_refuse_others(tmp_path):
+    from mlplab.errors import MlplabError
+    from mlplab.experiments.base import StoredParts
+
+    parts = StoredParts(tmp_path / "study")
+    assert parts.load("label", {"seeds": [0, 1]}) is None
+    parts.save("label", {"config": {"seeds": (0, 1), "n": 5}, "rows": [{"x": 1.5}]})
+    assert parts.load("label", {"seeds": [0, 1], "n": 5})["rows"] == [{"x": 1.5}]  # tuples stored as lists match
+    with pytest.raises(MlplabError, match=r"other settings \(n: stored 5, asked 6\)"):
+        parts.load("label", {"seeds": [0, 1], "n": 6})
+    (tmp_path / "study" / "concept.json").write_text("[1, 2]")
+    with pytest.raises(MlplabError, match="not a stored result"):
+        parts.load("concept", {})
+
+
+def test_the_shift_study_reuses_a_stored_part_through_the_same_mechanism(tmp_path, monkeypatch):
+    import mlplab.shift.experiment as ex
+    from mlplab.errors import MlplabError
+    from mlplab.experiments.base import StoredParts
+
+    calls = []
+
+    def fake_study(data, config, progress):
+        calls.append(config)
+        return ex.PartResult("covariate", ex.part_config(study, "covariate"), [{"seed": 0, "loss": 0.5}])
+
+    monkeypatch.setattr(ex, "covariate_shift_study", fake_study)
+    study = ex.StudyConfig(parts=("covariate",))
+    parts = StoredParts(tmp_path)
+    first = ex.run_study(None, study, parts=parts)
+    assert len(calls) == 1 and (tmp_path / "covariate.json").exists()
+    again = ex.run_study(None, study, parts=parts)
+    assert len(calls) == 1 and again["covariate"].rows == first["covariate"].rows  # loaded, not rerun
+    other = ex.StudyConfig(parts=("covariate",), covariate=ex.CovariateShiftConfig(seeds=(5,)))
+    with pytest.raises(MlplabError, match="other settings"):
+        ex.run_study(None, other, parts=parts)

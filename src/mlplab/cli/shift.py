@@ -9,7 +9,6 @@ so ``--resume`` after an interruption reruns only what is missing.
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -57,10 +56,6 @@ def _models(text: str) -> tuple[tuple[int, ...], ...]:
     return tuple(out)
 
 
-def _canonical(config: dict) -> str:
-    return json.dumps(json.loads(json.dumps(config)), sort_keys=True)  # tuples and lists compare equal
-
-
 def _execute(config: StudyConfig, out_text: str, resume: bool, data_dir: Optional[Path], device: str) -> None:
     """Run ``config`` into ``out``: load finished parts on --resume, store each part as it finishes."""
     from mlplab.atomic import remove_stale
@@ -77,41 +72,33 @@ def _execute(config: StudyConfig, out_text: str, resume: bool, data_dir: Optiona
 def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Optional[Path], device: str) -> None:
     from mlplab.atomic import write_text
     from mlplab.data import fashion_mnist_data
+    from mlplab.experiments.base import StoredParts
     from mlplab.runs import write_json
     from mlplab.shift.experiment import PartResult, part_config, run_study
     from mlplab.shift.report import concept_figure, save_figure, study_markdown
 
-    stored = {p: out / f"{p}.json" for p in config.parts}
+    parts = StoredParts(out)  # the experiments' mechanism: reused when the settings match, else refused
     checkpoint = out / "source.pt"
-    existing = [path.name for path in [*stored.values(), checkpoint] if path.exists()]
+    existing = [path.name for path in [*map(parts.path, config.parts), checkpoint] if path.exists()]
     if existing and not resume:
         raise MlplabError(
             f"{out} already holds results ({', '.join(existing)}). Fix: add --resume to reuse "
             "and complete them, or pick another --out."
         )
-    done: dict[str, PartResult] = {}
-    for part, path in stored.items():
-        if resume and path.exists():
-            result = PartResult.from_dict(json.loads(path.read_text(encoding="utf-8")))
-            if _canonical(result.config) != _canonical(part_config(config, part)):
-                raise MlplabError(
-                    f"cannot resume: {path} was made with other settings. Fix: use the "
-                    "original settings, or another --out to start over."
-                )
-            done[part] = result
+    for part in config.parts:  # a part stored with other settings is refused before any work
+        parts.load(part, part_config(config, part))
     t0 = time.perf_counter()
 
     def progress(message: str) -> None:
         console.print(f"[dim]{time.perf_counter() - t0:7.1f}s[/] {message}", soft_wrap=True)
 
-    def store(result: PartResult) -> None:
-        write_json(stored[result.part], result.to_dict())
-        progress(f"{result.part} shift done ({result.seconds:.0f} s); wrote {stored[result.part]}")
+    def stored(result: PartResult) -> None:
+        progress(f"{result.part} shift done ({result.seconds:.0f} s); wrote {parts.path(result.part)}")
 
     write_json(out / "config.json", dataclasses.asdict(config))
     with console.status("loading Fashion-MNIST"):
         data = fashion_mnist_data(data_dir, device=device)
-    results = run_study(data, config, progress=progress, source_checkpoint=checkpoint, done=done, on_part=store)
+    results = run_study(data, config, progress=progress, source_checkpoint=checkpoint, on_part=stored, parts=parts)
     markdown = study_markdown(results)
     write_text(out / "results.md", markdown)
     if "concept" in results:

@@ -241,6 +241,63 @@ def sweep(
     return Runs(results, curves)
 
 
+# ---- results trained outside the sweep engine: one JSON file per finished part ---------------
+
+
+class StoredParts:
+    """Finished parts of an experiment, one JSON file each, stored with the settings they came from.
+
+    The mechanism for work that the sweep store does not hold (the distribution-shift study's
+    parts): :meth:`load` returns a stored part only when its settings equal the ones asked for, and
+    refuses a part made with other settings (it names the file and the settings that differ), so a
+    rerun reuses what is finished and never mixes configurations; :meth:`save` writes a part
+    atomically as soon as it finishes. ``settings_key`` is the entry of a part that holds its settings.
+    """
+
+    def __init__(self, folder: str | os.PathLike[str], settings_key: str = "config") -> None:
+        self.folder, self.settings_key = Path(folder), settings_key
+
+    def path(self, name: str) -> Path:
+        return self.folder / f"{name}.json"
+
+    def load(self, name: str, settings: Mapping[str, Any]) -> dict | None:
+        """The stored part ``name``, None when there is none; an MlplabError when its settings differ."""
+        from mlplab.errors import MlplabError
+        from mlplab.runs import read_json
+
+        path = self.path(name)
+        if not path.exists():
+            return None
+        stored = read_json(path, f"stored {name} results")
+        if not isinstance(stored, dict) or self.settings_key not in stored:
+            raise MlplabError(f"{path} is not a stored result (no {self.settings_key!r}). Fix: delete it to redo it.")
+        differ = _differing(_canonical(stored[self.settings_key]), _canonical(settings))
+        if differ:
+            raise MlplabError(
+                f"cannot resume: {path} was made with other settings ({', '.join(differ)}). Fix: use the "
+                "original settings, or another --out to start over."
+            )
+        return stored
+
+    def save(self, name: str, part: Mapping[str, Any]) -> Path:
+        from mlplab.runs import write_json
+
+        prepare_dir(self.folder, "results folder")
+        write_json(self.path(name), dict(part))
+        return self.path(name)
+
+
+def _canonical(value: Any) -> Any:
+    return json.loads(json.dumps(value))  # tuples and lists compare equal, as they are stored
+
+
+def _differing(a: Any, b: Any, prefix: str = "") -> list[str]:
+    """The dotted names of the entries where ``a`` (stored) and ``b`` (asked for) differ."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return [d for k in sorted(set(a) | set(b)) for d in _differing(a.get(k), b.get(k), f"{prefix}{k}.")]
+    return [] if a == b else [f"{prefix.rstrip('.')}: stored {a!r}, asked {b!r}"]
+
+
 # ---- conclusions ------------------------------------------------------------------------------
 
 

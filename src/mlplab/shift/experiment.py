@@ -46,6 +46,7 @@ from torch import nn
 
 from mlplab.data.batching import Data, Split
 from mlplab.errors import MAX_SEED, ConfigError, check_choice, check_int, check_probability, check_real
+from mlplab.experiments.base import StoredParts
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.shift.concept import concept_learning_curves
 from mlplab.shift.covariate import DEFAULT_CLIP, covariate_weights, effective_sample_size
@@ -706,13 +707,21 @@ def run_study(
     source_checkpoint: Path | None = None,
     done: dict[str, PartResult] | None = None,
     on_part: Callable[[PartResult], None] | None = None,
+    parts: StoredParts | None = None,
 ) -> dict[str, PartResult]:
     """Run ``config.parts``; returns part name -> :class:`PartResult`.
 
-    ``done`` holds parts already finished (e.g. loaded by a resumed CLI run): they are returned
-    as they are, not rerun. ``on_part`` is called with each part as it finishes (to store it).
+    ``done`` holds parts already finished: they are returned as they are, not rerun. With
+    ``parts`` (:class:`mlplab.experiments.base.StoredParts`, e.g. ``StoredParts("runs/shift")``)
+    a part stored there with the same settings is loaded instead of rerun, one stored with other
+    settings is refused, and each part is saved there as it finishes, so an interrupted study
+    continues where it stopped. ``on_part`` is called with each part as it finishes.
     """
     results = dict(done or {})
+    for part in config.parts if parts is not None else ():
+        found = parts.load(part, part_config(config, part)) if part not in results else None
+        if found is not None:
+            results[part] = PartResult.from_dict(found)
     source = None
     if any(p in ("label", "concept") and p not in results for p in config.parts):
         progress("training the source classifier")
@@ -731,6 +740,8 @@ def run_study(
         else:
             result = concept_shift_study(source, config.concept, progress=progress)
         results[part] = result
+        if parts is not None:
+            parts.save(part, result.to_dict())
         if on_part is not None:
             on_part(result)
     return results
