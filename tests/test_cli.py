@@ -202,6 +202,22 @@ def test_resume_takes_the_runs_settings_from_its_config_json(fake_fashion_mnist,
     assert refused.exit_code == 2 and "model.hidden: stored [12, 6], given [12]" in refused.output
 
 
+def test_train_takes_the_recipe_flags_and_a_cosine_run_resumes_only_to_its_own_epochs(fake_fashion_mnist, tmp_path):
+    out = tmp_path / "run"
+    folder = ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out)]
+    first = runner.invoke(app, [*folder, "--hidden", "12", "--batch-size", "16", "--momentum", "0.9", "--lr", "0.05",
+                                "--schedule", "cosine", "--augment", "flip+shift", "--epochs", "2"])  # fmt: skip
+    assert first.exit_code == 0, first.output
+    train = json.loads((out / "config.json").read_text())["train"]
+    assert (train["momentum"], train["schedule"], train["augment"]) == (0.9, "cosine", "flip+shift")
+    before = (out / "config.json").read_text()
+    refused = runner.invoke(app, [*folder, "--resume", "--epochs", "3"])
+    assert refused.exit_code == 2 and "anneals its learning rate over 2 epochs" in refused.output
+    assert (out / "config.json").read_text() == before  # refused before anything was written
+    bad = runner.invoke(app, [*folder[:-2], "--out", str(tmp_path / "b"), "--momentum", "0.9", "--optimizer", "adam"])
+    assert bad.exit_code == 2 and "momentum" in bad.output
+
+
 def test_resume_needs_the_runs_folder(tmp_path):
     result = runner.invoke(app, ["train", "--resume"])
     assert result.exit_code == 2 and "--out" in result.output

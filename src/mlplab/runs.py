@@ -126,6 +126,13 @@ class RunDir:
         Checked before anything is written, so a refused resume leaves the folder as it was.
         """
         stored = self.stored_config()
+        stored_epochs = (stored or {}).get("train", {}).get("epochs")
+        if train_config.schedule != "constant" and stored_epochs not in (None, train_config.epochs):
+            raise MlplabError(
+                f"the run in {self.path} anneals its learning rate over {stored_epochs} epochs ({train_config.schedule} "
+                f"schedule), so it cannot be resumed to --epochs {train_config.epochs}. Fix: resume with --epochs "
+                f"{stored_epochs}, or start a new run with --out."
+            )
         if stored is not None:
             diffs = _differences(stored, config)
             if diffs:
