@@ -74,7 +74,21 @@ def test_conclusions_on_hand_made_results():
     best, under, over = conclusions_from(hand_made())
     assert best.values["best"] == 3 and best.values["tied"] == []
     assert under.values["underfits"] and under.text.startswith("degree 1 underfits")
-    assert over.values["larger_gap"] and over.values["difference"] == pytest.approx(0.492 - 0.001)
+    assert over.values["larger_gap"]
+    # in decades: log10(0.5 / 0.008) - log10(0.011 / 0.010) for seed 0, and so on
+    expected = np.mean([np.log10((0.5 + 0.002 * s) / (0.008 + 0.001 * s)) - np.log10((0.011 + 0.002 * s) / (0.010 + 0.001 * s))
+                        for s in range(3)])  # fmt: skip
+    assert over.values["difference"] == pytest.approx(expected)
+    assert under.values["difference"] == pytest.approx(np.mean([np.log10((10 + 0.001 * s) / (0.01 + 0.001 * s))
+                                                                for s in range(3)]))  # fmt: skip
+
+
+def test_underfitting_is_seen_in_decades_when_the_data_seeds_differ_in_scale():
+    # the losses of one seed are 100 times another's: differences of raw losses would be swamped
+    rows = [{"features": d + 1, "seed": s, "final_train_loss": base * scale, "final_test_loss": base * scale * 1.1}
+            for s, scale in enumerate((1.0, 100.0, 0.3)) for d, base in ((1, 5.0), (3, 0.01))]  # fmt: skip
+    under = conclusions_from(gap_column(pd.DataFrame(rows)))[1]
+    assert under.values["underfits"] and under.values["difference"] == pytest.approx(np.log10(500))
 
 
 def test_conclusions_see_no_overfitting_when_the_gaps_are_equal():
