@@ -17,7 +17,8 @@ them and continues an interrupted one from its last epoch; the digest covers the
 epochs and the data, so a changed recipe is stored apart, never mixed with the old.
 
 The recipe is named, so anyone can rerun it: ``mlplab run best-mlp`` (all candidates) or
-``mlplab.experiments.best_mlp.RECIPES["adamw-2x1024-flip"]`` from Python.
+``mlplab.experiments.best_mlp.RECIPES["adamw-2x1024"]`` from Python (the recipe validation chose
+in the full run: test accuracy 0.9060 ± 0.0029 over 3 seeds, BENCHMARKS.md).
 """
 
 from __future__ import annotations
