@@ -370,3 +370,17 @@ def test_a_resumed_sweep_keeps_the_training_findings_of_its_earlier_models(tmp_p
     assert models == {"normal:0.0001", "normal:1e-05"}  # the first run's model is still there
     (out / "doctor.json").write_text("{not json")  # a damaged file of its own is replaced, not fatal
     assert runner.invoke(app, [*flags, "--grid", "init=normal:0.0001"]).exit_code == 0
+
+
+def test_explain_reads_a_sweep_stored_before_later_table_entries(tmp_path):
+    # bench/results/dropout-grid was stored before loss, l1, bias and features existed: they trained at their defaults
+    import shutil
+    from pathlib import Path
+
+    from mlplab.doctor import explain
+
+    stored = Path(__file__).parent.parent / "bench" / "results" / "dropout-grid"
+    shutil.copytree(stored, tmp_path / "grid")  # a copy: opening a store may upgrade it in place
+    lines = explain(tmp_path / "grid").lines()
+    assert lines[0] == "0 of 300 model(s) failed or diverged"
+    assert "30 model(s) ended ok despite a warning" in lines[1]

@@ -351,7 +351,7 @@ def _explain_run(path: Path) -> Explanation:
 
 
 def _explain_sweep(path: Path) -> Explanation:
-    from mlplab.sweep.spec import make_trial, parse_value
+    from mlplab.sweep.spec import DEFAULTS, make_trial, parse_value
     from mlplab.sweep.store import SweepStore
 
     with SweepStore(path, create=False) as store:
@@ -360,7 +360,8 @@ def _explain_sweep(path: Path) -> Explanation:
     sizes = [int(n) for n in re.findall(r"train \((\d+), (\d+)\)", data)[0]] if "train (" in data else [60_000, 784]
     cases = []
     for row in rows:
-        values = {name: parse_value(name, value) for name, value in json.loads(row["config"]).items()}
+        # a sweep stored before an entry was added to the table (loss, l1, ...) trained it at its default
+        values = {**DEFAULTS, **{name: parse_value(name, value) for name, value in json.loads(row["config"]).items()}}
         trial = make_trial(values, row["seed"], n_inputs=sizes[1])
         cases.append((trial.model, trial.train, row["status"], row["final_test_acc"]))
     return _tally(cases, sizes[0])
