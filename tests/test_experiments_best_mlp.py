@@ -56,6 +56,8 @@ def test_the_target_conclusion_is_computed_from_the_seeds():
     assert "is met" in met.text and "0.8833" in met.text  # its CI lies above every reference
     missed = target_conclusion(recipe, {0: 0.899, 1: 0.897, 2: 0.898})
     assert not missed.values["met"] and "NOT met" in missed.text
+    quick = target_conclusion(recipe, {0: 0.84, 1: 0.85, 2: 0.845}, quick=True)
+    assert quick.values["met"] is None and "judged on the full run" in quick.text and "NOT" not in quick.text
     wide = target_conclusion(recipe, {0: 0.85, 1: 0.95, 2: 0.90})
     assert wide.values["above"] == []  # a mean above a reference with a CI across it is not "above"
 

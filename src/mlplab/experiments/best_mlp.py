@@ -240,15 +240,22 @@ def _history_rows(recipe: str, seed: int, history) -> list[dict]:
     ]
 
 
-def target_conclusion(recipe: Recipe, test_acc: dict[int, float]) -> Conclusion:
-    """The chosen recipe's test accuracy over seeds, against the target and the references."""
+def target_conclusion(recipe: Recipe, test_acc: dict[int, float], quick: bool = False) -> Conclusion:
+    """The chosen recipe's test accuracy over seeds, against the target and the references.
+
+    With ``quick`` (a subset and a few epochs) the target, which is judged on the full run, is not applied.
+    """
     ci = mean_ci(list(test_acc.values()))
-    met = ci.mean >= TARGET
+    met = None if quick else ci.mean >= TARGET
     above = [name for name, value in REFERENCES.items() if ci.mean - ci.half_width > value]
     text = (
         f"the chosen recipe {recipe.name} reaches test accuracy {ci.format()} ({ci.n} seeds: "
         + ", ".join(f"{a:.4f}" for a in test_acc.values())
-        + f"); the target mean >= {TARGET:.3f} is {'met' if met else 'NOT met'}"
+        + (
+            f"); --quick trains on a subset for a few epochs: the target mean >= {TARGET:.3f} is judged on the full run"
+            if quick
+            else f"); the target mean >= {TARGET:.3f} is {'met' if met else 'NOT met'}"
+        )
     )
     if above:
         text += f"; its whole 95% CI lies above {', '.join(f'{n} ({REFERENCES[n]:.4f})' for n in above)}"
@@ -299,7 +306,7 @@ def run(config: Config) -> Result:
     curve_table = summary_table(pd.DataFrame(curves), ["recipe", "epoch"], ["val_acc", "train_loss"])
     conclusions = [
         Conclusion("chosen on validation (test untouched): " + choice.text, choice.values),
-        target_conclusion(chosen, test_acc),
+        target_conclusion(chosen, test_acc, quick=config.quick),
     ]
     if config.seeds < 3:
         conclusions.append(
