@@ -165,23 +165,24 @@ def conclusions_from(results: pd.DataFrame) -> list[Conclusion]:
     degrees = set(results["degree"])
     if {1, 3} <= degrees:
         p = compare(results, "degree", 1, 3, "log_train_loss", higher_is_better=False)
-        d, underfits = p.difference, p.winner == p.b
-        text = (
-            f"{'degree 1 underfits' if underfits else 'no underfitting shown'}: its training loss is "
-            f"10^({d.mean:+.2f} ± {d.half_width:.2f}) times degree 3's (paired over {d.n} seeds"
-            f"{'' if underfits else '; the interval includes 0'})"
-        )
-        out.append(Conclusion(text, {**comparison(p).values, "underfits": underfits}))
+        out.append(_in_decades(p, p.winner == p.b, "underfits", ("degree 1 underfits", "no underfitting shown"),
+                               "its training loss is", "times degree 3's", "the interval includes 0"))  # fmt: skip
     if {19, 3} <= degrees:
         p = compare(results, "degree", 19, 3, "log_gap", higher_is_better=True)  # "wins": the larger gap
-        d, larger = p.difference, p.winner == p.a
-        text = (
-            f"{'degree 19 overfits more' if larger else 'no larger overfitting shown'}: its test loss over "
-            f"its training loss is 10^({d.mean:+.2f} ± {d.half_width:.2f}) times degree 3's ratio "
-            f"(paired over {d.n} seeds{'' if larger else '; the interval does not exclude 0 on that side'})"
-        )
-        out.append(Conclusion(text, {**comparison(p).values, "larger_gap": larger}))
+        out.append(_in_decades(p, p.winner == p.a, "larger_gap", ("degree 19 overfits more", "no larger overfitting shown"),
+                               "its test loss over its training loss is", "times degree 3's ratio",
+                               "the interval does not exclude 0 on that side"))  # fmt: skip
     return out
+
+
+def _in_decades(p, shown: bool, key: str, verdicts: tuple[str, str], what: str, than: str, caveat: str) -> Conclusion:
+    """A paired log10 difference as "VERDICT: WHAT 10^(d ± ci) THAN (paired over n seeds[; CAVEAT])"."""
+    d = p.difference
+    text = (
+        f"{verdicts[0] if shown else verdicts[1]}: {what} 10^({d.mean:+.2f} ± {d.half_width:.2f}) {than} "
+        f"(paired over {d.n} seeds{'' if shown else '; ' + caveat})"
+    )
+    return Conclusion(text, {**comparison(p).values, key: shown})
 
 
 # ---- training -------------------------------------------------------------------------------------
