@@ -84,6 +84,7 @@ def test_end_to_end_on_synthetic_data_chooses_on_validation_and_tests_only_the_c
 def test_a_rerun_loads_the_stored_runs_and_a_changed_recipe_is_stored_apart(tmp_path):
     config = Config(quick=True, data="synthetic", out=str(tmp_path), seeds=1, candidates=("narrow",), recipes=TINY)
     first = best_mlp.run(config)
+    assert first.conclusions[0].text.endswith("the only value tried")  # one candidate: nothing to beat
     checkpoints = sorted((tmp_path / "quick" / "synthetic" / "runs").rglob("checkpoint.pt"))
     assert len(checkpoints) == 1
     stamp = checkpoints[0].stat().st_mtime_ns

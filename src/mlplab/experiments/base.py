@@ -358,11 +358,12 @@ def best(
     from mlplab.sweep.hyperparameters import value_text
 
     text = f"best {column}: {value_text(winner)}, {metric} {ci.format()} ({ci.n} seeds)"
-    text += (
-        f"; not told apart from it (paired 95% CI includes 0): {', '.join(map(value_text, tied))}"
-        if tied
-        else "; it beats every other value (paired 95% CIs)"
-    )
+    if len(means) == 1:
+        text += "; the only value tried"
+    elif tied:
+        text += f"; not told apart from it (paired 95% CI includes 0): {', '.join(map(value_text, tied))}"
+    else:
+        text += "; it beats every other value (paired 95% CIs)"
     return Conclusion(text, {"column": column, "best": winner, "mean": ci.mean, "ci": ci.half_width, "n": ci.n,
                              "tied": tied, "metric": metric})  # fmt: skip
 

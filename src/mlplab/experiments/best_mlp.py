@@ -229,6 +229,9 @@ def train_recipe(
     }
     write_text(run_dir / "config.json", json.dumps(settings, indent=2) + "\n")
     model = build_mlp(model_config, torch.Generator().manual_seed(seed))
+    if progress:  # fit's display names the split it scores on "test": here it is the validation split
+        print(f"{recipe.name}, seed {seed}: {len(data.train):,} training images; the test columns below are the "
+              f"{len(data.test):,} validation images", flush=True)  # fmt: skip
     history = fit(model, data, train_config, checkpoint=run_dir / "checkpoint.pt", resume=True, progress=progress)
     return model, history
 
