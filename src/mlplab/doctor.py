@@ -35,6 +35,7 @@ training-time checks on every model of a batched sweep (``sweep run`` adds its f
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -175,22 +176,30 @@ def _activation_moments(activation: str, variance: float) -> tuple[float, float]
     ReLU gives exactly ``(variance / 2, 1 / 2)`` (d2l 4.8's He derivation), pReLU at its initial
     slope 0.25 ``((1 + 0.25^2) / 2 * variance, (1 + 0.25^2) / 2)``.
     """
-    import numpy as np
+    import torch
 
-    nodes, weights = np.polynomial.hermite_e.hermegauss(64)  # E[f(x)], x ~ N(0, 1) = sum w f(x) / sqrt(2 pi)
+    from mlplab.scratch import activations  # the project's activations beside their derivatives
+
+    nodes, weights = _gauss_hermite()
     z = math.sqrt(variance) * nodes
-    if activation == "relu":
-        value, slope = np.maximum(z, 0.0), (z > 0).astype(float)
-    elif activation == "prelu":
-        value, slope = np.where(z > 0, z, 0.25 * z), np.where(z > 0, 1.0, 0.25)
-    elif activation == "tanh":
-        value = np.tanh(z)
-        slope = 1 - value**2
-    else:  # sigmoid
-        value = 1 / (1 + np.exp(-z))
-        slope = value * (1 - value)
-    norm = math.sqrt(2 * math.pi)
-    return float(weights @ value**2) / norm, float(weights @ slope**2) / norm
+    if activation == "prelu":
+        alpha = torch.tensor([activations.PRELU_INIT], dtype=z.dtype)
+        value, slope = activations.prelu(z, alpha), activations.prelu_grad(z, alpha)
+    else:
+        f, derivative = activations.OUTPUT_DERIVATIVES[activation]  # the derivative reads the output
+        value = f(z)
+        slope = derivative(value).to(z.dtype)
+    return float(weights @ value**2), float(weights @ slope**2)
+
+
+@functools.lru_cache(maxsize=1)
+def _gauss_hermite(points: int = 64):
+    """Nodes and weights with ``E[f(x)] = sum(weights * f(nodes))`` for ``x ~ N(0, 1)`` (float64 tensors)."""
+    import numpy as np
+    import torch
+
+    nodes, weights = np.polynomial.hermite_e.hermegauss(points)
+    return torch.from_numpy(nodes), torch.from_numpy(weights / math.sqrt(2 * math.pi))
 
 
 def layer_variances(model: ModelConfig, input_second_moment: float = 1.0) -> tuple[list[float], float]:
@@ -351,7 +360,7 @@ def _explain_run(path: Path) -> Explanation:
 
 
 def _explain_sweep(path: Path) -> Explanation:
-    from mlplab.sweep.spec import DEFAULTS, make_trial, parse_value
+    from mlplab.sweep.spec import make_trial, parse_value
     from mlplab.sweep.store import SweepStore
 
     with SweepStore(path, create=False) as store:
@@ -360,8 +369,7 @@ def _explain_sweep(path: Path) -> Explanation:
     sizes = [int(n) for n in re.findall(r"train \((\d+), (\d+)\)", data)[0]] if "train (" in data else [60_000, 784]
     cases = []
     for row in rows:
-        # a sweep stored before an entry was added to the table (loss, l1, ...) trained it at its default
-        values = {**DEFAULTS, **{name: parse_value(name, value) for name, value in json.loads(row["config"]).items()}}
+        values = {name: parse_value(name, value) for name, value in json.loads(row["config"]).items()}
         trial = make_trial(values, row["seed"], n_inputs=sizes[1])
         cases.append((trial.model, trial.train, row["status"], row["final_test_acc"]))
     return _tally(cases, sizes[0])

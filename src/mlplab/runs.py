@@ -20,7 +20,7 @@ from pathlib import Path
 from mlplab.atomic import remove_stale, write_text
 from mlplab.errors import MlplabError
 from mlplab.lock import folder_lock
-from mlplab.train import RUN_LOCK, Callback, History, TrainConfig, load_checkpoint
+from mlplab.train import RUN_LOCK, Callback, History, TrainConfig, check_resumed_epochs, load_checkpoint
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
@@ -126,15 +126,9 @@ class RunDir:
         Checked before anything is written, so a refused resume leaves the folder as it was.
         """
         stored = self.stored_config()
-        stored_epochs = (stored or {}).get("train", {}).get("epochs")
-        if train_config.schedule != "constant" and stored_epochs not in (None, train_config.epochs):
-            raise MlplabError(
-                f"the run in {self.path} anneals its learning rate over {stored_epochs} epochs ({train_config.schedule} "
-                f"schedule), so it cannot be resumed to --epochs {train_config.epochs}. Fix: resume with --epochs "
-                f"{stored_epochs}, or start a new run with --out."
-            )
+        check_resumed_epochs(train_config, (stored or {}).get("train", {}).get("epochs"), self.path)
         if stored is not None:
-            diffs = _differences(stored, config)
+            diffs = differences(stored, config, exempt=("train.epochs",))
             if diffs:
                 raise MlplabError(
                     f"cannot resume the run in {self.path}: {'; '.join(diffs)}. Fix: use the run's "
@@ -179,16 +173,21 @@ class RunDir:
         save_figure(training_curves(history, title=title), self.path / "curves.png")
 
 
-def _differences(stored: dict, current: dict, prefix: str = "") -> list[str]:
-    """``"train.lr: stored 0.1, given 0.5"`` for every setting that differs (``train.epochs`` may)."""
+def differences(
+    stored: dict, current: dict, prefix: str = "", *, exempt: tuple[str, ...] = (), word: str = "given"
+) -> list[str]:
+    """``"train.lr: stored 0.1, given 0.5"`` for every setting that differs, but the ``exempt`` ones.
+
+    Nested dicts are compared entry by entry (dotted names); tuples and lists compare equal, as JSON stores them.
+    """
     out = []
     for key in sorted(set(stored) | set(current)):
         name = f"{prefix}{key}"
-        if name == "train.epochs":
+        if name in exempt:
             continue
         a, b = (json.loads(json.dumps(d.get(key))) for d in (stored, current))  # tuples and lists compare equal
         if isinstance(a, dict) and isinstance(b, dict):
-            out += _differences(a, b, f"{name}.")
+            out += differences(a, b, f"{name}.", exempt=exempt, word=word)
         elif a != b:
-            out.append(f"{name}: stored {a!r}, given {b!r}")
+            out.append(f"{name}: stored {a!r}, {word} {b!r}")
     return out

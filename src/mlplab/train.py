@@ -582,13 +582,7 @@ def _restore(
             "Fix: use the original settings, or a new output folder to start over."
         )
     history = History.from_dict(state["history"])
-    if config.schedule != "constant" and stored.get("epochs") != config.epochs:
-        raise ConfigError(
-            "epochs",
-            config.epochs,
-            f"the run in {path.parent} anneals its learning rate over {stored.get('epochs')} epochs "
-            f"({config.schedule} schedule); resume it with --epochs {stored.get('epochs')}, or start a new run",
-        )
+    check_resumed_epochs(config, stored.get("epochs"), path.parent)
     if len(history.records) > config.epochs:
         raise ConfigError(
             "epochs",
@@ -611,6 +605,18 @@ def _restore(
     for d, s in zip(rng_devices, state["cuda_rng"]):
         torch.cuda.set_rng_state(s.cpu(), d)
     return history
+
+
+def check_resumed_epochs(config: TrainConfig, stored_epochs: object, where: str | os.PathLike[str]) -> None:
+    """Refuse to resume a scheduled run to other epochs: the schedule spans the run's epochs, so
+    training longer would change every earlier step's learning rate (a constant one may grow)."""
+    if config.schedule != "constant" and stored_epochs not in (None, config.epochs):
+        raise ConfigError(
+            "epochs",
+            config.epochs,
+            f"the run in {where} anneals its learning rate over {stored_epochs} epochs "
+            f"({config.schedule} schedule); resume it with --epochs {stored_epochs}, or start a new run",
+        )
 
 
 _CHECKPOINT_KEYS = ("version", "config", "model", "optimizer", "order_rng", "cpu_rng", "cuda_rng", "history")

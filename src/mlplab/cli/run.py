@@ -71,8 +71,7 @@ def _command(name: str):
         module = experiments.module(name)
         if show_settings:
             for s in settings(module.Config):
-                default = ",".join(map(str, s.default)) if isinstance(s.default, tuple) else s.default
-                console.print(f"[bold]{s.name}[/] ({s.kind}, default {default}): {s.comment}", soft_wrap=True)
+                console.print(f"[bold]{s.name}[/] ({s.kind}, default {s.default_text}): {s.comment}", soft_wrap=True)
             raise typer.Exit(0)
         config = module.Config(
             **parse_settings(module.Config, set_),

@@ -85,8 +85,8 @@ def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Opti
             f"{out} already holds results ({', '.join(existing)}). Fix: add --resume to reuse "
             "and complete them, or pick another --out."
         )
-    for part in config.parts:  # a part stored with other settings is refused before any work
-        parts.load(part, part_config(config, part))
+    # a part stored with other settings is refused before any work; the matching ones are handed on
+    done = {p: PartResult.from_dict(found) for p in config.parts if (found := parts.load(p, part_config(config, p)))}
     t0 = time.perf_counter()
 
     def progress(message: str) -> None:
@@ -98,7 +98,9 @@ def _execute_locked(config: StudyConfig, out: Path, resume: bool, data_dir: Opti
     write_json(out / "config.json", dataclasses.asdict(config))
     with console.status("loading Fashion-MNIST"):
         data = fashion_mnist_data(data_dir, device=device)
-    results = run_study(data, config, progress=progress, source_checkpoint=checkpoint, on_part=stored, parts=parts)
+    results = run_study(
+        data, config, progress=progress, source_checkpoint=checkpoint, done=done, on_part=stored, parts=parts
+    )
     markdown = study_markdown(results)
     write_text(out / "results.md", markdown)
     if "concept" in results:

@@ -263,15 +263,15 @@ class StoredParts:
     def load(self, name: str, settings: Mapping[str, Any]) -> dict | None:
         """The stored part ``name``, None when there is none; an MlplabError when its settings differ."""
         from mlplab.errors import MlplabError
-        from mlplab.runs import read_json
+        from mlplab.runs import differences, read_json
 
         path = self.path(name)
         if not path.exists():
             return None
         stored = read_json(path, f"stored {name} results")
-        if not isinstance(stored, dict) or self.settings_key not in stored:
+        if not isinstance(stored, dict) or not isinstance(stored.get(self.settings_key), dict):
             raise MlplabError(f"{path} is not a stored result (no {self.settings_key!r}). Fix: delete it to redo it.")
-        differ = _differing(_canonical(stored[self.settings_key]), _canonical(settings))
+        differ = differences(stored[self.settings_key], dict(settings), word="asked")
         if differ:
             raise MlplabError(
                 f"cannot resume: {path} was made with other settings ({', '.join(differ)}). Fix: use the "
@@ -285,17 +285,6 @@ class StoredParts:
         prepare_dir(self.folder, "results folder")
         write_json(self.path(name), dict(part))
         return self.path(name)
-
-
-def _canonical(value: Any) -> Any:
-    return json.loads(json.dumps(value))  # tuples and lists compare equal, as they are stored
-
-
-def _differing(a: Any, b: Any, prefix: str = "") -> list[str]:
-    """The dotted names of the entries where ``a`` (stored) and ``b`` (asked for) differ."""
-    if isinstance(a, dict) and isinstance(b, dict):
-        return [d for k in sorted(set(a) | set(b)) for d in _differing(a.get(k), b.get(k), f"{prefix}{k}.")]
-    return [] if a == b else [f"{prefix.rstrip('.')}: stored {a!r}, asked {b!r}"]
 
 
 # ---- conclusions ------------------------------------------------------------------------------
@@ -391,6 +380,11 @@ class Setting:
     kind: str  # int, float, str, bool, "int or none", or "comma list of int|float|str" (optionally with a length)
     default: Any
     comment: str  # the field's comment in the source, the setting's meaning
+
+    @property
+    def default_text(self) -> str:
+        """The default as ``--set`` takes it (a list comma-separated)."""
+        return ",".join(map(str, self.default)) if isinstance(self.default, tuple) else str(self.default)
 
     def parse(self, text: str) -> Any:
         """The value of ``text`` for this field; a ConfigError names ``--set NAME`` and the fix."""

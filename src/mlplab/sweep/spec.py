@@ -341,11 +341,13 @@ def _like(default: Any, value: Any) -> Any:
 
 
 def make_trial(values: Mapping[str, Any], seed: int, n_inputs: int = 784, n_outputs: int = 10) -> Trial:
-    """The :class:`Trial` for a complete set of hyperparameter values (see :data:`DEFAULTS`).
+    """The :class:`Trial` for a set of hyperparameter values; one not given takes its :data:`DEFAULTS`
+    value (a sweep stored before an entry joined the table trained it at its default).
 
     Each value sets its table entry's config field; ``dropout`` and ``dropoutN`` together give the
     per-layer dropout probabilities.
     """
+    values = {**DEFAULTS, **values}  # an entry added to the table after a sweep was stored trained at its default
     hidden = tuple(values["hidden"])
     per_layer = [float(values.get(PER_LAYER, 0.0))] * len(hidden)
     for name, p in values.items():
