@@ -14,6 +14,7 @@ from mlplab import __version__
 from mlplab.cli import data as _data
 from mlplab.cli import doctor as _doctor
 from mlplab.cli import house as _house
+from mlplab.cli import report as _report
 from mlplab.cli import run as _run
 from mlplab.cli import shift as _shift
 from mlplab.cli import sweep as _sweep
@@ -55,6 +56,7 @@ def _root(
 
 app.command("train")(_train.train)
 app.command("doctor")(_doctor.doctor)
+app.command("report")(_report.report)
 app.add_typer(_sweep.app, name="sweep")
 app.add_typer(_shift.app, name="shift")
 app.add_typer(_house.app, name="house")

@@ -77,6 +77,7 @@ class Conclusion:
 
     text: str  # e.g. "the best width is 512: 0.8540 ± 0.0030 (3 seeds)"
     values: Mapping[str, Any] = field(default_factory=dict)  # what the sentence was made from
+    key: str = ""  # names a finding that others read (the report's verdicts on the log), e.g. "log-guess"
 
     def __str__(self) -> str:
         return self.text
@@ -113,12 +114,16 @@ class Result:
     conclusions: list[Conclusion] = field(default_factory=list)
     seconds: float = 0.0
 
+    def finding(self, key: str) -> Conclusion | None:
+        """The conclusion named ``key`` (see :attr:`Conclusion.key`), or None when it was not drawn."""
+        return next((c for c in self.conclusions if c.key == key), None)
+
     def markdown(self) -> str:
         """The conclusions, then each table, as Markdown."""
         lines = [f"# {self.name}", ""]
         lines += [f"- {c.text}" for c in self.conclusions]
         for key, table in self.tables.items():
-            lines += ["", f"## {key}", "", _markdown_table(table)]
+            lines += ["", f"## {key}", "", markdown_table(table)]
         return "\n".join(lines) + "\n"
 
     def save(self, folder: str | os.PathLike[str], figures: bool = True) -> Path:
@@ -138,7 +143,10 @@ class Result:
             "name": self.name,
             "config": self.config,
             "seconds": self.seconds,
-            "conclusions": [{"text": c.text, "values": _json_safe(c.values)} for c in self.conclusions],
+            "conclusions": [
+                {"text": c.text, "values": _json_safe(c.values), **({"key": c.key} if c.key else {})}
+                for c in self.conclusions
+            ],
             "tables": list(self.tables),
             "figures": [dataclasses.asdict(f) for f in self.figures],
         }
@@ -160,15 +168,21 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
-def _markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
-    def cell(v: Any) -> str:
-        if isinstance(v, (float, np.floating)):
-            return "" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.4f}"
-        return str(v)
+def format_value(v: Any, digits: int = 4) -> str:
+    """A table cell: floats with ``digits`` decimals (significant digits when very large or small), NaN empty."""
+    if isinstance(v, (float, np.floating)):
+        return "" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 1e4 or 0 < abs(v) < 1e-3 else f"{v:.{digits}f}"
+    return str(v)
 
+
+def markdown_table(table: pd.DataFrame, digits: int = 4) -> str:
+    """``table`` as a Markdown pipe table (cells by :func:`format_value`; a ``|`` inside a cell is escaped)."""
     head = "| " + " | ".join(map(str, table.columns)) + " |"
     rule = "|" + "---|" * len(table.columns)
-    rows = ["| " + " | ".join(cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    rows = [
+        "| " + " | ".join(format_value(v, digits).replace("|", "\\|") for v in row) + " |"
+        for row in table.itertuples(index=False)
+    ]
     return "\n".join([head, rule, *rows])
 
 

@@ -266,6 +266,7 @@ def target_conclusion(recipe: Recipe, test_acc: dict[int, float], quick: bool = 
         text,
         {"recipe": recipe.name, "mean": ci.mean, "ci": ci.half_width, "n": ci.n, "per_seed": test_acc,
          "target": TARGET, "met": met, "above": above},
+        "test",
     )  # fmt: skip
 
 

@@ -332,7 +332,7 @@ def swap_conclusions(
     )
     values = {"mean": ci.mean, "ci": ci.half_width, "n": ci.n, "pairs": len(table), "interchangeable": interchangeable,
               "larger_on_second": on_second, "larger_on_first": on_first}  # fmt: skip
-    return [*out, Conclusion(text, values)]
+    return [*out, Conclusion(text, values, "q1-swap")]
 
 
 def grid_best(results: pd.DataFrame, metric: str = "final_test_acc", listed: int = 6) -> Conclusion:
@@ -493,7 +493,7 @@ def collapse_conclusions(
         out.append(Conclusion(text, {"weight_decay": float(wd), "lr": lr, "decay_factor": f, "at_chance": n_chance,
                                      "models": len(rows), "acc": acc.mean, "acc_ci": acc.half_width,
                                      "positive_at_chance": positive_chance, "positive_models": len(positive),
-                                     "doctor": findings.get(wd)}))  # fmt: skip
+                                     "doctor": findings.get(wd)}, "q4-collapse"))  # fmt: skip
     if not out:
         text = (f"no weight decay here has lr*wd >= 1 (the smallest factor 1 - lr*wd is {factor.min():g} > 0): "
                 f"{positive_chance} of {len(positive)} models ended '{AT_CHANCE}'")  # fmt: skip
@@ -559,7 +559,7 @@ def dropout_decay_conclusion(table: pd.DataFrame) -> Conclusion:
                    "told apart from 0): they do not simply add up")  # fmt: skip
     text = (f"Q4, dropout with weight decay: final test accuracy of dropout {high:g} - dropout {low:g}, paired over "
             f"seeds: " + "; ".join(parts) + f". {summary}")  # fmt: skip
-    return Conclusion(text, {"additive": additive, "rows": table.to_dict("records")})
+    return Conclusion(text, {"additive": additive, "rows": table.to_dict("records")}, "q4-additive")
 
 
 def doctor_findings(

@@ -173,6 +173,7 @@ def chance_conclusion(first: Mapping[object, int | None], threshold: float, epoc
     return Conclusion(
         f"epochs to leave chance (first epoch with mean test_acc > {threshold:g}): " + ", ".join(parts),
         {"threshold": threshold, "epochs": epochs, "first_epoch": dict(first)},
+        "leave-chance",
     )
 
 
@@ -199,7 +200,7 @@ def ranking_change(pairs: Mapping[int, Paired]) -> Conclusion:
         f"{first.a} vs {first.b}: the verdict {'changes' if changes else 'is the same'} between budgets: "
         f"{said} (paired 95% CIs over seeds)"
     )
-    return Conclusion(text, {"a": first.a, "b": first.b, "verdicts": verdicts, "changes": changes})
+    return Conclusion(text, {"a": first.a, "b": first.b, "verdicts": verdicts, "changes": changes}, "depth-budgets")
 
 
 def _at(budget: int, conclusion: Conclusion) -> Conclusion:

@@ -8,6 +8,7 @@ widths the data cannot tell from it (paired over seeds), and 256 against 1024 as
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -73,7 +74,7 @@ def run(config: Config) -> Result:
     conclusions = [best(results, "width")]
     a, b = config.compare_widths
     if {a, b} <= set(config.widths):
-        conclusions.append(comparison(compare(results, "width", a, b)))
+        conclusions.append(dataclasses.replace(comparison(compare(results, "width", a, b)), key="compare-widths"))
     return Result(
         NAME,
         settings,

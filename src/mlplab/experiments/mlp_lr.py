@@ -106,9 +106,13 @@ def against_guess(results: pd.DataFrame, top: float, guess: float) -> Conclusion
     ``results`` has one row per run with ``lr``, ``seed`` and ``final_test_acc``.
     """
     if top == guess:
-        return Conclusion(f"the log's guess lr={guess:g} is the best learning rate", {"best": top, "guess": guess})
+        return Conclusion(
+            f"the log's guess lr={guess:g} is the best learning rate", {"best": top, "guess": guess}, "log-guess"
+        )
     c = comparison(compare(results, "lr", top, guess))
-    return Conclusion(f"the best against the log's guess: {c.text}", {**c.values, "best": top, "guess": guess})
+    return Conclusion(
+        f"the best against the log's guess: {c.text}", {**c.values, "best": top, "guess": guess}, "log-guess"
+    )
 
 
 def run(config: Config) -> Result:

@@ -292,6 +292,7 @@ def run(config: Config) -> Result:
                 "train_loss_excess_mean": gap3.mean,
                 "train_loss_excess_ci": gap3.half_width,
             },
+            "exact",
         )  # fmt: skip
     )
     for row in scaled_vs_raw.itertuples(index=False):
@@ -301,7 +302,8 @@ def run(config: Config) -> Result:
         )
         conclusions.append(Conclusion(text, {"degree": row.degree, "status": row.unscaled_status,
                                              "unscaled_test_loss": row.unscaled_final_test_loss_mean,
-                                             "scaled_test_loss": row.final_test_loss_mean}))  # fmt: skip
+                                             "scaled_test_loss": row.final_test_loss_mean},
+                                      f"unscaled-{row.degree}"))  # fmt: skip
     weight_table = pd.DataFrame(weights)
     weights3 = weight_table[weight_table["degree"] == 3].melt(
         id_vars=["degree", "i"], value_vars=["true_w", "sgd_w", "exact_w"], var_name="source", value_name="w"

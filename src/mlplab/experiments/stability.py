@@ -325,7 +325,7 @@ def sigmoid_conclusion(table: pd.DataFrame, small: float = 0.01) -> Conclusion:
         "through it by s'(x), a quarter at best and far less once saturated"
     )
     return Conclusion(text, {"max_derivative": float(peak["derivative"]), "at_x": float(peak["x"]),
-                             "below": small, "from_abs_x": cutoff, "at_ends": float(ends)})  # fmt: skip
+                             "below": small, "from_abs_x": cutoff, "at_ends": float(ends)}, "sigmoid")  # fmt: skip
 
 
 # ---- part 2: exploding products ---------------------------------------------------------------
@@ -491,7 +491,9 @@ def symmetry_conclusion(runs: pd.DataFrame, rtol: float) -> Conclusion:
     if dropped:
         verdict += "; dropout's random masks broke the symmetry" if breaks else "; dropout did not break it"
     text = f"after SGD, W_1's numerical rank (rtol {rtol:g}): " + "; ".join(parts) + f"; {verdict}"
-    return Conclusion(text, {"rtol": rtol, "constant_stays_rank_1": stays, "dropout_breaks": breaks, **values})
+    return Conclusion(
+        text, {"rtol": rtol, "constant_stays_rank_1": stays, "dropout_breaks": breaks, **values}, "symmetry"
+    )
 
 
 # ---- part 4: initialization on a deep MLP -----------------------------------------------------
