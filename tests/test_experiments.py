@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
 
@@ -216,3 +217,33 @@ def test_the_shift_study_reuses_a_stored_part_through_the_same_mechanism(tmp_pat
     other = ex.StudyConfig(parts=("covariate",), covariate=ex.CovariateShiftConfig(seeds=(5,)))
     with pytest.raises(MlplabError, match="other settings"):
         ex.run_study(None, other, parts=parts)
+
+
+def test_draw_keeps_an_unchanged_figure_and_redraws_a_changed_one(tmp_path):
+    from mlplab.experiments.base import FigureSpec, Result
+    from mlplab.experiments.plots import draw
+
+    table = pd.DataFrame({"x": [1, 2, 3], "y_mean": [0.1, 0.2, 0.3], "y_ci": [0.01, 0.01, 0.01]})
+    result = Result("demo", {}, {"t": table}, [FigureSpec("f", "t", "line", "x", "y")])
+    (path,) = draw(result, tmp_path)
+    first = path.stat().st_mtime_ns, path.read_bytes()
+    draw(result, tmp_path)
+    assert (path.stat().st_mtime_ns, path.read_bytes()) == first  # not redrawn
+    result.tables["t"] = table.assign(y_mean=[0.3, 0.2, 0.1])
+    draw(result, tmp_path)
+    assert path.read_bytes() != first[1]  # the table changed: drawn again
+    path.unlink()
+    draw(result, tmp_path)
+    assert path.is_file()  # a missing PNG is drawn even when its digest is known
+
+
+def test_read_once_reads_fashion_mnist_once_inside_the_block(fake_fashion_mnist):
+    from mlplab.data import fashion_mnist_data, read_once
+
+    with read_once():
+        a, b = fashion_mnist_data(fake_fashion_mnist), fashion_mnist_data(fake_fashion_mnist)
+        with read_once():  # nested: the same loads
+            c = fashion_mnist_data(fake_fashion_mnist)
+    assert a is b is c
+    outside = fashion_mnist_data(fake_fashion_mnist)
+    assert outside is not a and torch.equal(outside.train.X, a.train.X)

@@ -124,3 +124,22 @@ def test_cli_run(tmp_path):
     out = CliRunner().invoke(app, ["run", "poly-fit", "--quick", "--seeds", "2", "--out", str(tmp_path)])
     assert out.exit_code == 0, out.output
     assert (tmp_path / "quick" / "result.json").exists()
+
+
+def test_stored_weights_are_the_trained_ones_and_a_rerun_reads_them(tmp_path, monkeypatch):
+    from mlplab.experiments.base import StoredParts
+
+    config = Config(epochs=20, out=str(tmp_path))
+    data = poly_fit.poly_data(config, 0)
+    trained = poly_fit.trained_weights(config, data, 0, (1, 3))
+    parts = StoredParts(tmp_path / "weights")
+    first = poly_fit.trained_weights(config, data, 0, (1, 3), parts)
+    assert parts.path("weights-seed0").is_file()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a rerun must read the stored weights, not train")
+
+    monkeypatch.setattr("mlplab.sweep.batched.train_group", no_training)
+    again = poly_fit.trained_weights(config, data, 0, (1, 3), parts)
+    for degree in (1, 3):
+        assert np.array_equal(first[degree], trained[degree]) and np.array_equal(again[degree], trained[degree])

@@ -39,6 +39,7 @@ from mlplab.experiments.base import (
     ExperimentConfig,
     FigureSpec,
     Result,
+    StoredParts,
     best,
     compare,
     comparison,
@@ -196,21 +197,30 @@ def _spec(config: Config, seed: int, features: tuple[int, ...]):
     return SweepSpec(base=base, grid={"features": features}, seeds=(seed,))
 
 
-def trained_weights(config: Config, data: Data, seed: int, degrees: tuple[int, ...]) -> dict[int, np.ndarray]:
+def trained_weights(
+    config: Config, data: Data, seed: int, degrees: tuple[int, ...], parts: StoredParts | None = None
+) -> dict[int, np.ndarray]:
     """SGD's final weights ``{degree: (degree + 1,)}`` for seed ``seed``, trained as the sweep trains.
 
     One batched group (``train_group`` with ``model=``, which keeps the weights): the same
-    initial weights and batch order as the stored models of this seed.
+    initial weights and batch order as the stored models of this seed. With ``parts``, the
+    weights are stored there (keyed by the models' trial keys) and a rerun reads them back.
     """
     from mlplab.sweep.batched import BatchedMLP, train_group
 
     trials = _spec(config, seed, tuple(d + 1 for d in degrees)).trials(n_inputs=MAX_DEGREE, n_outputs=1)
+    settings = {"trials": [t.key for t in trials], "device": config.device}
+    if parts is not None and (stored := parts.load(f"weights-seed{seed}", settings)) is not None:
+        return {int(d): np.asarray(w, dtype=np.float64) for d, w in stored["weights"].items()}
     model = BatchedMLP.from_trials(trials, config.device)
     train_group(trials, data, config.device, model=model)
-    return {
+    weights = {
         t.model.n_inputs - 1: model.to_module(k, t.model)[-1].weight.detach().cpu().double().numpy().ravel()
         for k, t in enumerate(trials)
     }
+    if parts is not None:
+        parts.save(f"weights-seed{seed}", {"config": settings, "weights": {d: w.tolist() for d, w in weights.items()}})
+    return weights
 
 
 def run(config: Config) -> Result:
@@ -230,7 +240,7 @@ def run(config: Config) -> Result:
                     folder / f"data-{s}-unscaled", config)  # fmt: skip
         unscaled_rows.append(raw.results)
         X, y = data.train.X.double().numpy(), data.train.y.double().numpy()
-        sgd = trained_weights(config, data, s, WEIGHT_DEGREES)
+        sgd = trained_weights(config, data, s, WEIGHT_DEGREES, StoredParts(folder / "weights"))
         for d in WEIGHT_DEGREES:
             exact = exact_solution(X, y, d + 1)
             exact_rows.append({"degree": d, "seed": s, "exact_train_loss": mse(X[:, : d + 1], y, exact),

@@ -74,7 +74,7 @@ def _widths(f: Findings) -> Verdict | None:
     if winner == smaller:
         return Verdict(SUPPORTED, c.text)
     if winner is None:
-        return Verdict(NOT_SHOWN, f"{c.text}: a final epoch of one seed cannot show a drop this small")
+        return Verdict(NOT_SHOWN, c.text)
     return Verdict(WRONG, c.text)
 
 
@@ -224,7 +224,7 @@ SECTIONS: tuple[Section, ...] = (
             Question("d2l 4.1, exercise 1", "计算pReLU激活函数的导数。", "Compute the derivative of the pReLU activation.",
                      "1, x ≥ 0；α, x < 0", "1 for x >= 0, alpha for x < 0", _prelu),
             Question("d2l 4.1, exercise 3", "证明tanh(x) + 1 = 2 sigmoid(2x)。", "Show that tanh(x) + 1 = 2 sigmoid(2x).",
-                     "略。", "(skipped)", _tanh),
+                     "略。", "skipped", _tanh),
             Question("d2l 4.2, exercise 1",
                      "在所有其他参数保持不变的情况下，更改超参数num_hiddens的值，并查看此超参数的变化对结果有何影响。确定此超参数的最佳值。",
                      "Change num_hiddens, all else fixed: how does it affect the result? Find its best value.",
@@ -296,7 +296,7 @@ SECTIONS: tuple[Section, ...] = (
                      "For a scalar function f of an n x m matrix X, what is the dimension of the gradient by X?",
                      "2维。", "two-dimensional", _shape),
             Question("d2l 4.7 (quoted by the log)", "训练比预测需要更多的内存。", "Training needs more memory than prediction.",
-                     "（引用）", "(quoted from the book)", _memory),
+                     "（引用）", "quoted from the book", _memory),
         ),
     ),
     Section(

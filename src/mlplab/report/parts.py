@@ -310,6 +310,9 @@ def shift(config: ReportConfig) -> PartOutput:
 # ---- House Prices ----------------------------------------------------------------------------
 
 
+HOUSE_FOLDS, HOUSE_SEED = 5, 0  # the cross-validation of the report: mlplab house cv's defaults
+
+
 def _digest(frame: pd.DataFrame) -> str:
     return hashlib.sha256(pd.util.hash_pandas_object(frame, index=True).to_numpy().tobytes()).hexdigest()[:16]
 
@@ -326,7 +329,7 @@ def house(config: ReportConfig) -> PartOutput:
     except DataError as error:
         part.skipped = f"no House Prices data: {error} (mlplab report takes that folder as --house-dir)"
         return part
-    folds, seed = 5, 0
+    folds, seed = HOUSE_FOLDS, HOUSE_SEED
     settings = {"models": list(DEFAULT_MODELS), "folds": folds, "seed": seed, "train": _digest(data.train)}
     store = StoredParts(config.runs / "house")
     stored = store.load("cv", settings)
