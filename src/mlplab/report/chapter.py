@@ -10,6 +10,7 @@ verdict's sentence is the finding's own, made from the runs: nothing here states
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
@@ -58,40 +59,40 @@ class Section:
     intro: str = ""
 
 
-def _need(findings: Findings, *keys: str) -> list[Conclusion] | None:
-    found = [findings.get(k) for k in keys]
-    return None if any(c is None for c in found) else found  # type: ignore[return-value]
+def needs(*keys: str) -> Callable[[Callable[..., Verdict | None]], Callable[[Findings], Verdict | None]]:
+    """Make a judge of ``fn(conclusion, ...)``: it gets the findings ``keys`` (``"PART:KEY"``), or
+    the judge returns None (no verdict) when one of them was not drawn."""
+
+    def wrap(fn: Callable[..., Verdict | None]) -> Callable[[Findings], Verdict | None]:
+        @functools.wraps(fn)
+        def judge(findings: Findings) -> Verdict | None:
+            found = [findings.get(key) for key in keys]
+            return None if any(c is None for c in found) else fn(*found)
+
+        return judge
+
+    return wrap
 
 
 # ---- the judges: each reads findings, none states a number of its own ------------------------
 
 
-def _widths(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "mlp-hidden:compare-widths")):
-        return None
-    (c,) = found
+@needs("mlp-hidden:compare-widths")
+def _widths(c: Conclusion) -> Verdict:
     smaller, winner = c.values["a"], c.values["winner"]
-    if winner == smaller:
-        return Verdict(SUPPORTED, c.text)
-    if winner is None:
-        return Verdict(NOT_SHOWN, c.text)
-    return Verdict(WRONG, c.text)
+    return Verdict(SUPPORTED if winner == smaller else NOT_SHOWN if winner is None else WRONG, c.text)
 
 
-def _depth(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "mlp-depth:leave-chance", "mlp-depth:depth-budgets")):
-        return None
-    chance, budgets = found
+@needs("mlp-depth:leave-chance", "mlp-depth:depth-budgets")
+def _depth(chance: Conclusion, budgets: Conclusion) -> Verdict:
     first = {int(k): v for k, v in chance.values["first_epoch"].items()}
     one, three = first.get(1), first.get(3)
     slow = 3 in first and (three is None or (one is not None and three > one))
     return Verdict(SUPPORTED if slow else NOT_SHOWN, f"{chance.text}. Deeper or not: {budgets.text}")
 
 
-def _lr(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "mlp-lr:log-guess")):
-        return None
-    (c,) = found
+@needs("mlp-lr:log-guess")
+def _lr(c: Conclusion) -> Verdict:
     if c.values["best"] == c.values["guess"]:
         return Verdict(SUPPORTED, c.text)
     if c.values.get("winner") is None:
@@ -99,109 +100,85 @@ def _lr(f: Findings) -> Verdict | None:
     return Verdict(WRONG, c.text)
 
 
-def _prelu(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "activation-checks:prelu-derivative")):
-        return None
-    (c,) = found
+@needs("activation-checks:prelu-derivative")
+def _prelu(c: Conclusion) -> Verdict:
     return Verdict(SUPPORTED if c.values["max_abs_difference"] < 1e-12 else WRONG, c.text)
 
 
-def _tanh(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "activation-checks:tanh-identity")):
-        return None
-    return Verdict(ANSWERED, found[0].text)
+@needs("activation-checks:tanh-identity")
+def _tanh(c: Conclusion) -> Verdict:
+    return Verdict(ANSWERED, c.text)
 
 
-def _exact(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "poly-fit:exact")):
-        return None
+@needs("poly-fit:exact")
+def _exact(c: Conclusion) -> Verdict:
     return Verdict(
         SUPPORTED,
         "yes: in the features x^i / i! it is linear least squares, solved exactly by numpy's lstsq; against it, "
-        + found[0].text,
+        + c.text,
     )
 
 
-def _unscaled(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "poly-fit:unscaled-3", "poly-fit:unscaled-19")):
-        return None
-    low, high = found
-    diverged = ["diverged" in c.values["status"] for c in found]
+@needs("poly-fit:unscaled-3", "poly-fit:unscaled-19")
+def _unscaled(low: Conclusion, high: Conclusion) -> Verdict:
+    diverged = ["diverged" in c.values["status"] for c in (low, high)]
     status = SUPPORTED if all(diverged) else PARTLY if any(diverged) else NOT_SHOWN
     return Verdict(status, f"{high.text}; but {low.text}")
 
 
-def _l1(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "l1-update:l1-update")):
-        return None
-    (c,) = found
+@needs("l1-update:l1-update")
+def _l1(c: Conclusion) -> Verdict:
     return Verdict(WRONG if c.values["log_error"] > 1e-12 else SUPPORTED, c.text)
 
 
-def _swap(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "dropout:q1-swap")):
-        return None
-    (c,) = found
+@needs("dropout:q1-swap")
+def _swap(c: Conclusion) -> Verdict:
     interchangeable, mean = c.values["interchangeable"], c.values["mean"]
     if interchangeable is False:  # the log: a large rate on the first (shallow) layer hurts more
         return Verdict(SUPPORTED if mean > 0 else WRONG, c.text)
     return Verdict(NOT_SHOWN, c.text)
 
 
-def _collapse(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "dropout:q4-collapse")):
-        return None
-    (c,) = found
+@needs("dropout:q4-collapse")
+def _collapse(c: Conclusion) -> Verdict:
     collapsed = c.values["decay_factor"] < 0 and c.values["at_chance"] == c.values["models"]
     return Verdict(SUPPORTED if collapsed else NOT_SHOWN, c.text)
 
 
-def _additive(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "dropout:q4-additive")):
-        return None
-    (c,) = found
+@needs("dropout:q4-additive")
+def _additive(c: Conclusion) -> Verdict | None:
     additive = c.values["additive"]
-    return Verdict(SUPPORTED if additive else NOT_SHOWN, c.text) if additive is not None else None
+    return None if additive is None else Verdict(SUPPORTED if additive else NOT_SHOWN, c.text)
 
 
-def _shape(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "backprop:gradient-shape")):
-        return None
-    (c,) = found
+@needs("backprop:gradient-shape")
+def _shape(c: Conclusion) -> Verdict:
     two_d = len(c.values["shape"]) == 2
     return Verdict(PARTLY if two_d else WRONG, f"two-dimensional, and more precisely n x m: {c.text}")
 
 
-def _memory(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "backprop:memory", "backprop:gradients")):
-        return None
-    memory, grads = found
+@needs("backprop:memory", "backprop:gradients")
+def _memory(memory: Conclusion, grads: Conclusion) -> Verdict:
     return Verdict(SUPPORTED if memory.values["kept"] > 0 else NOT_SHOWN, f"{memory.text}. {grads.text}")
 
 
-def _sigmoid(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "stability:sigmoid")):
-        return None
-    return Verdict(SUPPORTED if found[0].values["max_derivative"] <= 0.25 + 1e-9 else WRONG, found[0].text)
+@needs("stability:sigmoid")
+def _sigmoid(c: Conclusion) -> Verdict:
+    return Verdict(SUPPORTED if c.values["max_derivative"] <= 0.25 + 1e-9 else WRONG, c.text)
 
 
-def _symmetry(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "stability:symmetry")):
-        return None
-    (c,) = found
+@needs("stability:symmetry")
+def _symmetry(c: Conclusion) -> Verdict:
     return Verdict(SUPPORTED if c.values["constant_stays_rank_1"] else NOT_SHOWN, c.text)
 
 
-def _house(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "house:best-vs-baseline")):
-        return None
-    return Verdict(ANSWERED, found[0].text)
+@needs("house:best-vs-baseline")
+def _house(c: Conclusion) -> Verdict:
+    return Verdict(ANSWERED, c.text)
 
 
-def _best(f: Findings) -> Verdict | None:
-    if not (found := _need(f, "best-mlp:test")):
-        return None
-    (c,) = found
+@needs("best-mlp:test")
+def _best(c: Conclusion) -> Verdict:
     low = c.values["mean"] - c.values["ci"]
     beaten = P.finite(low) and low > 0.88
     return Verdict(
