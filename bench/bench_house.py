@@ -13,12 +13,22 @@ adds shuffles that were not looked at while choosing models and settings (the de
 seeds are 0-4), reported in their own column::
 
     python bench/bench_house.py --seeds 0,1,2,3,4 --confirm-seeds 5,6,7,8,9
+
+``--targets`` prints only what issue #17 judges, and runs nothing else: ``baseline``, ``mlp`` and
+``best`` over fold shuffles 0-9 (``--shuffles``) through ``mlplab.house.cv``, each model's mean over
+all shuffles and its worst shuffle, ``best - mlp`` (and ``best - baseline``) paired over all
+50 folds, then the wall time of ``mlplab house cv`` (default models, one shuffle) as a process::
+
+    MLPLAB_DATA=../shared/data PYTHONPATH=src flock /tmp/mlplab-bench.lock \\
+        python bench/bench_house.py --targets
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -31,9 +41,14 @@ from mlplab.house import (
     DEFAULT_MODELS,
     book_protocol_cv,
     cross_validate,
+    cv,
     get_model,
     load,
 )
+
+#: Issue #17's targets: mean log-RMSE over fold shuffles 0-9, and the wall time of `mlplab house cv`.
+TARGETS = {"best": 0.1150, "mlp": 0.1180}
+CV_SECONDS = 180.0
 
 
 def main() -> None:
@@ -45,19 +60,19 @@ def main() -> None:
     parser.add_argument("--book-seeds", type=int, default=5, help="initialization/shuffle seeds for the book protocol")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--no-cli", action="store_true", help="skip timing the `mlplab house cv` command itself")
+    parser.add_argument(
+        "--targets", action="store_true", help="only issue #17's figures: baseline, mlp, best over --shuffles"
+    )
+    parser.add_argument("--shuffles", type=int, default=10, help="fold shuffles (seeds 0..N-1) of --targets")
     args = parser.parse_args()
+    if args.targets:
+        targets(args.shuffles, args.data_dir, timing=not args.no_cli)
+        return
     dev_seeds = [int(s) for s in args.seeds.split(",")]
     confirm_seeds = [int(s) for s in args.confirm_seeds.split(",") if s.strip()]
     seeds = dev_seeds + [s for s in confirm_seeds if s not in dev_seeds]
 
-    import os
-
-    print("# House Prices benchmark\n")
-    print(
-        f"- machine: {os.cpu_count()}-core CPU, `{cpu_name()}`; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; Python {platform.python_version()}"
-    )
-    print(f"- command: `{' '.join(['python', *sys.argv])}`\n")
+    header()
 
     t0 = time.perf_counter()
     data = load(args.data_dir)
@@ -153,6 +168,53 @@ def main() -> None:
         elapsed = time.perf_counter() - t
         print(f"\n## `mlplab house {' '.join(cli_args)}` (exit code {result.exit_code}): {elapsed:.1f} s wall time\n")
         print("```\n" + result.output.rstrip() + "\n```")
+
+
+def header() -> None:
+    """The report's title, machine and command."""
+    print("# House Prices benchmark\n")
+    print(
+        f"- machine: {os.cpu_count()}-core CPU, `{cpu_name()}`; torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads; Python {platform.python_version()}"
+    )
+    print(f"- command: `{' '.join(['python', *sys.argv])}`\n")
+
+
+def targets(shuffles: int, data_dir: str | None, timing: bool = True) -> None:
+    """Issue #17's figures: baseline, mlp and best over ``shuffles`` fold shuffles, and the CLI's time."""
+    header()
+    data = load(data_dir)
+    t = time.perf_counter()
+    study = cv(None, data.train, compare=("baseline", "mlp", "best"), shuffles=shuffles)
+    elapsed = time.perf_counter() - t
+    seeds = study.seeds
+    print(f"## baseline, mlp and best over fold {study.shuffles_text().replace('seed', 'shuffle')} (5 folds each)\n")
+    print("| model | mean over shuffles | worst shuffle | target | " + " | ".join(f"seed {s}" for s in seeds) + " |")
+    print("|---|---|---|---|" + "---|" * len(seeds))
+    for name in study.names:
+        target = TARGETS.get(name)
+        verdict = "" if target is None else f"<= {target:.4f}: {'met' if study.mean(name) <= target else 'NOT met'}"
+        means = " | ".join(f"{v:.4f}" for v in study.shuffle_means(name))
+        print(f"| {name} | {study.mean(name):.4f} | {study.worst(name):.4f} | {verdict} | {means} |")
+    n = len(seeds) * study.folds
+    print(f"\nPaired over all {n} folds (fold by fold, the same training and validation houses):\n")
+    for a, b in (("best", "mlp"), ("best", "baseline"), ("mlp", "baseline")):
+        d = study.versus(a, b).difference
+        print(f"- {a} - {b}: {d.mean:+.4f} ± {d.half_width:.4f} (95% CI, n = {d.n}); {study.sentence(a, b)}")
+    print(f"\nWall time: {elapsed:.1f} s for {len(seeds)} fold shuffle(s), {elapsed / len(seeds):.1f} s each.\n")
+    if timing:
+        command = [sys.executable, "-m", "mlplab", "house", "cv"] + (["--data-dir", data_dir] if data_dir else [])
+        env = {**os.environ, "COLUMNS": "160"}
+        t = time.perf_counter()
+        result = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
+        seconds = time.perf_counter() - t
+        within = "within" if seconds <= CV_SECONDS and result.returncode == 0 else "NOT within"
+        print(
+            f"## `mlplab house cv` as a process (exit code {result.returncode}): {seconds:.1f} s wall time, "
+            f"{within} the {CV_SECONDS:.0f} s budget\n"
+        )
+        shown = result.stdout if result.returncode == 0 else result.stdout + result.stderr[-2000:]
+        print("```\n" + shown.rstrip() + "\n```")
 
 
 if __name__ == "__main__":

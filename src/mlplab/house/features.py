@@ -309,6 +309,23 @@ def log_target(train: pd.DataFrame) -> np.ndarray:
     return np.log1p(train[TARGET].to_numpy(np.float64))
 
 
+def log_price(predicted: np.ndarray) -> np.ndarray:
+    """``log(price)`` from predicted :func:`log_target` values ``z``, prices clamped to >= 1.
+
+    ``log(max(expm1(z), 1))``: the inverse of ``log1p``, then the book's clamp, in log space.
+    For the prices of Ames ($34,900 and up) it differs from ``z`` by less than 3e-5.
+
+    Parameters
+    ----------
+    predicted : ndarray, shape (m,)
+
+    Returns
+    -------
+    ndarray, shape (m,)
+    """
+    return np.log(np.clip(np.expm1(predicted), 1.0, None))
+
+
 @dataclass(frozen=True)
 class OutlierRule:
     """Training rows to drop: living area above ``min_area`` sold below ``max_price``.
@@ -324,3 +341,8 @@ class OutlierRule:
     def mask(self, train: pd.DataFrame) -> np.ndarray:
         """Boolean array, shape ``(n_train,)``: True for rows to drop."""
         return ((train["GrLivArea"] > self.min_area) & (train[TARGET] < self.max_price)).to_numpy()
+
+    def keep(self, train: pd.DataFrame) -> pd.DataFrame:
+        """``train`` without the rows :meth:`mask` flags (all of them if it flags every row)."""
+        drop = self.mask(train)
+        return train if drop.all() else train.loc[~drop]

@@ -37,6 +37,7 @@ from mlplab.house.features import (
     FeatureConfig,
     HousePreprocessor,
     OutlierRule,
+    log_price,
     log_target,
 )
 from mlplab.house.folds import fold_indices, fold_seed
@@ -300,15 +301,12 @@ class Pipeline:
     def fit_predict_log(self, train: pd.DataFrame, test: pd.DataFrame, seed: int) -> np.ndarray:
         """Fit on ``train`` only; predicted ``log(price)`` for ``test``, shape (len(test),)."""
         if self.outliers is not None:
-            drop = self.outliers.mask(train)
-            if drop.sum() < len(train):  # never drop everything
-                train = train.loc[~drop]
+            train = self.outliers.keep(train)
         pre = HousePreprocessor(self.features).fit(train)
         with one_thread():
             model = self.estimator.build(seed).fit(pre.transform(train), log_target(train))
             z = model.predict(pre.transform(test))
-        # the target is log1p(price); log(price) = log(expm1(z)), with prices clamped to >= 1
-        return np.log(np.clip(np.expm1(z), 1.0, None))
+        return log_price(z)  # the target is log1p(price)
 
 
 def stack_weights(predictions: np.ndarray, target: np.ndarray) -> np.ndarray:
