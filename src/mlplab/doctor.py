@@ -1,7 +1,7 @@
 """The doctor: the chapter's failure modes, caught from a configuration before any training.
 
-``check(model_config, train_config)`` returns a list of :class:`Finding` in milliseconds, from
-the settings alone (no data):
+``check(model_config, train_config)`` returns :class:`Findings` (a list of :class:`Finding`, shown
+as a table in Jupyter) in milliseconds, from the settings alone (no data):
 
 - **Weight decay that flips or erases the weights** (d2l 4.5). Plain SGD (and AdamW's decoupled
   decay) multiply every weight by ``1 - lr * wd`` at each step before the gradient is added. At
@@ -69,8 +69,25 @@ class Finding:
     def __str__(self) -> str:
         return f"{self.severity}: {self.saw}. {self.why} Fix: {self.fix}"
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a finding: a one-row table (see :class:`Findings`)."""
+        from mlplab.display import findings_html
 
-def check(model: ModelConfig, train: TrainConfig, n_train: int = 60_000) -> list[Finding]:
+        return findings_html([self])
+
+
+class Findings(list[Finding]):
+    """What :func:`check` and :func:`probe` return: a plain list of :class:`Finding`, worst first,
+    which Jupyter shows as a table (severity, check, what was seen, why, the fix)."""
+
+    def _repr_html_(self) -> str:
+        """One table of all the findings; a sentence saying so when there are none."""
+        from mlplab.display import findings_html
+
+        return findings_html(self)
+
+
+def check(model: ModelConfig, train: TrainConfig, n_train: int = 60_000) -> Findings:
     """The findings for training ``model`` with ``train`` on ``n_train`` examples, worst first.
 
     Parameters
@@ -81,7 +98,7 @@ def check(model: ModelConfig, train: TrainConfig, n_train: int = 60_000) -> list
         Training examples (Fashion-MNIST's 60,000 by default): sets the steps per epoch.
     """
     findings = _weight_decay(train, n_train) + _variance(model) + _dropout(model) + _batch(train, n_train)
-    return sorted(findings, key=lambda f: SEVERITIES.index(f.severity))
+    return Findings(sorted(findings, key=lambda f: SEVERITIES.index(f.severity)))
 
 
 def refuse_errors(findings: list[Finding], what: str) -> None:
@@ -388,7 +405,7 @@ RELATIVE_GRAD_LOW, RELATIVE_GRAD_HIGH = 1e-4, 1e2
 DEAD_LIMIT = 0.5  # more than half the ReLUs of a layer silent on a whole batch is flagged
 
 
-def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list[Finding]:
+def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> Findings:
     """Findings from a few mini-batches of real data (seconds): input scale, loss at init against
     ``ln k``, gradient norms first to last layer, dead ReLUs, a learning rate that raises the loss.
 
@@ -455,7 +472,7 @@ def probe(model, data, train: TrainConfig, batches: int = PROBE_BATCHES) -> list
             "A learning rate too large for the loss's curvature overshoots: the loss rises instead of falling (d2l 4.2, exercise 3).",
             f"try --lr {train.lr / 10:g}",
         ))  # fmt: skip
-    return sorted(out, key=lambda f: SEVERITIES.index(f.severity))
+    return Findings(sorted(out, key=lambda f: SEVERITIES.index(f.severity)))
 
 
 def dead_relu_findings(hidden: list, when: str) -> list[Finding]:
@@ -519,7 +536,7 @@ class DoctorCallback(Callback):
     def __init__(self, model, X, y, on_finding=None) -> None:
         self.model, self.X, self.y = model, X, y
         self.on_finding = on_finding
-        self.findings: list[Finding] = []
+        self.findings = Findings()
         self._seen: set[str] = set()
         self._k = int(y.max()) + 1 if len(y) else 2
 

@@ -1,12 +1,21 @@
-"""Figures made from results (never during training). Uses matplotlib's Agg backend."""
+"""Figures made from results (never during training). Uses matplotlib's Agg backend.
+
+In a Jupyter kernel the kernel's own backend is kept (matplotlib-inline): selecting Agg there
+would stop the learner's own ``plt`` figures from showing. mlplab's figures never depend on the
+backend: they are saved to files or encoded as PNG bytes (:func:`png_bytes`) and closed.
+"""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")
+from mlplab.display import in_jupyter
+
+if not in_jupyter():
+    matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
@@ -45,3 +54,13 @@ def save_figure(fig: Figure, path: Path, dpi: int = 120) -> Path:
     finally:
         plt.close(fig)
     return path
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """``fig`` encoded as PNG (for a display or an inline image), then closed."""
+    buffer = io.BytesIO()
+    try:
+        fig.savefig(buffer, format="png", dpi=dpi)
+    finally:
+        plt.close(fig)
+    return buffer.getvalue()

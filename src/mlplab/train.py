@@ -8,6 +8,7 @@ epoch lets an interrupted run resume to exactly the weights an uninterrupted run
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import math
@@ -186,6 +187,29 @@ class History:
             for r in data["epochs"]
         ]
         return cls(records, data["status"], data.get("initial_loss"))
+
+    # Jupyter's displays (mlplab.display draws them; nothing is imported until one is asked for)
+
+    def _repr_html_(self) -> str:
+        """The status, the training curves and a table of the epochs."""
+        from mlplab.display import history_html
+
+        return history_html(self)
+
+    def _repr_png_(self) -> bytes | None:
+        """The training curves (:func:`mlplab.plots.training_curves`); None without epochs."""
+        from mlplab.display import history_png
+
+        return history_png(self) if self.records else None
+
+    def _repr_mimebundle_(self, include=None, exclude=None) -> dict[str, str]:
+        """HTML and PNG from one drawing of the curves (IPython would otherwise draw them twice)."""
+        from mlplab.display import history_html, history_png
+
+        if not self.records:
+            return {"text/html": history_html(self)}
+        png = history_png(self)
+        return {"text/html": history_html(self, png), "image/png": base64.b64encode(png).decode("ascii")}
 
 
 class Callback:

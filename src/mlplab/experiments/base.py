@@ -118,6 +118,12 @@ class Result:
         """The conclusion named ``key`` (see :attr:`Conclusion.key`), or None when it was not drawn."""
         return next((c for c in self.conclusions if c.key == key), None)
 
+    def _repr_html_(self) -> str:
+        """How Jupyter shows a Result: the conclusions, the figures (drawn from the tables), the tables."""
+        from mlplab.display import result_html
+
+        return result_html(self)
+
     def markdown(self) -> str:
         """The conclusions, then each table, as Markdown."""
         lines = [f"# {self.name}", ""]
