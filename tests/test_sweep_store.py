@@ -251,3 +251,18 @@ def test_run_sweep_with_progress_shows_a_line_per_group(tmp_path, capsys):
     run_sweep(spec, synthetic_data(), tmp_path / "loud", progress=True)
     shown = capsys.readouterr().out
     assert "group 1/2" in shown and "group 2/2" in shown
+
+
+def test_a_group_delivered_twice_is_stored_once(tmp_path, data):
+    # what a retried Ray task that had already returned would deliver: add_group skips stored keys
+    from mlplab.sweep import train_group
+
+    trials = SMALL.trials(n_inputs=32)[:4]
+    results = train_group(trials, data)
+    with SweepStore(tmp_path) as store:
+        assert store.add_group(results[:2], 0, "cpu") == 2
+        before = stored(tmp_path)
+        assert store.add_group(results[:2], 0, "cpu") == 0  # again: no duplicate, no error
+        assert stored(tmp_path) == before
+        assert store.add_group(results, 0, "cpu") == 2  # overlapping: only the new ones
+        assert len(store.rows()) == 4 and len(store.keys()) == 4

@@ -13,6 +13,7 @@ from typing import TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from mlplab.atomic import describe_os_error
 from mlplab.errors import ConfigError, MlplabError
@@ -50,7 +51,8 @@ def crash_dir() -> Path:
 
 
 def _error(message: str) -> None:
-    err_console.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True, highlight=False)
+    # the message is plain text: brackets in it (pip install "mlplab[ray]") are not rich markup
+    err_console.print(f"[bold red]error:[/] {escape(message)}", markup=True, soft_wrap=True, highlight=False)
 
 
 def _write_crash_report(command: str) -> Path | None:

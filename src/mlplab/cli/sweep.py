@@ -216,6 +216,29 @@ def run(
     force: bool = typer.Option(
         False, "--force", help="Train even when `mlplab doctor` finds an error in some configurations (1 - lr*wd <= 0)."
     ),
+    backend: str = typer.Option(
+        "local",
+        help="local (train here, group after group) or ray (each group one Ray task, stored as it finishes; "
+        'needs pip install "mlplab[ray]").',
+        rich_help_panel="Backend",
+    ),
+    address: Optional[str] = typer.Option(
+        None,
+        help="With --backend ray: an existing Ray cluster, auto (on one of its nodes) or ray://HEAD:10001; "
+        "default: a local Ray instance sized to this machine.",
+        rich_help_panel="Backend",
+    ),
+    cpus_per_task: Optional[int] = typer.Option(
+        None,
+        help="With --backend ray: CPUs each task reserves, and its torch threads (default 1).",
+        rich_help_panel="Backend",
+    ),
+    gpus_per_task: Optional[float] = typer.Option(
+        None,
+        help="With --backend ray: GPUs each task reserves (default 1 with --device cuda, else 0); above 0 "
+        "tasks train on cuda, a fraction shares a GPU.",
+        rich_help_panel="Backend",
+    ),
     **fixed: object,  # one option per hyperparameter (--lr, --hidden, ...): see _fixed_options
 ) -> None:
     """Train every configuration x seed of a grid or random search, one batched model per group.
@@ -229,21 +252,40 @@ def run(
     the same folder is refused before it has done any work.
     """
     from mlplab.sweep.progress import sweep_progress
-    from mlplab.sweep.runner import DATA_SIZES, plan_sweep, run_sweep, sweep_data, sweep_folder
+    from mlplab.sweep.runner import BACKENDS, DATA_SIZES, plan_sweep, run_sweep, sweep_data, sweep_folder, sweep_trials
     from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
     from mlplab.train import check_device, resolve_device
 
     folder = sweep_folder(out)
     check_choice("--data", data, DATA_SETS)
+    check_choice("--backend", backend, BACKENDS)
     check_device(device, "--device")
-    resolved = resolve_device(device)
-    if tf32 and resolved.type != "cuda":
+    on_ray = backend == "ray"
+    if on_ray:  # the tasks' device and resources; the workers, not this machine, must have them
+        from mlplab.sweep.ray_backend import import_ray, task_resources
+
+        task_device = _with_flags(lambda: task_resources(device, cpus_per_task, gpus_per_task)[0])
+        import_ray("--backend")
+    else:
+        for flag, value in (
+            ("--address", address),
+            ("--cpus-per-task", cpus_per_task),
+            ("--gpus-per-task", gpus_per_task),
+        ):
+            if value is not None:
+                raise ConfigError(flag, value, "applies to --backend ray only: add --backend ray, or leave it out")
+        task_device = resolve_device(device).type
+    if tf32 and task_device != "cuda":
         raise ConfigError("--tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
     if max_models is not None:
         check_int("--max-models", max_models, 1, MAX_TRIALS)
     base = {h.name: _fixed_value(h, fixed[h.name]) for h in HYPERPARAMETERS}
     spec = _build_spec(config, base, grid, random, seeds, first_seed, samples, search_seed)
-    trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolved, max_models)  # refuses what cannot fit
+    if on_ray:  # the group size is planned, and its memory checked, on a worker
+        trials = sweep_trials(spec, *DATA_SIZES[data][1:])
+    else:
+        # refuses what cannot fit
+        trials, _, _ = plan_sweep(spec, *DATA_SIZES[data], resolve_device(device), max_models)
     found = _doctor(trials, DATA_SIZES[data][0], force)
     with writer_lock(folder):  # before any work; run_sweep takes it again (re-entrant)
         if (folder / FILENAME).exists() or (folder / FILENAME).is_symlink():
@@ -262,6 +304,14 @@ def run(
         with console.status(f"loading {data}"):
             dataset = sweep_data(data, data_dir)
         watch = _watch_training(console, list(spec.varying))
+        if on_ray:
+            console.print(
+                "ray: one task per group, on "
+                + (f"the cluster at {address}" if address else "a local Ray instance")
+                + "; the doctor's per-epoch checks do not run in Ray workers (`mlplab doctor "
+                + f"{out}` explains the stored results)",
+                soft_wrap=True,
+            )
         with sweep_progress(console) as display:
             report = run_sweep(
                 spec,
@@ -269,9 +319,13 @@ def run(
                 folder,
                 device=device,
                 max_models=max_models,
-                callbacks=[display, watch],
+                callbacks=[display] if on_ray else [display, watch],
                 tf32=tf32,
                 cuda_graphs=None if cuda_graphs else False,
+                backend=backend,
+                address=address,
+                cpus_per_task=cpus_per_task,
+                gpus_per_task=gpus_per_task,
             )
         if watch.findings:  # and what it saw while they trained, per model, with the epoch
             during = [{**dataclasses.asdict(f), "model": t.label(), "key": t.key} for t, f in watch.findings]
@@ -283,6 +337,14 @@ def run(
         f"{report.max_models} in {report.seconds:.1f} s; {report.skipped} were already stored. "
         f"See: mlplab sweep show {out}"
     )
+
+
+def _with_flags(check: Callable[[], object]) -> object:
+    """``check()``, its ConfigError naming the flag (``--gpus-per-task``) rather than the argument."""
+    try:
+        return check()
+    except ConfigError as exc:
+        raise ConfigError("--" + exc.field.replace("_", "-"), exc.value, exc.allowed) from None
 
 
 def _earlier_training_findings(folder: Path) -> list[dict]:

@@ -10,7 +10,8 @@ Modules: :mod:`~mlplab.sweep.hyperparameters` (the table of what a sweep can set
 :mod:`~mlplab.sweep.spec` (what to train), :mod:`~mlplab.sweep.planner` (which trials
 share a batched model), :mod:`~mlplab.sweep.batched` and :mod:`~mlplab.sweep.optim` (training K
 models as one), :mod:`~mlplab.sweep.store` (SQLite), :mod:`~mlplab.sweep.runner` (all of it,
-resumable), :mod:`~mlplab.sweep.results` and :mod:`~mlplab.sweep.plots` (reading it back).
+resumable), :mod:`~mlplab.sweep.ray_backend` (the same, one Ray task per group: ``backend="ray"``),
+:mod:`~mlplab.sweep.results` and :mod:`~mlplab.sweep.plots` (reading it back).
 
 The names below are imported from their modules on first use (PEP 562), so that importing a light
 submodule such as :mod:`mlplab.sweep.hyperparameters` (the CLI's help does) does not load torch.

@@ -2,6 +2,7 @@
 
 Two rich bars (groups, batches of the current group) and one line per finished group, the same
 display ``mlplab sweep run`` shows; it draws in a terminal or Jupyter and never changes training.
+With ``backend="ray"`` only the groups bar and the lines (groups train in Ray workers).
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class SweepProgress(SweepCallback):
 
     def on_group_end(self, group: Group, results) -> None:
         self.done += 1
-        self.progress.remove_task(self.batch_task)
+        if self.batch_task is not None:  # None with Ray: the group trained in a worker, without batch hooks
+            self.progress.remove_task(self.batch_task)
+            self.batch_task = None
         self.progress.advance(self.groups_task)
         finals = [r.history.final for r in results if r.history.records]
         if group.first.train.loss == "mse":  # regression: no accuracy; the lowest test loss

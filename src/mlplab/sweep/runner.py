@@ -16,7 +16,7 @@ import torch
 from mlplab.atomic import OutputError, remove_stale
 from mlplab.data import Data, Split, fashion_mnist_data
 from mlplab.data.synthetic import classification_blobs, high_dim_linear, polynomial
-from mlplab.errors import ConfigError
+from mlplab.errors import ConfigError, check_choice
 from mlplab.sweep.batched import GroupCallback, TrialResult, train_group
 from mlplab.sweep.planner import Group, check_memory, default_max_models, plan
 from mlplab.sweep.spec import SweepSpec, Trial
@@ -24,6 +24,7 @@ from mlplab.sweep.store import SweepStore, store_error, writer_lock
 from mlplab.train import check_targets, resolve_device
 
 DATA_SETS = ("fashion-mnist", "synthetic", "poly", "linear-200")
+BACKENDS = ("local", "ray")  # where run_sweep trains: here, or one Ray task per group (ray_backend)
 # (training rows, inputs, outputs) of each data set, outputs being classes or the target width: a
 # sweep is planned, and its memory checked, before the data is loaded (or downloaded); run_sweep
 # checks again on the data it is given.
@@ -79,6 +80,21 @@ def sweep_folder(path: str | os.PathLike[str], flag: str = "--out") -> Path:
     return Path(path)
 
 
+def sweep_trials(spec: SweepSpec, n_inputs: int, n_outputs: int) -> list[Trial]:
+    """The trials of ``spec`` for data of ``n_inputs`` columns and ``n_outputs`` outputs; raises
+    if a trial reads more columns than the data has. The first step of :func:`plan_sweep`."""
+    trials = spec.trials(n_inputs=n_inputs, n_outputs=n_outputs)
+    for t in trials:
+        if t.model.n_inputs > n_inputs:
+            raise ConfigError(
+                "n_inputs",
+                t.model.n_inputs,
+                f"the data has {n_inputs} input columns and a model reads its first n_inputs: "
+                f"use n_inputs <= {n_inputs}",
+            )
+    return trials
+
+
 def plan_sweep(
     spec: SweepSpec, n_train: int, n_inputs: int, n_outputs: int, device: torch.device, max_models: int | None = None
 ) -> tuple[list[Trial], int, list[Group]]:
@@ -89,15 +105,7 @@ def plan_sweep(
     classes, or the width of a regression target. Pure planning: nothing is loaded, trained or
     written, so a CLI can call it before any work.
     """
-    trials = spec.trials(n_inputs=n_inputs, n_outputs=n_outputs)
-    for t in trials:
-        if t.model.n_inputs > n_inputs:
-            raise ConfigError(
-                "n_inputs",
-                t.model.n_inputs,
-                f"the data has {n_inputs} input columns and a model reads its first n_inputs: "
-                f"use n_inputs <= {n_inputs}",
-            )
+    trials = sweep_trials(spec, n_inputs, n_outputs)
     k = max_models if max_models is not None else default_max_models(trials, device)
     groups = plan(trials, k)
     check_memory(groups, device, n_train)
@@ -172,12 +180,26 @@ def run_sweep(
     tf32: bool = False,
     cuda_graphs: bool | None = None,
     progress: bool = False,
+    backend: str = "local",
+    address: str | None = None,
+    cpus_per_task: int | None = None,
+    gpus_per_task: float | None = None,
 ) -> SweepReport:
     """Train every trial of ``spec`` not yet stored in ``out/sweep.sqlite``, one group at a time.
 
     Groups (see :mod:`mlplab.sweep.planner`) are planned from all trials, then stored ones are
     dropped, so a rerun of an interrupted sweep retrains exactly the groups that were not
     committed and gets the results an uninterrupted run would have got.
+
+    With ``backend="ray"`` each group is one Ray task (:mod:`mlplab.sweep.ray_backend`): the
+    data goes to Ray's object store once, groups train in parallel on the Ray workers, and this
+    process stores each one as it finishes, in one transaction, with the same resume semantics.
+    A worker that dies mid-task is retried by Ray; a group whose training raises is reported (by
+    :class:`~mlplab.sweep.ray_backend.GroupsFailedError`, after every other group is stored).
+    Callbacks with Ray: the :class:`SweepCallback` hooks ``on_sweep_begin`` and ``on_group_end``
+    run here, on the driver (groups end in the order they finish); the per-batch and per-epoch
+    hooks are not called, since training runs in other processes, and a callback that has only
+    those (a plain ``GroupCallback``, the doctor's ``SweepDoctorCallback``) is refused.
 
     Parameters
     ----------
@@ -204,7 +226,22 @@ def run_sweep(
         ``mlplab.sweep.batched.train_group``). Same results, fewer kernel launches.
     progress : bool
         Show the bars and a line per finished group while training (terminal or Jupyter), as
-        ``mlplab sweep run`` does; off by default.
+        ``mlplab sweep run`` does; off by default. With Ray: the groups bar and the lines.
+    backend : {"local", "ray"}
+        ``local`` trains here, one group after another; ``ray`` on Ray (``pip install "mlplab[ray]"``).
+    address : str, optional
+        Ray only: an existing cluster, ``"auto"`` (from one of its nodes) or ``"ray://HEAD:10001"``;
+        default, a local Ray instance sized to this machine, started and shut down by this call.
+        A Ray that the caller has already initialized (``ray.init(...)``) is used as it is, and
+        left running.
+    cpus_per_task : int, optional
+        Ray only: CPUs a task reserves, and the torch threads it trains with (default 1).
+    gpus_per_task : float, optional
+        Ray only: GPUs a task reserves (default 1 with ``device="cuda"``, else 0); above 0, tasks
+        train on ``cuda`` (a fraction below 1 shares a GPU between tasks). With Ray, ``device``
+        is ``cpu`` or ``cuda`` (Ray chooses the GPU) and is where the tasks train; the group size
+        is planned, and the memory checked, by a task on a worker. Each result's ``device``
+        column says where it trained.
 
     Returns
     -------
@@ -216,9 +253,16 @@ def run_sweep(
         Before any training: a bad spec or device, a loss that does not suit the data's targets
         (``ConfigError`` on ``loss``: mse with class labels, cross_entropy with float targets), a
         model wider than the data, a group that cannot fit in memory, another writer holding the
-        lock, a damaged store. During it: a store that cannot be written (a
-        full disk); the groups committed before are kept and a rerun resumes after them.
+        lock, a damaged store; with Ray: Ray not installed, a cluster that cannot be reached.
+        During it: a store that cannot be written (a full disk); the groups committed before are
+        kept and a rerun resumes after them. With Ray, after the sweep: ``GroupsFailedError``
+        listing the groups whose task failed (the others are stored; a rerun retrains those).
     """
+    check_choice("backend", backend, BACKENDS)
+    if backend == "local":
+        for name, value in (("address", address), ("cpus_per_task", cpus_per_task), ("gpus_per_task", gpus_per_task)):
+            if value is not None:
+                raise ConfigError(name, value, "applies to backend='ray' only: pass backend='ray', or leave it out")
     if progress:
         from mlplab.sweep.progress import sweep_progress  # rich only when asked for
 
@@ -232,7 +276,27 @@ def run_sweep(
                 callbacks=[*callbacks, display],
                 tf32=tf32,
                 cuda_graphs=cuda_graphs,
+                backend=backend,
+                address=address,
+                cpus_per_task=cpus_per_task,
+                gpus_per_task=gpus_per_task,
             )
+    if backend == "ray":
+        from mlplab.sweep.ray_backend import run_sweep_on_ray  # ray only when asked for
+
+        return run_sweep_on_ray(
+            spec,
+            data,
+            out,
+            device=device,
+            max_models=max_models,
+            callbacks=callbacks,
+            tf32=tf32,
+            cuda_graphs=cuda_graphs,
+            address=address,
+            cpus_per_task=cpus_per_task,
+            gpus_per_task=gpus_per_task,
+        )
     t0 = time.perf_counter()
     out = sweep_folder(out)
     resolved = resolve_device(device)

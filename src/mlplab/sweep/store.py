@@ -3,8 +3,8 @@
 Each finished group is inserted in one transaction (all its models or none), in WAL mode with
 ``synchronous=FULL``: a sweep killed at any instant, even by SIGKILL, leaves every group that
 had committed and nothing of the one in flight. The key of a result is :attr:`Trial.key`
-(configuration + seed) and is the table's primary key, so a result can never be stored twice;
-a rerun skips the stored keys. One writer at a time holds ``DIR/sweep.lock`` (an ``flock``,
+(configuration + seed) and is the table's primary key, so a result can never be stored twice
+(a group delivered again is skipped key by key, in its transaction); a rerun skips the stored keys. One writer at a time holds ``DIR/sweep.lock`` (an ``flock``,
 released by the kernel when its process dies; see :mod:`mlplab.lock`).
 
 Hostile files are refused, never repaired: a ``sweep.sqlite`` that is a symbolic link, that is
@@ -110,10 +110,11 @@ def store_error(path: str | os.PathLike[str], exc: sqlite3.Error, writing: bool 
     """
     text = str(exc)
     lowered = text.lower()
-    if isinstance(exc, sqlite3.IntegrityError):  # only a writer that ignored the lock gets here
+    if isinstance(exc, sqlite3.IntegrityError):  # not a stored key (add_group skips those): a row the table refuses
         return StoreError(
-            f"{path} already holds a result this run was storing ({text}): another process wrote to "
-            f"it without holding {LOCKNAME}. Fix: run again; stored results are skipped."
+            f"{path} refused a result this run was storing ({text}): its table's constraints differ "
+            "from this mlplab's (another version, or a process that changed it). Fix: use the mlplab "
+            "that wrote it, or another --out folder."
         )
     if "full" in lowered:  # SQLITE_FULL
         return OutputError(
@@ -281,8 +282,14 @@ class SweepStore:
         with self._errors():
             return {r[0] for r in self.conn.execute("SELECT key FROM results")}
 
-    def add_group(self, results: Sequence[TrialResult], group_index: int, device: str) -> None:
-        """Insert a finished group's results in one transaction (all or nothing)."""
+    def add_group(self, results: Sequence[TrialResult], group_index: int, device: str) -> int:
+        """Insert a finished group's results in one transaction (all or nothing); return how many were new.
+
+        Idempotent: a result whose key is already stored is skipped inside the same transaction
+        (``ON CONFLICT (key) DO NOTHING``), so a group delivered twice (a retried Ray task, see
+        :mod:`mlplab.sweep.ray_backend`) neither duplicates a row nor fails, and the stored row
+        is kept as it was. A key is a configuration and a seed, whose training is deterministic.
+        """
         created = _now()
         rows = []
         for r in results:
@@ -306,7 +313,11 @@ class SweepStore:
                 )
             )
         with self._errors(), self.conn:
-            self.conn.executemany(f"INSERT INTO results VALUES ({', '.join('?' * 14)})", rows)
+            before = self.conn.total_changes
+            self.conn.executemany(
+                f"INSERT INTO results VALUES ({', '.join('?' * 14)}) ON CONFLICT (key) DO NOTHING", rows
+            )
+            return self.conn.total_changes - before
 
     def start_run(self, spec: dict[str, Any], device: str, max_models: int, planned: int, skipped: int) -> int:
         with self._errors(), self.conn:
