@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import math
 
@@ -103,6 +104,22 @@ def test_a_rerun_reuses_the_store_and_a_changed_config_is_stored_apart(tmp_path)
     from mlplab.sweep.results import load_results
 
     assert len(load_results(folder)) == 8  # both configs are stored, apart
+
+
+def test_an_experiment_hands_its_callbacks_to_every_sweep_and_they_change_no_result(tmp_path):
+    from mlplab.live import LiveSweepPlot
+
+    plot = LiveSweepPlot(tmp_path / "live.png", stream=io.StringIO())
+    kwargs = dict(quick=True, data="synthetic", widths=(8, 64), seeds=2, compare_widths=(8, 64))
+    watched = experiments.run("mlp-hidden", out=str(tmp_path / "a"), callbacks=[plot], **kwargs)
+    assert set(plot.means()) == {"hidden=8", "hidden=64"}  # the live curves of its sweep
+    assert (tmp_path / "live.png").stat().st_size > 1000
+    plain = experiments.run("mlp-hidden", out=str(tmp_path / "b"), **kwargs)
+    timings = [c for c in plain.tables["widths"] if c.startswith("seconds")]  # drawing takes time
+    pd.testing.assert_frame_equal(
+        watched.tables["widths"].drop(columns=timings), plain.tables["widths"].drop(columns=timings)
+    )
+    assert "callbacks" not in watched.config and watched.config == plain.config | {"out": str(tmp_path / "a")}
 
 
 def test_mlp_hidden_end_to_end_on_synthetic_data(tmp_path):

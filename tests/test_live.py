@@ -224,6 +224,18 @@ def test_live_sweep_curves_are_the_mean_over_seeds_of_what_is_stored(data, tmp_p
     assert label == f"lr={top['lr']:g}" and value == pytest.approx(top["final_test_acc_mean"])
 
 
+def test_each_sweep_starts_its_own_live_figure(data, tmp_path, jupyter):
+    from mlplab.sweep import SweepSpec, run_sweep
+
+    plot = LiveSweepPlot()
+    for name, grid in (("first", {"lr": [0.05, 0.5]}), ("second", {"dropout1": [0.0, 0.5]})):
+        spec = SweepSpec(base={"hidden": (8,), "epochs": 2, "init": "xavier"}, grid=grid, seeds=(0,))
+        run_sweep(spec, data, tmp_path / name, callbacks=[plot])
+    assert len(jupyter) == 2  # one display per sweep, in the cell
+    assert sorted(plot.means()) == ["dropout1=0", "dropout1=0.5"]  # the second sweep's curves only
+    assert jupyter[1].bundles[-1]["text/plain"].startswith("sweep curves: 2 of 2 configurations")
+
+
 def test_live_sweep_in_jupyter_is_one_display(data, tmp_path, jupyter):
     from mlplab.sweep import SweepSpec, run_sweep
 

@@ -233,11 +233,12 @@ class LiveSweepPlot(SweepCallback):
     the figure fills in as the sweep goes; results that were already stored (a resumed sweep) are
     not trained and not drawn. It is drawn after every ``every``-th epoch of a group and when a
     group ends, where :class:`LivePlot` draws (inline in Jupyter, else a PNG file), with the same
-    parameters.
+    parameters. With ``run_sweep(..., backend="ray")`` groups train in Ray workers: each group's
+    curves are added, whole, when it ends.
 
-    ``run_sweep(spec, data, out, callbacks=[LiveSweepPlot()])``. The experiments of
-    :mod:`mlplab.experiments` train through the sweep engine but take no callbacks: their
-    ``progress=True`` shows bars, and their Result shows its figures once it is returned.
+    ``run_sweep(spec, data, out, callbacks=[LiveSweepPlot()])``; an experiment hands its
+    callbacks to every sweep it trains (``experiments.run("mlp-lr", callbacks=[LiveSweepPlot()])``),
+    and each sweep starts a figure of its own (the curves start afresh at every ``run_sweep``).
     """
 
     def __init__(
@@ -260,6 +261,7 @@ class LiveSweepPlot(SweepCallback):
         self.epochs = 0
         self._names: list[str] | None = None  # the hyperparameters that vary (the labels)
         self._total = self._skipped = 0
+        self._seen: set[str] = set()  # keys of the trials whose epochs were seen (not with Ray)
 
     @property
     def path(self) -> Path | None:
@@ -273,6 +275,7 @@ class LiveSweepPlot(SweepCallback):
         self._names = [k for k in keys if len({json.dumps(p.get(k)) for p in params}) > 1]
         self._total = len({json.dumps(p, sort_keys=True) for p in params})
         self._skipped = n_skipped
+        self.curves, self.epochs, self._seen = {}, 0, set()  # a new sweep: a figure of its own
         self.figure.new_output()
 
     def on_group_begin(self, n_models: int, epochs: int, batches_per_epoch: int) -> None:
@@ -280,6 +283,7 @@ class LiveSweepPlot(SweepCallback):
 
     def on_models_epoch(self, epoch, trials, records, model, data) -> None:
         for trial, record in zip(trials, records):
+            self._seen.add(trial.key)
             if record is None:
                 continue
             self.regression = record.test_acc is None
@@ -293,6 +297,11 @@ class LiveSweepPlot(SweepCallback):
             self.draw()
 
     def on_group_end(self, group: Any, results: Sequence[Any]) -> None:
+        for r in results:  # a group that trained without epoch hooks (in a Ray worker): its curves at once
+            if r.trial.key not in self._seen:
+                self.epochs = max(self.epochs, r.trial.train.epochs)
+                for record in r.history.records:
+                    self.on_models_epoch(record.epoch, [r.trial], [record], None, None)
         self.draw()
 
     def means(self) -> dict[str, list[float]]:

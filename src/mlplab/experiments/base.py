@@ -54,8 +54,12 @@ class ExperimentConfig:
     data: str = "fashion-mnist"  # or "synthetic" (tests, demos) where the experiment trains a classifier
     data_dir: str | None = None  # Fashion-MNIST's folder (default: search, then download)
     progress: bool = False  # draw progress bars while training
+    # sweep callbacks (mlplab.live.LiveSweepPlot: live curves in Jupyter) handed to every sweep the
+    # experiment trains; not a setting: they change no result, so they are not compared or stored
+    callbacks: tuple[Any, ...] = field(default=(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "callbacks", tuple(self.callbacks))
         check_int("seeds", self.seeds, 1, MAX_SEEDS)
         check_device(self.device)
         check_choice("data", self.data, DATA_SETS)
@@ -68,7 +72,8 @@ class ExperimentConfig:
         return base / ("quick" if self.quick else "full") / ("synthetic" if self.data == "synthetic" else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings (every field but ``callbacks``), as plain data."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "callbacks"}
 
 
 @dataclass(frozen=True)
@@ -250,7 +255,15 @@ def sweep(
     from mlplab.sweep.results import load_histories, load_results
     from mlplab.sweep.runner import run_sweep
 
-    run_sweep(spec, data, folder, device=config.device, progress=config.progress, max_models=max_models)
+    run_sweep(
+        spec,
+        data,
+        folder,
+        device=config.device,
+        progress=config.progress,
+        max_models=max_models,
+        callbacks=config.callbacks,
+    )
     keys = {t.key for t in spec.trials(n_inputs=data.train.X.shape[1], n_outputs=data.n_outputs)}
     results = load_results(folder)
     results = results[results["key"].isin(keys)].reset_index(drop=True)

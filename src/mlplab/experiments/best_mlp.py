@@ -167,7 +167,7 @@ class Config(ExperimentConfig):
             check_int("epochs", self.epochs, 1)
 
     def to_dict(self) -> dict:
-        settings = {k: v for k, v in dataclasses.asdict(self).items() if k != "recipes"}
+        settings = {k: v for k, v in super().to_dict().items() if k != "recipes"}
         settings["recipes"] = {name: self.recipes[name].describe() for name in self.candidates}
         return settings
 
