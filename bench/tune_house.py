@@ -50,7 +50,7 @@ MEMBERS = ("lasso", "svr", "gbm", "mlp")  # best's members, equal weights
 
 
 def folds(train: pd.DataFrame, shuffles: list[int], features: FeatureConfig) -> Iterator[tuple]:
-    """(shuffle, fold, X_train, y_train (log1p), X_valid, y_valid (log), model seed) of every fold."""
+    """(shuffle, validation rows, X_train, y_train (log1p), X_valid, y_valid (log), model seed) of every fold."""
     for s in shuffles:
         for i, (tr, va) in enumerate(fold_indices(len(train), 5, s)):
             rows = OutlierRule().keep(train.iloc[tr].reset_index(drop=True))
@@ -58,7 +58,7 @@ def folds(train: pd.DataFrame, shuffles: list[int], features: FeatureConfig) -> 
             pre = HousePreprocessor(features).fit(rows)
             x_va = pre.transform(valid.drop(columns=TARGET))
             y_va = np.log(valid[TARGET].to_numpy(np.float64))
-            yield s, i, pre.transform(rows), log_target(rows), x_va, y_va, fold_seed(s, i)
+            yield s, va, pre.transform(rows), log_target(rows), x_va, y_va, fold_seed(s, i)
 
 
 def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
@@ -68,7 +68,8 @@ def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
 def tune_sweep(train: pd.DataFrame, shuffles: list[int], out: Path, top: int) -> None:
     spec = SweepSpec(base=BASE, grid=GRID, seeds=(0,))
     curves = []
-    for s, i, x_tr, y_tr, x_va, y_va, _ in folds(train, shuffles, LINEAR_FEATURES):
+    for k, (s, _, x_tr, y_tr, x_va, y_va, _) in enumerate(folds(train, shuffles, LINEAR_FEATURES)):
+        i = k % 5  # the fold within its shuffle
         mean, std = y_tr.mean(), y_tr.std()
         train_split, valid_split = (
             Split(torch.tensor(x, dtype=torch.float32), torch.tensor((y - mean) / std, dtype=torch.float32)[:, None])
@@ -108,10 +109,11 @@ def tune_lightgbm(train: pd.DataFrame, shuffles: list[int], configs: list[dict])
     import lightgbm
 
     y = np.log(train[TARGET].to_numpy(np.float64))
+    splits = {s: [va for _, va in fold_indices(len(train), 5, s)] for s in shuffles}
     oof = {s: cross_validate(train, list(MEMBERS), folds=5, seed=s) for s in shuffles}
 
     def mean_rmse(pred: dict[int, np.ndarray]) -> float:
-        return float(np.mean([rmse(p[va], y[va]) for s, p in pred.items() for _, va in fold_indices(len(train), 5, s)]))
+        return float(np.mean([rmse(p[va], y[va]) for s, p in pred.items() for va in splits[s]]))
 
     def blend(names: tuple[str, ...], extra: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
         return {s: np.mean([oof[s][n].oof_log for n in names] + ([extra[s]] if extra else []), 0) for s in shuffles}
@@ -122,9 +124,9 @@ def tune_lightgbm(train: pd.DataFrame, shuffles: list[int], configs: list[dict])
     data = list(folds(train, shuffles, TREE_FEATURES))
     for args in configs:
         pred = {s: np.zeros(len(train)) for s in shuffles}
-        for s, i, x_tr, y_tr, x_va, _, seed in data:
+        for s, va, x_tr, y_tr, x_va, _, seed in data:
             model = lightgbm.LGBMRegressor(n_jobs=1, verbose=-1, random_state=seed, **args).fit(x_tr, y_tr)
-            pred[s][fold_indices(len(train), 5, s)[i][1]] = log_price(model.predict(x_va))
+            pred[s][va] = log_price(model.predict(x_va))
         print(
             f"{json.dumps(args)}: alone {mean_rmse(pred):.5f}, "
             f"in best for gbm {mean_rmse(blend(('lasso', 'svr', 'mlp'), pred)):.5f}, "

@@ -102,3 +102,47 @@ def device() -> str:
     if name.startswith("cuda") and not torch.cuda.is_available():
         pytest.fail(f"MLPLAB_TEST_DEVICE={name} but CUDA is not available; unset it to test on the CPU")
     return name
+
+
+@pytest.fixture
+def sigkill_sweep_when_stored():
+    """Start ``python -m mlplab sweep ARGS`` (this tree's ``src`` first on ``PYTHONPATH``) and
+    SIGKILL it as soon as ``count(out)`` reaches ``n`` stored results; returns its exit status.
+
+    Fails the test if the process fails by itself; ``count`` may raise ``sqlite3.OperationalError``
+    while the store's schema is not created yet. A sweep that finished first returns 0.
+    """
+    import signal
+    import sqlite3
+    import subprocess
+    import sys
+    import time
+
+    src = str(Path(__file__).resolve().parents[1] / "src")
+
+    def run(args, out: Path, count, n: int = 2, timeout: float = 60.0, what: str = "the sweep process") -> int:
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mlplab", "sweep", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and proc.poll() is None:
+                if (out / "sweep.sqlite").exists():
+                    try:
+                        if count(out) >= n:
+                            break
+                    except sqlite3.OperationalError:  # schema not created yet
+                        pass
+                time.sleep(0.01)
+            if proc.poll() is not None and proc.returncode != 0:
+                pytest.fail(f"{what} failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
+            proc.send_signal(signal.SIGKILL)  # a no-op if it already finished: the caller's assertion says so
+            proc.wait(timeout=10)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.stderr.close()
+        return proc.returncode
+
+    return run

@@ -18,7 +18,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -199,36 +198,11 @@ KILL_FLAGS = ["--data", "synthetic", "--hidden", "64,64", "--epochs", "12", "--b
 
 
 @needs_ray
-def test_a_killed_driver_resumes(tmp_path, ray_cluster):
+def test_a_killed_driver_resumes(tmp_path, ray_cluster, sigkill_sweep_when_stored):
     out = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "mlplab", "sweep", "run", *KILL_FLAGS, "--backend", "ray"]
-    proc = subprocess.Popen(
-        [*command, "--address", ray_cluster, "--out", str(out)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline, count = time.monotonic() + 90, 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / FILENAME).exists():
-                try:
-                    count = count_keys(out)[0]
-                except sqlite3.OperationalError:  # schema not created yet
-                    count = 0
-                if count >= 2:
-                    break
-            time.sleep(0.01)
-        if proc.poll() is not None and proc.returncode != 0:
-            pytest.fail(f"the driver failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}")
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.stderr.close()
-    assert proc.returncode == -signal.SIGKILL, "the sweep finished before its driver could be killed: make it longer"
+    args = ["run", *KILL_FLAGS, "--backend", "ray", "--address", ray_cluster, "--out", str(out)]
+    returncode = sigkill_sweep_when_stored(args, out, lambda d: count_keys(d)[0], timeout=90, what="the driver")
+    assert returncode == -signal.SIGKILL, "the sweep finished before its driver could be killed: make it longer"
     after_kill = rows(out)
     print(f"driver killed with {len(after_kill)} of 20 results stored")
     assert 2 <= len(after_kill) < 20 and len(after_kill) % 2 == 0  # whole groups of 2, never half of one

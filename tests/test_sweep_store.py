@@ -4,12 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import json
-import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +18,6 @@ from mlplab.sweep.results import markdown_table, sort_summary
 from mlplab.sweep.runner import SweepCallback
 from mlplab.sweep.store import FILENAME, LOCKNAME, SweepStore, writer_lock
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SMALL = SweepSpec(
     base={"hidden": (8,), "epochs": 2, "batch_size": 128, "lr": 0.5},
     grid={"dropout1": (0.0, 0.5), "weight_decay": (0.0, 0.01)},
@@ -89,7 +84,7 @@ def test_store_refuses_other_data_and_a_second_writer(tmp_path, data):
         SweepStore(tmp_path / "junk", create=False)
 
 
-def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
+def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data, sigkill_sweep_when_stored):
     out = tmp_path / "killed"
     args = [
         "run",
@@ -114,32 +109,8 @@ def test_sigkill_loses_nothing_and_duplicates_nothing(tmp_path, data):
         "--out",
         str(out),
     ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "mlplab", "sweep", *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    try:
-        deadline = time.monotonic() + 60
-        count = 0
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / FILENAME).exists():
-                try:
-                    count = len(stored(out))
-                except sqlite3.OperationalError:  # schema not created yet
-                    count = 0
-                if count >= 2:
-                    break
-            time.sleep(0.01)
-        if proc.poll() is not None and proc.returncode != 0:
-            pytest.fail(
-                f"the sweep process failed on its own (exit {proc.returncode}): {proc.stderr.read().decode()[-2000:]}"
-            )
-        proc.send_signal(signal.SIGKILL)  # a no-op if it already finished: the assertion below says so
-        proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == -signal.SIGKILL, "the sweep finished before it could be killed: make it longer"
+    returncode = sigkill_sweep_when_stored(args, out, lambda d: len(stored(d)))
+    assert returncode == -signal.SIGKILL, "the sweep finished before it could be killed: make it longer"
     after_kill = stored(out)
     print(f"killed with {len(after_kill)} of 20 results stored")
     assert 2 <= len(after_kill) < 20 and len(after_kill) % 2 == 0  # whole groups of 2, never half of one

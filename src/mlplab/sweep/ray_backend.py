@@ -61,6 +61,7 @@ from mlplab.sweep.runner import (
     SweepCallback,
     SweepReport,
     _store_errors,
+    check_trial_targets,
     fingerprint,
     sweep_folder,
     sweep_trials,
@@ -312,8 +313,6 @@ def run_sweep_on_ray(
     memory is what must hold a group), and only then is the store opened. A rerun of a finished
     sweep (every trial stored, for this data) starts no Ray at all.
     """
-    from mlplab.train import check_targets
-
     t0 = time.perf_counter()
     out = sweep_folder(out)
     task_device, cpus, gpus = task_resources(device, cpus_per_task, gpus_per_task)
@@ -324,8 +323,7 @@ def run_sweep_on_ray(
     if max_models is not None:
         check_int("max_models", max_models, 1)
     trials = sweep_trials(spec, data.train.X.shape[1], data.n_outputs)
-    for loss in dict.fromkeys(t.train.loss for t in trials):
-        check_targets(loss, data)
+    check_trial_targets(trials, data)
     check_callbacks(callbacks)
     faults = _faults()
     import_ray()

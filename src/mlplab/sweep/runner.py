@@ -95,6 +95,13 @@ def sweep_trials(spec: SweepSpec, n_inputs: int, n_outputs: int) -> list[Trial]:
     return trials
 
 
+def check_trial_targets(trials: Sequence[Trial], data: Data) -> None:
+    """Refuse a loss that does not suit the data's targets (mse with class labels, cross_entropy
+    with float targets): each loss of ``trials`` once, in trial order, before any training."""
+    for loss in dict.fromkeys(t.train.loss for t in trials):
+        check_targets(loss, data)
+
+
 def plan_sweep(
     spec: SweepSpec, n_train: int, n_inputs: int, n_outputs: int, device: torch.device, max_models: int | None = None
 ) -> tuple[list[Trial], int, list[Group]]:
@@ -301,8 +308,7 @@ def run_sweep(
     out = sweep_folder(out)
     resolved = resolve_device(device)
     trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_outputs, resolved, max_models)
-    for loss in dict.fromkeys(t.train.loss for t in trials):  # each loss once, in trial order
-        check_targets(loss, data)
+    check_trial_targets(trials, data)
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
         remove_stale(out)  # temp files of a killed `sweep plot` (their writers are dead)
         store.bind_data(fingerprint(data))
