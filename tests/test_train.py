@@ -298,3 +298,26 @@ def test_a_learning_rate_of_10000_ends_as_failed_not_ok(gen):
     )
     assert bad.status in ("failed: loss rose", "failed: at chance", "diverged") and not bad.ok
     assert bad.initial_loss == pytest.approx(math.log(4), abs=0.5)
+
+
+@pytest.mark.parametrize("decay_biases", [True, False])
+def test_plain_sgd_step_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_biases):
+    from mlplab.train import _is_plain_sgd, _plain_sgd_step, make_optimizer
+
+    config = TrainConfig(lr=0.3, weight_decay=0.05, decay_biases=decay_biases)
+    gen = torch.Generator().manual_seed(0)
+    ours, theirs = (build_mlp(ModelConfig(hidden=(7, 5), n_inputs=6, n_outputs=3), gen) for _ in range(2))
+    theirs.load_state_dict(ours.state_dict())
+    opt_ours, opt_theirs = make_optimizer(ours, config), make_optimizer(theirs, config)
+    assert _is_plain_sgd(opt_ours) and not _is_plain_sgd(make_optimizer(ours, dataclasses.replace(config, momentum=0.9)))
+    params = [p for g in opt_ours.param_groups for p in g["params"]]
+    for step in range(3):
+        grads = [torch.randn(p.shape, generator=gen) for p in params]
+        grads[1] = None if step == 1 else grads[1]  # a parameter the loss did not reach stays put
+        for p, g in zip([p for g in opt_theirs.param_groups for p in g["params"]], grads):
+            p.grad = None if g is None else g.clone()
+        opt_theirs.step()
+        _plain_sgd_step(opt_ours, params, grads)
+        for a, b in zip(ours.parameters(), theirs.parameters()):
+            assert torch.equal(a, b)
+    assert all(p.grad is not None for p in ours.parameters())  # left as backward would leave them

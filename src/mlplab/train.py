@@ -370,6 +370,8 @@ def _train_step(model, optimizer, loss: str, l1: float = 0.0, l1_params: Sequenc
 
         return manual_step
     loss_fn, per_example = loss_function(loss), per_example_loss(loss)
+    plain_sgd = _is_plain_sgd(optimizer)
+    params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def autograd_step(
         X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
@@ -377,12 +379,48 @@ def _train_step(model, optimizer, loss: str, l1: float = 0.0, l1_params: Sequenc
         out = model(X)
         value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
         objective = value + l1 * l1_penalty(l1_params) if l1 and l1_params else value
+        if plain_sgd:
+            _plain_sgd_step(optimizer, params, torch.autograd.grad(objective, params, allow_unused=True))
+            return value, out
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
         optimizer.step()
         return value, out
 
     return autograd_step
+
+
+def _is_plain_sgd(optimizer: object) -> bool:
+    """``torch.optim.SGD`` without momentum (what the chapter trains with): :func:`_plain_sgd_step` applies."""
+    return type(optimizer) is torch.optim.SGD and all(
+        g["momentum"] == 0 and not g["maximize"] and not g.get("differentiable", False) for g in optimizer.param_groups
+    )
+
+
+@torch.no_grad()
+def _plain_sgd_step(
+    optimizer: torch.optim.SGD, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
+) -> None:
+    """``optimizer.step()`` for plain SGD without its per-step Python: the same two foreach kernels.
+
+    ``p <- p - lr (g + wd p)`` per parameter group, computed as ``torch.optim.SGD``'s foreach path
+    computes it (``_foreach_add`` of the decay, then ``_foreach_add_`` with ``alpha=-lr``), so the
+    weights are the same to the bit (tested). Its wrapper (hooks, profiling, group bookkeeping) and
+    ``zero_grad`` cost about 0.1 ms a step, about a tenth of a chapter-MLP step on 2 CPU cores.
+    ``p.grad`` is set to the step's gradient, as ``backward`` would leave it; a parameter the loss
+    does not reach (gradient None) does not move, as ``torch.optim`` skips it.
+    """
+    grad_of = dict(zip(map(id, params), grads))
+    for group in optimizer.param_groups:
+        pairs = [(p, grad_of[id(p)]) for p in group["params"] if grad_of[id(p)] is not None]
+        if not pairs:
+            continue
+        ps, gs = [p for p, _ in pairs], [g for _, g in pairs]
+        for p, g in pairs:
+            p.grad = g
+        if group["weight_decay"] != 0:
+            gs = torch._foreach_add(gs, ps, alpha=group["weight_decay"])
+        torch._foreach_add_(ps, gs, alpha=-group["lr"])
 
 
 @torch.no_grad()

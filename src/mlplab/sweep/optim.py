@@ -19,7 +19,10 @@ a batched model (``mlplab.sweep.batched``) rely on it.
 
 A model marked dead (its loss became non-finite) is frozen: its gradients are replaced by zeros
 (``masked_fill``, because ``0 * nan`` is nan) and its learning rate is zero, so its parameters
-never move again, whatever values they hold, and nothing of it reaches the other models.
+never move again, whatever values they hold, and nothing of it reaches the other models. A
+caller that knows every model is alive says so (``all_alive=True``) and skips that mask: a pass
+over every gradient per step, about a tenth of a batched CPU step's non-GEMM time. On a CPU
+reading ``alive`` costs nothing; on CUDA it would wait for the GPU, so there the mask stays.
 
 Every step is a fixed sequence of tensor operations with no value read back to the host, so a
 step can be captured in a CUDA graph; that is why Adam keeps its step count on the device, as
@@ -67,18 +70,26 @@ class BatchedOptimizer:
         """``g <- g + l1 * sign(p)``: the gradient of the loss term ``l1 * sum |p|``, as autograd gives it."""
         g.add_(torch.sign(p).mul_(l1))
 
-    def step(self, grads: Sequence[Tensor], alive: Tensor) -> None:
-        """One update of every live model; ``grads`` match ``params``; ``alive`` is (K,) bool."""
+    def step(self, grads: Sequence[Tensor], alive: Tensor, all_alive: bool = False) -> None:
+        """One update of every live model; ``grads`` match ``params``; ``alive`` is (K,) bool.
+
+        ``all_alive=True`` promises that ``alive`` is all True: the frozen-model mask is skipped.
+        """
         raise NotImplementedError
+
+    def _frozen(self, alive: Tensor, all_alive: bool) -> tuple[Tensor | None, Tensor]:
+        """``(dead (K, 1, 1) or None when all alive, lr (K, 1, 1) zero for dead models)``."""
+        if all_alive:
+            return None, self.lr
+        return ~alive.view(-1, 1, 1), self.lr * alive.view(-1, 1, 1)
 
 
 class BatchedSGD(BatchedOptimizer):
     """Plain SGD with per-model learning rate and (coupled, L2) weight decay."""
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Tensor], alive: Tensor) -> None:
-        dead = ~alive.view(-1, 1, 1)  # (K, 1, 1)
-        lr = self.lr * alive.view(-1, 1, 1)  # (K, 1, 1), 0 for frozen models
+    def step(self, grads: Sequence[Tensor], alive: Tensor, all_alive: bool = False) -> None:
+        dead, lr = self._frozen(alive, all_alive)  # (K, 1, 1): lr 0 for frozen models
         for p, g, wd, decay, l1, has_l1 in zip(
             self.params, grads, self.weight_decay, self.has_decay, self.l1, self.has_l1
         ):
@@ -86,7 +97,8 @@ class BatchedSGD(BatchedOptimizer):
                 self.add_l1(p, g, l1)
             if decay:
                 g.addcmul_(p, wd)
-            g.masked_fill_(dead, 0.0)
+            if dead is not None:
+                g.masked_fill_(dead, 0.0)
             p.addcmul_(g, lr, value=-1.0)
 
 
@@ -108,10 +120,9 @@ class BatchedAdam(BatchedOptimizer):
         self.t = torch.zeros((), dtype=torch.float64, device=lr.device)  # steps taken, on the device
 
     @torch.no_grad()
-    def step(self, grads: Sequence[Tensor], alive: Tensor) -> None:
+    def step(self, grads: Sequence[Tensor], alive: Tensor, all_alive: bool = False) -> None:
         b1, b2 = BETAS
-        dead = ~alive.view(-1, 1, 1)  # (K, 1, 1)
-        lr = self.lr * alive.view(-1, 1, 1)  # (K, 1, 1)
+        dead, lr = self._frozen(alive, all_alive)  # (K, 1, 1)
         self.t += 1
         bc1, sqrt_bc2 = 1 - b1**self.t, (1 - b2**self.t).sqrt()  # 0-d tensors
         for p, g, m, v, wd, decay, l1, has_l1 in zip(
@@ -123,7 +134,8 @@ class BatchedAdam(BatchedOptimizer):
                 p.mul_(1 - lr * wd)
             elif decay:
                 g.addcmul_(p, wd)
-            g.masked_fill_(dead, 0.0)
+            if dead is not None:
+                g.masked_fill_(dead, 0.0)
             m.lerp_(g, 1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
             denom = (v.sqrt() / sqrt_bc2).add_(EPS)
