@@ -574,7 +574,7 @@ def fit(
                 X = augment(X, config.augment, order)  # X itself when augment is "none"
                 loss, out = step(X, y) if w is None else step(X, y, w)
                 with torch.no_grad():
-                    loss_sum += loss.detach().double() * len(y)
+                    loss_sum.add_(loss.detach(), alpha=len(y))  # in float64, one kernel
                     if classify:
                         correct += (out.argmax(dim=1) == y).sum()
                 for cb in callbacks:
