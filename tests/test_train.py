@@ -309,13 +309,15 @@ def test_plain_sgd_step_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_b
     ours, theirs = (build_mlp(ModelConfig(hidden=(7, 5), n_inputs=6, n_outputs=3), gen) for _ in range(2))
     theirs.load_state_dict(ours.state_dict())
     opt_ours, opt_theirs = make_optimizer(ours, config), make_optimizer(theirs, config)
-    assert _is_plain_sgd(opt_ours) and not _is_plain_sgd(make_optimizer(ours, dataclasses.replace(config, momentum=0.9)))
+    assert _is_plain_sgd(opt_ours) and not _is_plain_sgd(
+        make_optimizer(ours, dataclasses.replace(config, momentum=0.9))
+    )
     params = [p for g in opt_ours.param_groups for p in g["params"]]
     for step in range(3):
         grads = [torch.randn(p.shape, generator=gen) for p in params]
         grads[1] = None if step == 1 else grads[1]  # a parameter the loss did not reach stays put
-        for p, g in zip([p for g in opt_theirs.param_groups for p in g["params"]], grads):
-            p.grad = None if g is None else g.clone()
+        for p, grad in zip([p for group in opt_theirs.param_groups for p in group["params"]], grads):
+            p.grad = None if grad is None else grad.clone()
         opt_theirs.step()
         _plain_sgd_step(opt_ours, params, grads)
         for a, b in zip(ours.parameters(), theirs.parameters()):
