@@ -517,10 +517,13 @@ def test_fit_predict_best_returns_one_price_per_test_row(houses, monkeypatch):
     prices = fit_predict(train, test.assign(SalePrice=1.0), progress=lambda *a: steps.append(a))
     assert isinstance(prices, np.ndarray) and prices.shape == (len(test),)
     assert np.isfinite(prices).all() and (prices > 0).all()
-    assert [s[2] for s in steps] == ["fitting lasso", "fitting svr", "fitting gbm", "fitting mlp", "done"]
-    # the ensemble is the mean of its members in log space
-    members = [np.log(fit_predict(train, test, model=m)) for m in ("lasso", "svr", "gbm", "mlp")]
-    np.testing.assert_allclose(np.log(prices), np.mean(members, axis=0), rtol=1e-12)
+    names = ["lasso", "svr", "svr_clip", "mlp", "gbm"]
+    assert [s[2] for s in steps] == [f"fitting {name}" for name in names] + ["done"]
+    # the ensemble is the weighted mean of its members in log space (gbm counts twice)
+    logs = {m.name: np.log(fit_predict(train, test, model=m)) for m in MODELS["best"].members}
+    weighted = (logs["lasso"] + logs["svr"] + logs["svr_clip"] + logs["mlp"] + 2 * logs["gbm"]) / 6
+    np.testing.assert_allclose(np.log(prices), weighted, rtol=1e-12)
+    members = [logs[m] for m in ("lasso", "svr", "gbm", "mlp")]
     # "stack" weighs the same members with weights fitted on the training rows
     steps.clear()
     stacked = fit_predict(train, test, model="stack", progress=lambda *a: steps.append(a))
@@ -593,13 +596,43 @@ def test_stacked_ensemble_configuration_is_checked():
     with pytest.raises(ConfigError, match="stacked"):
         Ensemble("outer", (stacked, ridge)).leaves()
     outer = Ensemble("outer", (MODELS["best"], ridge))
-    assert [m.name for m in outer.leaves()] == ["lasso", "svr", "gbm", "mlp", "ridge"]
+    assert [m.name for m in outer.leaves()] == ["lasso", "svr", "svr_clip", "mlp", "gbm", "ridge"]
+
+
+def test_fixed_ensemble_weights_are_checked_and_normalized():
+    lasso, svr = MODELS["lasso"], MODELS["svr"]
+    np.testing.assert_allclose(Ensemble("x", (lasso, svr)).fixed_weights(), [0.5, 0.5])
+    weighted = Ensemble("x", (lasso, svr), weights=(1, 3))
+    np.testing.assert_allclose(weighted.fixed_weights(), [0.25, 0.75])
+    np.testing.assert_allclose(weighted.combine({"lasso": np.array([1.0]), "svr": np.array([5.0])}), [4.0])
+    np.testing.assert_allclose(MODELS["best"].fixed_weights(), np.array([1, 1, 1, 1, 2]) / 6)
+    with pytest.raises(ConfigError, match="one weight per member"):
+        Ensemble("x", (lasso, svr), weights=(1.0,))
+    with pytest.raises(ConfigError, match="weights"):
+        Ensemble("x", (lasso, svr), weights=(1.0, 0.0))
+    with pytest.raises(ConfigError, match="stacked"):
+        Ensemble("x", (lasso, svr), stack_folds=2, weights=(1.0, 1.0))
+
+
+def test_gbm_averages_its_seeds():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(120, 4)), rng.normal(size=120)
+    config = GBMConfig(n_estimators=20, seeds=2)
+    pred = config.build(7).fit(X, y).predict(X[:10])
+    singles = [replace(config, seeds=1).build(seed).fit(X, y).predict(X[:10]) for seed in (7, 8)]
+    np.testing.assert_allclose(pred, np.mean(singles, axis=0), rtol=1e-12)
+    with pytest.raises(ConfigError, match="seeds"):
+        GBMConfig(seeds=0)
 
 
 def test_ensembles_hold_their_member_models():
     best = MODELS["best"]
-    assert [m.name for m in best.members] == ["lasso", "svr", "gbm", "mlp"]
-    assert all(m is MODELS[m.name] for m in best.members + MODELS["stack"].members)
+    assert [m.name for m in best.members] == ["lasso", "svr", "svr_clip", "mlp", "gbm"]
+    assert best.weights == (1.0, 1.0, 1.0, 1.0, 2.0)
+    assert [m.name for m in MODELS["stack"].members] == ["lasso", "svr", "gbm", "mlp"]
+    # registered members are the very objects registered; svr_clip is a member only
+    assert all(m is MODELS[m.name] for m in best.members + MODELS["stack"].members if m.name != "svr_clip")
+    assert "svr_clip" not in MODELS
     with pytest.raises(ConfigError, match="members = 'lasso'.*not names"):
         Ensemble("x", ("lasso", "svr"))
     with pytest.raises(ConfigError, match="members"):

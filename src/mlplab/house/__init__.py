@@ -10,8 +10,9 @@ Public API (stable):
 * :func:`cross_validate` -- the strict shuffled K-fold protocol, one score row per model.
 * :func:`book_protocol_cv` -- the book's own protocol (contiguous folds), for the baseline.
 * :data:`MODELS` -- the models by name: ``baseline``, ``ridge``, ``lasso``, ``svr``, ``gbm``,
-  ``mlp``, ``best`` (the equal-weight ensemble of lasso, svr, gbm and mlp) and ``stack`` (the same
-  members, weights fitted by an inner cross-validation).
+  ``mlp``, ``best`` (the fixed-weight ensemble of lasso, svr, an SVR on clipped features, mlp and
+  gbm, which counts twice) and ``stack`` (lasso, svr, gbm and mlp, weights fitted by an inner
+  cross-validation).
 
 Example
 -------
@@ -101,7 +102,7 @@ def fit_predict(
     test_df : DataFrame, shape (n_test, 80)
         Kaggle schema without ``SalePrice`` (a ``SalePrice`` column, if any, is ignored).
     model : str or object
-        ``"best"`` (the equal-weight ensemble), ``"mlp"``, ``"baseline"`` (the book's linear net),
+        ``"best"`` (the fixed-weight ensemble), ``"mlp"``, ``"baseline"`` (the book's linear net),
         any other name in :data:`MODELS`, or your own model as :func:`cv` takes it (a
         scikit-learn-style regressor, an ``nn.Module`` factory, ``"MODULE:NAME"``).
     seed : int
