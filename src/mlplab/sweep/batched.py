@@ -288,6 +288,7 @@ class DropoutStreams:
     def __init__(self, seed: int, p: Tensor, device: torch.device) -> None:
         self.p = p.to(device=device, dtype=torch.float32)  # (K, L)
         self.scale = 1.0 / (1.0 - self.p)  # (K, L)
+        self.scales = [self.scale[:, layer].view(-1, 1, 1) for layer in range(p.shape[1])]  # (K, 1, 1) each
         self.generators = [  # a stream only for layers that some model drops
             torch.Generator(device=device).manual_seed(dropout_seed(seed, layer))
             if bool((p[:, layer] > 0).any())
@@ -328,7 +329,7 @@ class DropoutStreams:
             # 1[U >= p] straight into a float tensor, then scaled in place: on a CPU a third of
             # the time of (U >= p) * scale, whose boolean intermediate is slow to write and read
             gate = torch.ge(U, p, out=torch.empty(K, B, H, device=U.device, dtype=U.dtype))
-            out.append(gate.mul_(self.scale[:, layer].view(-1, 1, 1)))  # (K, B, H)
+            out.append(gate.mul_(self.scales[layer]))  # (K, B, H)
         return out
 
     def gates(self, batch: int, widths: Sequence[int]) -> list[Tensor | None]:
@@ -472,7 +473,6 @@ class _Step:
             if fused and self.on_cpu and not graphed and fused_supports(model, optimizer, loss)
             else None
         )
-        self.scales = [streams.scale[:, layer].view(-1, 1, 1) for layer in range(streams.scale.shape[1])]
         self.graph: torch.cuda.CUDAGraph | None = None
         self.static: tuple[Tensor, Tensor, list[Tensor | None]] | None = None  # batch and uniforms
         self.side: torch.cuda.Stream | None = None  # the warm-up steps' stream
@@ -482,7 +482,9 @@ class _Step:
         """The step itself, on whatever tensors it is given (eager, or being captured)."""
         gates = self.streams.gates_from(U)
         # the fused step takes it while every model lives and every loss is finite
-        taken = self.fused(X, y, gates, self.scales) if self.fused is not None and bool(self.alive.all()) else None
+        taken = (
+            self.fused(X, y, gates, self.streams.scales) if self.fused is not None and bool(self.alive.all()) else None
+        )
         if taken is not None:
             losses, out = taken
         else:
