@@ -248,6 +248,7 @@ NOT_DEFAULT = {
     "loss": "mse",
     "l1": 0.001,
     "bias": False,
+    "precision": "bf16",
     "features": 20,
 }
 
@@ -311,6 +312,7 @@ def test_make_trial_sets_each_hyperparameters_config_field():
         "loss",
         "l1",
         "bias",
+        "precision",
         "features",
     ]
     assert params["hidden"] == "8-4" and params["dropout2"] == 0.3 and params["decay_biases"] is False
@@ -321,11 +323,12 @@ def test_make_trial_sets_each_hyperparameters_config_field():
 def test_entries_added_later_are_keyed_only_off_their_default():
     base = make_trial(DEFAULTS, seed=0)
     keys = {base.key}
-    for name, value in (("loss", "mse"), ("l1", 0.01), ("bias", False), ("features", 20)):
+    later = (("loss", "mse"), ("l1", 0.01), ("bias", False), ("precision", "bf16"), ("features", 20))
+    for name, value in later:
         trial = make_trial({**DEFAULTS, name: value}, seed=0)
         assert trial.params()[name] == value
         keys.add(trial.key)
-    assert len(keys) == 5  # each non-default value is a model of its own in the store
+    assert len(keys) == len(later) + 1  # each non-default value is a model of its own in the store
     assert make_trial({**DEFAULTS, "features": 784}, seed=0).key == base.key  # all 784 columns: the default
 
 

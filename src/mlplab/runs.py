@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import io
 import json
 import os
@@ -128,6 +129,8 @@ class RunDir:
         stored = self.stored_config()
         check_resumed_epochs(train_config, (stored or {}).get("train", {}).get("epochs"), self.path)
         if stored is not None:
+            # a field TrainConfig gained later (precision) is at its default in a run stored before
+            stored = {**stored, "train": {**dataclasses.asdict(TrainConfig()), **stored.get("train", {})}}
             diffs = differences(stored, config, exempt=("train.epochs",))
             if diffs:
                 raise MlplabError(
@@ -163,8 +166,6 @@ class RunDir:
 
     def finish(self, history: History, title: str, findings: list | None = None) -> None:
         """Write the final history, ``curves.png`` and the doctor's findings (``doctor.json``)."""
-        import dataclasses
-
         from mlplab.plots import save_figure, training_curves  # matplotlib only when a run ends
 
         save_history(self.path, history)

@@ -31,6 +31,7 @@ SETTINGS = {
     "epochs": ("train", "epochs"),
     "seed": ("train", "seed"),
     "device": ("train", "device"),
+    "precision": ("train", "precision"),
 }
 
 
@@ -90,6 +91,11 @@ def train(
         None, help="Seed for the initial weights, batch order and dropout masks. [default: 0]"
     ),
     device: Optional[str] = typer.Option(None, help="cpu, cuda, cuda:N or mps. [default: cpu]"),
+    precision: Optional[str] = typer.Option(
+        None,
+        help="fp32, or bf16: matrix products in bfloat16 (torch.autocast), weights in float32; several "
+        "times faster where the CPU has AVX-512 BF16 or on a GPU's tensor cores (--impl concise). [default: fp32]",
+    ),
     out: Optional[str] = typer.Option(
         None,
         help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME].",
@@ -140,6 +146,7 @@ def train(
         epochs=epochs,
         seed=seed,
         device=device,
+        precision=precision,
     )
     out_dir = path_option("--out", out)
     if resume and out_dir is None:
@@ -178,6 +185,7 @@ def train(
                 "augment",
                 "seed",
                 "device",
+                "precision",
             )  # fmt: skip
         }
     )

@@ -65,7 +65,17 @@ from mlplab.sweep.fused import supports as fused_supports
 from mlplab.sweep.optim import make_batched_optimizer
 from mlplab.sweep.planner import group_key
 from mlplab.sweep.spec import Trial
-from mlplab.train import DIVERGED, INITIAL_LOSS_ROWS, EpochRecord, History, check_targets, outcome, resolve_device
+from mlplab.train import (
+    DIVERGED,
+    INITIAL_LOSS_ROWS,
+    EpochRecord,
+    History,
+    check_targets,
+    outcome,
+    precision_context,
+    resolve_device,
+    widened,
+)
 
 DROPOUT_STREAM = 0x5EED_D0  # a constant mixed into dropout_seed, so dropout never reuses the init or order seed
 
@@ -387,9 +397,17 @@ PER_MODEL_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 }  # fmt: skip
 
 
+def _autocast_input(X: Tensor, precision: str) -> Tensor:
+    """The shared batch in the products' dtype: cast once, before ``forward`` expands it to K models.
+
+    Autocast would cast the expanded (K, B, d) view instead, writing K copies of the batch.
+    """
+    return X.to(torch.bfloat16) if precision == "bf16" else X
+
+
 @torch.no_grad()
 def evaluate_batched(
-    model: BatchedMLP, split: Split, rows: int = 2048, loss: str = "cross_entropy"
+    model: BatchedMLP, split: Split, rows: int = 2048, loss: str = "cross_entropy", precision: str = "fp32"
 ) -> tuple[Tensor, Tensor | None]:
     """Mean loss and accuracy of every model on ``split`` (no dropout, no grad).
 
@@ -399,6 +417,7 @@ def evaluate_batched(
     split : Split with labels (B,) for ``cross_entropy``, targets (B,) or (B, k) for ``mse``
     rows : int, rows evaluated at once
     loss : str, ``cross_entropy`` or ``mse`` (as ``TrainConfig.loss``)
+    precision : str, ``fp32`` or ``bf16`` (as ``TrainConfig.precision``: the forward pass as training runs it)
 
     Returns
     -------
@@ -410,7 +429,9 @@ def evaluate_batched(
     total = torch.zeros(K, dtype=torch.float64, device=split.X.device)
     correct = torch.zeros(K, dtype=torch.int64, device=split.X.device)
     for X, y in batches(split, rows, shuffle=False):
-        out = model.forward(X)  # (K, b, C)
+        with precision_context(precision, X.device):
+            out = model.forward(_autocast_input(X, precision))  # (K, b, C)
+        out = widened(out)
         total += per_entry(out, y).mean(1).double() * len(y)  # (K,)
         if classify:
             correct += (out.argmax(-1) == y).sum(1)
@@ -460,8 +481,10 @@ class _Step:
         graphed: bool,
         loss: str = "cross_entropy",
         fused: bool = True,
+        precision: str = "fp32",
     ) -> None:
         self.model, self.optimizer, self.streams, self.widths = model, optimizer, streams, list(widths)
+        self.precision = precision
         self.per_entry, self.classify = PER_MODEL_LOSSES[loss], loss == "cross_entropy"
         self.params = model.parameters()
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
@@ -470,7 +493,7 @@ class _Step:
         # the hand-fused SGD step (mlplab.sweep.fused) where it applies: on a CPU, for ReLU nets
         self.fused = (
             FusedReluSGD(model, optimizer, loss)
-            if fused and self.on_cpu and not graphed and fused_supports(model, optimizer, loss)
+            if fused and self.on_cpu and not graphed and precision == "fp32" and fused_supports(model, optimizer, loss)
             else None
         )
         self.graph: torch.cuda.CUDAGraph | None = None
@@ -488,7 +511,9 @@ class _Step:
         if taken is not None:
             losses, out = taken
         else:
-            out = self.model.forward(X, gates)  # (K, B, C)
+            with precision_context(self.precision, X.device):
+                out = self.model.forward(_autocast_input(X, self.precision), gates)  # (K, B, C)
+            out = widened(out)  # the losses in float32 where autocast left bfloat16
             losses = self.per_entry(out, y).mean(1)  # (K,)
             grads = torch.autograd.grad(losses.sum(), self.params)
         with torch.no_grad():
@@ -623,9 +648,12 @@ def train_group(
     alive = torch.ones(K, dtype=torch.bool, device=device)
     loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # the epoch's running sums, zeroed each epoch
     correct = torch.zeros(K, dtype=torch.int64, device=device)
-    step = _Step(model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed, cfg.loss, fused)
+    step = _Step(
+        model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed, cfg.loss, fused, cfg.precision
+    )
     head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
-    initial = evaluate_batched(model, head, eval_rows, cfg.loss)[0].tolist()  # each model's loss before training
+    # each model's loss before training
+    initial = evaluate_batched(model, head, eval_rows, cfg.loss, cfg.precision)[0].tolist()
     histories = [History(initial_loss=loss) for loss in initial]
     classify = cfg.loss == "cross_entropy"
     n_classes = data.n_classes if classify and len(data.test) else None  # as fit judges "at chance"
@@ -641,7 +669,7 @@ def train_group(
             step(X, y, full=len(y) == cfg.batch_size)
             for cb in callbacks:
                 cb.on_batch_end(epoch, b)
-        test_loss, test_acc = evaluate_batched(model, data.test, eval_rows, cfg.loss)
+        test_loss, test_acc = evaluate_batched(model, data.test, eval_rows, cfg.loss, cfg.precision)
         train_loss = (loss_sum / n).tolist()
         train_acc = (correct.double() / n).tolist() if classify else no_acc
         test_acc = test_acc.tolist() if test_acc is not None else no_acc

@@ -115,6 +115,11 @@ HYPERPARAMETERS: tuple[Hyperparameter, ...] = (
         flags=("--bias/--no-bias",), keyed="unless-default",
     ),
     Hyperparameter(
+        "precision", "train", "precision", "fp32", "choice",
+        "fp32, or bf16: matrix products in bfloat16 (autocast), weights in float32", "bf16",
+        choices=("fp32", "bf16"), keyed="unless-default",
+    ),
+    Hyperparameter(
         "features", "model", "n_inputs", None, "int", "inputs the model reads: the data's first N columns (default all)",
         "4", keyed="no",
     ),

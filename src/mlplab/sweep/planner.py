@@ -42,7 +42,9 @@ def group_key(trial: Trial) -> tuple:
     The first four entries are the stacked shape (``BatchedMLP.from_trials`` checks them).
     """
     m, t = trial.model, trial.train
-    return (m.hidden, m.activation, m.n_outputs, m.bias, t.loss, t.optimizer, t.batch_size, t.epochs, t.seed)
+    return (
+        m.hidden, m.activation, m.n_outputs, m.bias, t.loss, t.optimizer, t.batch_size, t.epochs, t.seed, t.precision
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)
