@@ -8,7 +8,9 @@
 #    FP32 and in TF32, against the book-style loop and mlplab fit on the same card, plus a torch
 #    profile of the sweep's training step;
 # 3. the issue's CLI command (3 seeds: 300 models x 10 epochs) timed end to end;
-# 4. the batched-vs-fit equivalence tests on CUDA, then the whole test suite on that machine.
+# 4. issue #15: bf16 against TF32 (bench_precision.py: the full grid's time, fit, accuracy over 3
+#    seeds), process start-up to the first step (bench_first_step.py), `mlplab train` 10 epochs;
+# 5. the batched-vs-fit equivalence tests on CUDA (bf16 included), then the whole test suite there.
 # Each step's output goes to OUT_DIR (default bench/gpu-out); a failing step does not stop the rest.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -39,8 +41,26 @@ rm -rf /tmp/mlplab-gpu-sweep
   --device cuda --tf32 --data-dir "$DATA" --out /tmp/mlplab-gpu-sweep 2>&1 | tail -4 | tee "$OUT/cli.txt"
 $PY -m mlplab sweep show /tmp/mlplab-gpu-sweep --sort final_test_acc 2>&1 | head -8 | tee -a "$OUT/cli.txt"
 
+step "issue #15: bf16 against TF32 on the full grid (speed, fit, accuracy over 3 seeds)"
+$PY bench/bench_precision.py --device cuda --tf32 --data-dir "$DATA" --cells 100 --repeats 2 --fit-epochs 10 \
+  --seeds 3 --epochs 10 2>&1 | grep -v '^USDT' | tee "$OUT/precision.md"
+
+step "issue #15: process start-up to the first step (fresh processes)"
+$PY bench/bench_first_step.py --device cuda --tf32 --data-dir "$DATA" --repeats 3 2>&1 | tee "$OUT/first_step.md"
+$PY bench/bench_first_step.py --device cuda --precision bf16 --data-dir "$DATA" --repeats 1 2>&1 | tee -a "$OUT/first_step.md"
+
+step "issue #15: mlplab train --epochs 10 on CUDA (the chapter MLP), fp32 and bf16"
+for precision in fp32 bf16; do
+  rm -rf /tmp/mlplab-gpu-train
+  /usr/bin/time -f "$precision: wall %e s" $PY -m mlplab train --device cuda --epochs 10 --precision $precision \
+    --data-dir "$DATA" --out /tmp/mlplab-gpu-train 2>&1 | tail -2 | tee -a "$OUT/train.txt"
+  $PY -c "import json; h = json.load(open('/tmp/mlplab-gpu-train/history.json')); \
+print('$precision: its 10 epochs', round(sum(r['seconds'] for r in h), 2), 's; final test accuracy', h[-1]['test_acc'])" \
+    2>&1 | tee -a "$OUT/train.txt"
+done
+
 step "equivalence tests on CUDA"
-MLPLAB_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_sweep_batched.py 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
+MLPLAB_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_sweep_batched.py tests/test_precision.py 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
 
 step "whole test suite on this machine"
 MLPLAB_DATA=$(dirname "$DATA") timeout 240 $PY -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/tests_all.txt"

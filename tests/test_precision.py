@@ -115,13 +115,14 @@ def test_fit_in_bf16_learns_as_fp32_does(data):
     assert abs(h16.final.test_acc - h32.final.test_acc) <= 0.03
 
 
-def test_train_group_in_bf16_trains_each_model_as_fit_in_bf16_does(data):
+def test_train_group_in_bf16_trains_each_model_as_fit_in_bf16_does(data, device):
     """The batched bf16 step rounds the same operands; ``bmm`` and ``mm`` sum in other orders, so
     the trajectories part by bfloat16 roundings, not by more. (With dropout the engine's masks are
-    not fit's, see mlplab.sweep.batched, so only the model without dropout is compared.)"""
-    model_cfg, config = chapter_like(data, precision="bf16")
+    not fit's, see mlplab.sweep.batched, so only the model without dropout is compared.) On CUDA
+    (``MLPLAB_TEST_DEVICE=cuda``) the group's steps are CUDA graphs captured under autocast."""
+    model_cfg, config = chapter_like(data, precision="bf16", device=device)
     trials = [Trial(dataclasses.replace(model_cfg, dropout=p), config) for p in (0.0, 0.3)]
-    results = train_group(trials, data)
+    results = train_group(trials, data, device)
     history = fit(build_mlp(trials[0].model, torch.Generator().manual_seed(0)), data, trials[0].train)
     assert [r.history.status for r in results] == [history.status] * 2 == ["ok"] * 2
     for got, want in zip(results[0].history.records, history.records):
@@ -130,7 +131,7 @@ def test_train_group_in_bf16_trains_each_model_as_fit_in_bf16_does(data):
         assert got.test_acc == pytest.approx(want.test_acc, abs=0.02)
 
 
-def test_a_bf16_group_takes_the_autograd_step_and_fp32_and_bf16_never_share_a_group(data):
+def test_fp32_and_bf16_never_share_a_group_and_both_take_the_fused_cpu_step(data):
     model_cfg, config = chapter_like(data)
     fp32, bf16 = Trial(model_cfg, config), Trial(model_cfg, dataclasses.replace(config, precision="bf16"))
     groups = plan([fp32, bf16], max_models=10)
@@ -141,13 +142,57 @@ def test_a_bf16_group_takes_the_autograd_step_and_fp32_and_bf16_never_share_a_gr
 
     def spy(self, *args, **kwargs):
         original(self, *args, **kwargs)
-        seen.append((self.precision, self.fused is not None))
+        seen.append((self.precision, self.fused is not None and self.fused.bf16))
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(_Step, "__init__", spy)
         for trial in (fp32, bf16):
             train_group([trial], data, model=BatchedMLP.from_trials([trial]))
-    assert seen == [("fp32", True), ("bf16", False)]  # the fused CPU step is float32's
+    assert seen == [("fp32", False), ("bf16", True)]
+
+
+def bf16_trials(epochs: int, batch_size: int) -> list[Trial]:
+    """Three ReLU models with dropout and weight decay, in bf16."""
+    spec = SweepSpec(
+        base={"hidden": (32, 16), "epochs": epochs, "batch_size": batch_size, "dropout1": 0.3, "dropout2": 0.2,
+              "weight_decay": 0.01, "init": "he", "precision": "bf16"},
+        grid={"lr": (0.05, 0.1, 0.2)},
+    )  # fmt: skip
+    return spec.trials(n_inputs=12, n_outputs=4)
+
+
+def bf16_group(data, epochs: int, fused: bool, batch_size: int = 64) -> tuple[list, BatchedMLP]:
+    """:func:`bf16_trials` trained by the fused step or by the autograd step: (results, trained model)."""
+    trials = bf16_trials(epochs, batch_size)
+    model = BatchedMLP.from_trials(trials)
+    return train_group(trials, data, model=model, fused=fused), model
+
+
+def test_the_fused_bf16_step_updates_as_the_autograd_bf16_step(data):
+    """One step: both multiply the same bfloat16 operands; they round the learning rate in at
+    another place and sum the bias gradient in float32 (fused) or bfloat16 (autograd), so the
+    updates agree to bfloat16's precision, not to the bit."""
+    before = BatchedMLP.from_trials(bf16_trials(1, len(data.train)))
+    updates = {}
+    for fused in (True, False):
+        _, model = bf16_group(data, 1, fused, batch_size=len(data.train))  # one full-batch step
+        updates[fused] = [(p - q).detach() for p, q in zip(model.parameters(), before.parameters())]
+    for a, b in zip(updates[True], updates[False]):
+        scale = b.abs().max()
+        assert scale > 0
+        assert (a - b).abs().max() <= 3 * BF16_EPS * scale  # measured: at most 1.04 steps of bfloat16
+    assert any((a - b).abs().max() > 0 for a, b in zip(updates[True], updates[False]))
+
+
+def test_the_fused_bf16_step_trains_as_the_autograd_bf16_step(data):
+    fused, _ = bf16_group(data, 3, True)
+    autograd, _ = bf16_group(data, 3, False)
+    for rf, ra in zip(fused, autograd):
+        assert rf.history.status == ra.history.status == "ok"
+        for got, want in zip(rf.history.records, ra.history.records):
+            assert got.train_loss == pytest.approx(want.train_loss, rel=0.01)
+            assert got.test_loss == pytest.approx(want.test_loss, rel=0.01)
+            assert got.test_acc == pytest.approx(want.test_acc, abs=0.02)
 
 
 def test_precision_is_a_sweep_axis_and_fp32_keys_stay_as_they_were():

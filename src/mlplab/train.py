@@ -288,7 +288,7 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
 
     A model with hand-written gradients (``loss_and_grads``, i.e. :class:`mlplab.scratch.MLP`) gets
     the hand-written :class:`mlplab.scratch.SGD` with the same weight-decay rule; it has no Adam
-    and no L1 penalty.
+    and no L1 penalty, and it trains in float32 only.
     """
     if trains_by_hand(model):
         if config.optimizer != "sgd":
@@ -306,6 +306,12 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
                 "momentum",
                 config.momentum,
                 "the scratch MLP's hand-written SGD has no momentum: use 0, or the concise model",
+            )
+        if config.precision != "fp32":
+            raise ConfigError(
+                "precision",
+                config.precision,
+                "the scratch MLP's hand-written forward and backward are float32: use fp32, or the concise model",
             )
         decay = [config.decay_biases or p.ndim >= 2 for p in model.params]
         return ScratchSGD(model.params, config.lr, config.weight_decay, decay)
@@ -400,10 +406,6 @@ def _train_step(
     if trains_by_hand(model):
         if loss != "cross_entropy":
             raise ConfigError("loss", loss, "the scratch MLP's hand-written gradients are for cross_entropy only")
-        if precision != "fp32":
-            raise ConfigError(
-                "precision", precision, "the scratch MLP's hand-written forward and backward are float32: use fp32"
-            )
 
         def manual_step(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             value, grads, out = model.loss_and_grads(X, y, return_logits=True)

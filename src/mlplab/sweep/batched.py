@@ -492,8 +492,8 @@ class _Step:
         self.on_cpu = alive.device.type == "cpu"
         # the hand-fused SGD step (mlplab.sweep.fused) where it applies: on a CPU, for ReLU nets
         self.fused = (
-            FusedReluSGD(model, optimizer, loss)
-            if fused and self.on_cpu and not graphed and precision == "fp32" and fused_supports(model, optimizer, loss)
+            FusedReluSGD(model, optimizer, loss, precision)
+            if fused and self.on_cpu and not graphed and fused_supports(model, optimizer, loss)
             else None
         )
         self.graph: torch.cuda.CUDAGraph | None = None

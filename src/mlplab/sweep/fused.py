@@ -26,7 +26,14 @@ input width (the padded rows of mixed widths would need their gradient masked be
 on live models: a step whose loss is non-finite for some model is not taken here, and the
 caller's autograd step (which freezes that model) runs it instead. The same numbers as that step
 up to float rounding (``p - lr g`` against ``p - (lr g)`` summed in another order); tested
-against it in ``tests/test_sweep_fused.py``. On CUDA the autograd step runs (it is captured in a
+against it in ``tests/test_sweep_fused.py``.
+
+In ``precision="bf16"`` the products read bfloat16 operands as autocast's would: the batch, the
+activations and gradients in bfloat16, the weights as bfloat16 copies refreshed from the float32
+weights at every step; the losses are float32, and each weight gradient ``A^T dZ`` (bfloat16,
+summed in float32 by the product) is subtracted from the float32 weights, so the update cannot be
+folded into the product there. Tested against the autograd step under autocast in
+``tests/test_precision.py``. On CUDA the autograd step runs (it is captured in a
 CUDA graph, and checking the losses on the host would wait for the GPU).
 """
 
@@ -38,6 +45,7 @@ import torch
 from torch import Tensor
 
 from mlplab.sweep.optim import BatchedOptimizer, BatchedSGD
+from mlplab.train import widened
 
 LOSSES = ("cross_entropy", "mse")
 
@@ -64,12 +72,18 @@ class FusedReluSGD:
         Its per-model learning rates and weight decays are used; its ``step`` is not called.
     loss : str
         ``cross_entropy`` (integer labels) or ``mse`` (float targets (B,) or (B, k)).
+    precision : str
+        ``fp32``, or ``bf16``: the products in bfloat16, the weights and the update in float32.
     """
 
-    def __init__(self, model, optimizer: BatchedSGD, loss: str) -> None:
+    def __init__(self, model, optimizer: BatchedSGD, loss: str, precision: str = "fp32") -> None:
         if not supports(model, optimizer, loss):
             raise ValueError("FusedReluSGD needs a ReLU model without input padding, BatchedSGD without L1")
         self.model, self.loss = model, loss
+        self.bf16 = precision == "bf16"
+        if self.bf16:  # the products' operands: bfloat16 copies of the float32 weights, refreshed each step
+            self.shadows = [p.to(torch.bfloat16) for p in (*model.weights, *model.biases)]
+            self.grads = [torch.empty_like(W, dtype=torch.bfloat16) for W in model.weights]  # A^T dZ
         n_weights = len(model.weights)
         self.lr = optimizer.lr  # (K, 1, 1)
         # per parameter 1 - lr wd (K, 1, 1), or None where no model decays it (weights, then biases)
@@ -80,10 +94,11 @@ class FusedReluSGD:
     def forward(self, X: Tensor, gates: Sequence[Tensor | None]) -> list[Tensor]:
         """Every layer's input and the output: ``[X expanded, A_1, ..., A_L-1, output]``, no autograd."""
         m = self.model
+        weights, biases = self.operands()
         A = X.expand(m.n_models, *X.shape)  # (K, B, d), a view
         acts = [A]
-        for layer, W in enumerate(m.weights):
-            Z = torch.baddbmm(m.biases[layer], A, W) if m.biases else torch.bmm(A, W)  # (K, B, n_out)
+        for layer, W in enumerate(weights):
+            Z = torch.baddbmm(biases[layer], A, W) if biases else torch.bmm(A, W)  # (K, B, n_out)
             if layer < len(m.weights) - 1:
                 gate = gates[layer] if layer < len(gates) else None
                 A = Z.clamp_min_(0.0) if gate is None else Z.clamp_min_(0.0).mul_(gate)
@@ -91,9 +106,20 @@ class FusedReluSGD:
             acts.append(Z)
         return acts
 
+    def operands(self) -> tuple[list[Tensor], list[Tensor]]:
+        """The weights and biases the products read: the model's, or in bf16 their refreshed bfloat16 copies."""
+        m = self.model
+        if not self.bf16:
+            return m.weights, m.biases
+        for shadow, p in zip(self.shadows, (*m.weights, *m.biases)):
+            shadow.copy_(p)
+        n = len(m.weights)
+        return self.shadows[:n], self.shadows[n:]
+
     def losses(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(per-model mean losses (K,), their gradient wrt out times lr_k)``, as ``F.cross_entropy`` / ``F.mse_loss``."""
         K, B = out.shape[:2]
+        out = widened(out)  # the loss in float32 (bf16: from the bfloat16 outputs)
         if self.loss == "cross_entropy":
             logp = torch.log_softmax(out, dim=-1)  # (K, B, C)
             index = y.view(1, B, 1).expand(K, B, 1)
@@ -107,25 +133,30 @@ class FusedReluSGD:
     def backward_update(self, acts: list[Tensor], grad_out: Tensor, gates: Sequence[Tensor | None], scales) -> None:
         """Backpropagate ``grad_out`` (it carries lr) and update every layer in place, top layer first."""
         m = self.model
-        dZ = grad_out
-        for layer in reversed(range(len(m.weights))):
+        dZ = grad_out.to(acts[-1].dtype)
+        n = len(m.weights)
+        for layer in reversed(range(n)):
             W, A = m.weights[layer], acts[layer]
+            Wp = self.shadows[layer] if self.bf16 else W  # the weights the forward pass multiplied by
             dA = None
             if layer:  # the input gradient at the starting weights, before W moves
                 gate, s = (gates[layer - 1] if layer - 1 < len(gates) else None), scales[layer - 1]
                 fold = gate is not None and dZ.shape[-1] < A.shape[-1]  # scale the smaller tensor
-                dA = torch.bmm(dZ * s if fold else dZ, W.transpose(1, 2))  # (K, B, n_in)
+                dA = torch.bmm((dZ * s).to(dZ.dtype) if fold else dZ, Wp.transpose(1, 2))  # (K, B, n_in)
                 dA = torch.ops.aten.threshold_backward(dA, A, 0.0)  # relu's and dropout's zeros
                 if gate is not None and not fold:
                     dA.mul_(s)
             if self.weight_shrink[layer] is not None:
                 W.mul_(self.weight_shrink[layer])
-            W.baddbmm_(A.transpose(1, 2), dZ, alpha=-1.0)  # W - lr * A^T dZ
+            if self.bf16:  # the product in bfloat16 (float32 accumulation), the update in float32
+                W.sub_(torch.bmm(A.transpose(1, 2), dZ, out=self.grads[layer]))
+            else:
+                W.baddbmm_(A.transpose(1, 2), dZ, alpha=-1.0)  # W - lr * A^T dZ
             if m.biases:
                 b = m.biases[layer]
                 if self.bias_shrink[layer] is not None:
                     b.mul_(self.bias_shrink[layer])
-                b.sub_(dZ.sum(1, keepdim=True))
+                b.sub_(dZ.sum(1, keepdim=True, dtype=b.dtype))
             dZ = dA
 
     @torch.no_grad()
@@ -134,7 +165,7 @@ class FusedReluSGD:
 
         ``scales`` holds per hidden layer the (K, 1, 1) dropout scale ``1 / (1 - p_k)`` of ``gates``.
         """
-        acts = self.forward(X, gates)
+        acts = self.forward(X.to(torch.bfloat16) if self.bf16 else X, gates)
         losses, grad_out = self.losses(acts[-1], y)
         if not bool(torch.isfinite(losses).all()):  # the autograd step freezes the model instead
             return None
