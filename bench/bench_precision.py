@@ -74,16 +74,20 @@ def bench_speed(data, cells: int, repeats: int, device: str) -> dict[str, float]
 
 
 def bench_fit(data, epochs: int, repeats: int, device: str) -> dict[str, tuple[float, float]]:
-    """The chapter MLP's epochs' seconds and final test accuracy (seed 0) per precision."""
+    """The chapter MLP's epochs' seconds and final test accuracy (seed 0) per precision (on CUDA
+    also with its full-batch steps replayed from CUDA graphs, ``fit(cuda_graphs=True)``)."""
+    variants = {"fp32": ("fp32", False), "bf16": ("bf16", False)}
+    if device.startswith("cuda"):
+        variants |= {"fp32, CUDA graphs": ("fp32", True), "bf16, CUDA graphs": ("bf16", True)}
     out = {}
-    times = {"fp32": [], "bf16": []}
+    times: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(repeats):
-        for precision in times:
+        for name, (precision, graphs) in variants.items():
             config = TrainConfig(epochs=epochs, lr=0.1, batch_size=256, device=device, precision=precision)
             net = build_mlp(ModelConfig(hidden=(256,), init="normal:0.01"), torch.Generator().manual_seed(0))
-            history = fit(net, data, config)
-            times[precision].append(sum(r.seconds for r in history.records))
-            out[precision] = (min(times[precision]), history.final.test_acc)
+            history = fit(net, data, config, cuda_graphs=graphs)
+            times[name].append(sum(r.seconds for r in history.records))
+            out[name] = (min(times[name]), history.final.test_acc)
     return out
 
 

@@ -8,8 +8,8 @@
 #    FP32 and in TF32, against the book-style loop and mlplab fit on the same card, plus a torch
 #    profile of the sweep's training step;
 # 3. the issue's CLI command (3 seeds: 300 models x 10 epochs) timed end to end;
-# 4. issue #15: bf16 against TF32 (bench_precision.py: the full grid's time, fit, accuracy over 3
-#    seeds), process start-up to the first step (bench_first_step.py), `mlplab train` 10 epochs;
+# 4. issue #15: bf16 against TF32 (bench_precision.py: the full grid's time, fit eager and with
+#    fit(cuda_graphs=True), accuracy over 3 seeds), process start-up to the first step (bench_first_step.py), `mlplab train` 10 epochs;
 # 5. the batched-vs-fit equivalence tests on CUDA (bf16 included), then the whole test suite there.
 # Each step's output goes to OUT_DIR (default bench/gpu-out); a failing step does not stop the rest.
 set -uo pipefail
@@ -60,7 +60,8 @@ print('$precision: its 10 epochs', round(sum(r['seconds'] for r in h), 2), 's; f
 done
 
 step "equivalence tests on CUDA"
-MLPLAB_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_sweep_batched.py tests/test_precision.py 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
+MLPLAB_TEST_DEVICE=cuda $PY -m pytest -q -p no:cacheprovider tests/test_sweep_batched.py tests/test_precision.py \
+  "tests/test_train.py::test_cuda_graph_steps_of_fit_compute_what_eager_steps_compute" 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
 
 step "whole test suite on this machine"
 MLPLAB_DATA=$(dirname "$DATA") timeout 240 $PY -m pytest -q -x -p no:cacheprovider tests 2>&1 | tail -15 | tee "$OUT/tests_all.txt"

@@ -323,3 +323,35 @@ def test_plain_sgd_step_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_b
         for a, b in zip(ours.parameters(), theirs.parameters()):
             assert torch.equal(a, b)
     assert all(p.grad is not None for p in ours.parameters())  # left as backward would leave them
+
+
+def test_cuda_graph_steps_of_fit_compute_what_eager_steps_compute(device):
+    """On the CPU (CI) the clear errors; with MLPLAB_TEST_DEVICE=cuda the graphs themselves: 400
+    rows in batches of 48 are 8 full batches (3 eager warm-ups, a capture, replays) and one of 16,
+    dropout included (graphs advance the CUDA generator as eager steps do)."""
+    gen = torch.Generator().manual_seed(5)
+    X = torch.randn(500, 12, generator=gen)
+    y = (X[:, :4].argmax(1) + (X[:, 4] > 1).long()) % 4
+    data = Data(Split(X[:400], y[:400]), Split(X[400:], y[400:]))
+    cfg = ModelConfig(hidden=(32, 16), dropout=0.3, n_inputs=12, n_outputs=4, init="he")
+    config = TrainConfig(epochs=3, batch_size=48, lr=0.2, weight_decay=1e-3, device=device)
+    net = build_mlp(cfg, torch.Generator().manual_seed(0))
+    for wrong, match in [
+        (dataclasses.replace(config, optimizer="adam", lr=0.01), "sgd without momentum"),
+        (dataclasses.replace(config, schedule="cosine"), "constant schedule"),
+    ]:
+        with pytest.raises(ConfigError, match=match):
+            fit(net, data, wrong, cuda_graphs=True)
+    with pytest.raises(ConfigError, match="sample weights"):
+        fit(net, data, config, cuda_graphs=True, sample_weight=torch.ones(400))
+    if not device.startswith("cuda"):
+        with pytest.raises(ConfigError, match="CUDA graphs need a CUDA device"):
+            fit(net, data, config, cuda_graphs=True)
+        return
+    nets = [build_mlp(cfg, torch.Generator().manual_seed(0)) for _ in range(2)]
+    eager, graphed = (fit(n, data, config, cuda_graphs=g) for n, g in zip(nets, (False, True)))
+    for a, b in zip(eager.records, graphed.records):
+        assert (a.train_loss, a.test_loss) == pytest.approx((b.train_loss, b.test_loss), abs=1e-5)
+        assert (a.train_acc, a.test_acc) == pytest.approx((b.train_acc, b.test_acc), abs=1e-6)
+    for p, q in zip(*(n.parameters() for n in nets)):
+        torch.testing.assert_close(p, q, atol=1e-5, rtol=0)

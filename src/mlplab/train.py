@@ -436,6 +436,68 @@ def _train_step(
     return autograd_step
 
 
+def _check_graphable(model, optimizer, config: TrainConfig, device: torch.device, sample_weight) -> None:
+    """What :class:`_GraphedStep` can replay, or a ConfigError naming what it cannot."""
+    if trains_by_hand(model):
+        raise ConfigError("cuda_graphs", True, "the scratch MLP's steps are not captured: use the concise model")
+    if not _is_plain_sgd(optimizer) or config.schedule != "constant":
+        raise ConfigError(
+            "cuda_graphs",
+            True,
+            f"a captured step bakes in its learning rate: use sgd without momentum and a constant schedule "
+            f"(not {config.optimizer}, momentum {config.momentum}, schedule {config.schedule})",
+        )
+    if sample_weight is not None:
+        raise ConfigError("cuda_graphs", True, "steps with sample weights are not captured: drop one or the other")
+    if device.type != "cuda":
+        raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")
+
+
+class _GraphedStep:
+    """``step(X, y)`` replayed from a CUDA graph for every full batch, as the sweep's steps are.
+
+    The batch is copied into static buffers, the first ``WARMUP`` full batches run eagerly on a
+    side stream (as the CUDA graph documentation asks), the next is captured, and every full batch
+    from then on replays it: one launch instead of the forward, backward and update kernels and
+    their Python. The returned loss and outputs are the graph's static tensors, overwritten by the
+    next replay (``fit`` reads them before it). A smaller last batch runs eagerly. Dropout draws
+    from the default CUDA generator, which graphs advance on every replay.
+    """
+
+    WARMUP = 3
+
+    def __init__(self, step, batch_size: int) -> None:
+        self.step, self.batch_size = step, batch_size
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.warm = 0
+
+    def __call__(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(y) != self.batch_size:
+            return self.step(X, y)
+        if self.static is None:
+            self.static = (torch.empty_like(X), torch.empty_like(y))
+            self.side = torch.cuda.Stream(device=X.device)
+        Xs, ys = self.static
+        Xs.copy_(X)
+        ys.copy_(y)
+        if self.graph is None and self.warm < self.WARMUP:
+            current = torch.cuda.current_stream(X.device)
+            self.side.wait_stream(current)
+            with torch.cuda.stream(self.side):
+                out = self.step(Xs, ys)
+            current.wait_stream(self.side)
+            self.warm += 1
+            return out
+        if self.graph is None:  # capturing records the work without running it: replay it below
+            self.graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(self.graph):
+                self.outputs = self.step(Xs, ys)
+        self.graph.replay()
+        return self.outputs
+
+
 def _is_plain_sgd(optimizer: object) -> bool:
     """``torch.optim.SGD`` without momentum (what the chapter trains with): :func:`_plain_sgd_step` applies."""
     return type(optimizer) is torch.optim.SGD and all(
@@ -526,6 +588,7 @@ def fit(
     resume: bool = False,
     sample_weight: torch.Tensor | None = None,
     progress: bool = False,
+    cuda_graphs: bool = False,
 ) -> History:
     """Train ``model`` on ``data.train``, evaluating on ``data.test`` after every epoch.
 
@@ -553,6 +616,10 @@ def fit(
     progress : bool
         Show a progress bar and a row per epoch while training (terminal or Jupyter), as
         ``mlplab train`` does; off by default (a library call is silent unless asked).
+    cuda_graphs : bool
+        On CUDA, replay each full-batch step from a CUDA graph (:class:`_GraphedStep`), for an
+        autograd model trained by plain SGD on a constant schedule without sample weights. Off by
+        default until measured on a GPU (issue #15).
 
     Returns
     -------
@@ -573,6 +640,7 @@ def fit(
                 checkpoint=checkpoint,
                 resume=resume,
                 sample_weight=sample_weight,
+                cuda_graphs=cuda_graphs,
             )
     check_targets(config.loss, data)
     if config.augment != "none":
@@ -583,6 +651,9 @@ def fit(
     optimizer = make_optimizer(model, config)
     l1_params = penalized(trainable(model), config.decay_biases) if config.l1 else []
     step = _train_step(model, optimizer, config.loss, config.l1, l1_params, config.precision, device)
+    if cuda_graphs:
+        _check_graphable(model, optimizer, config, device, sample_weight)
+        step = _GraphedStep(step, config.batch_size)
     weights = None
     if sample_weight is not None:
         if trains_by_hand(model):
