@@ -555,3 +555,22 @@ def test_house_submit_writes_under_runs_by_default_not_into_the_current_folder(t
     result = invoke("house", "submit", "--model", "ridge", "--no-verify", "--data-dir", data)
     assert result.exit_code == 0, result.output
     assert [p.relative_to(cwd).as_posix() for p in cwd.rglob("*") if p.is_file()] == ["runs/house/submission.csv"]
+
+
+def test_a_train_that_fails_before_writing_leaves_no_empty_run_folder(tmp_path):
+    missing = tmp_path / "no-data"
+    fresh = tmp_path / "runs" / "new"
+    assert_clear_error(invoke(*train_args(missing, fresh, "--epochs", "1")), "--data-dir", str(missing))
+    assert not fresh.exists()  # the folder this command made is gone again, lock file and all
+    kept = tmp_path / "mine"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's")
+    assert_clear_error(invoke(*train_args(missing, kept, "--epochs", "1")), "--data-dir")
+    assert sorted(p.name for p in kept.iterdir()) == ["notes.txt", "run.lock"]  # a folder it did not make stays
+
+
+def test_a_sweep_that_fails_before_writing_leaves_no_empty_folder(tmp_path):
+    missing, fresh = tmp_path / "no-data", tmp_path / "sweeps" / "new"
+    result = invoke("sweep", "run", "--hidden", "8", "--epochs", "1", "--data-dir", missing, "--out", fresh)
+    assert_clear_error(result, "--data-dir", str(missing))
+    assert not fresh.exists()

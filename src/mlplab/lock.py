@@ -42,12 +42,14 @@ def folder_lock(directory: str | os.PathLike[str], name: str, holder: str) -> It
     Parameters
     ----------
     directory : path
-        Created if missing (an empty path or an existing file is an :class:`OutputError`).
+        Created if missing (an empty path or an existing file is an :class:`OutputError`); a
+        folder created here is removed again if the block raises before writing anything in it.
     name : str
         The lock file's name, e.g. ``"run.lock"``.
     holder : str
         The command that takes it, for the message when it is busy (``"mlplab train"``).
     """
+    created = not Path(directory).exists()
     directory = prepare_dir(directory)
     path = directory / name
     try:
@@ -75,7 +77,15 @@ def folder_lock(directory: str | os.PathLike[str], name: str, holder: str) -> It
                         "Fix: wait for it to finish, or use another --out folder."
                     ) from None
             _held[key] = depth + 1
-        yield directory
+        try:
+            yield directory
+        except BaseException:
+            # a folder this call made, failed before anything but the lock went in (say, the data
+            # would not load): removed again, so a failed start leaves no empty output behind
+            if created and [p.name for p in directory.iterdir()] == [name]:
+                path.unlink()
+                directory.rmdir()
+            raise
     finally:
         if key is not None:
             with _guard:
