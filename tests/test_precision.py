@@ -16,6 +16,7 @@ import pytest
 import torch
 from torch import nn
 
+from mlplab.data import Data, Split
 from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp
 from mlplab.scratch import MLP
@@ -209,3 +210,21 @@ def test_the_scratch_mlp_refuses_bf16(data):
     net = MLP([12, 8, 4], generator=torch.Generator().manual_seed(0))  # the scratch MLP
     with pytest.raises(ConfigError, match="precision.*scratch"):
         fit(net, data, TrainConfig(epochs=1, precision="bf16"))
+
+
+def test_the_fused_bf16_step_regresses_as_the_autograd_bf16_step():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(240, 6, generator=gen)
+    target = X @ torch.randn(6, 2, generator=gen)
+    data = Data(Split(X[:200], target[:200]), Split(X[200:], target[200:]))
+    spec = SweepSpec(
+        base={"hidden": (16,), "epochs": 3, "batch_size": 25, "loss": "mse", "dropout1": 0.2, "precision": "bf16"},
+        grid={"lr": (0.01, 0.05)},
+    )
+    trials = spec.trials(6, 2)
+    fused, autograd = (train_group(trials, data, fused=f) for f in (True, False))
+    for rf, ra in zip(fused, autograd):
+        assert rf.history.final.test_loss < rf.history.initial_loss  # it learned
+        for got, want in zip(rf.history.records, ra.history.records):
+            assert got.train_loss == pytest.approx(want.train_loss, rel=0.02)
+            assert got.test_loss == pytest.approx(want.test_loss, rel=0.02)
