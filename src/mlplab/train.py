@@ -112,6 +112,13 @@ def widened(out: torch.Tensor) -> torch.Tensor:
     return out.float() if out.dtype == torch.bfloat16 else out
 
 
+def forward_in(precision: str, device: torch.device | str, forward, *args) -> torch.Tensor:
+    """``forward(*args)`` under :func:`precision_context`, its output :func:`widened` for the loss."""
+    with precision_context(precision, device):
+        out = forward(*args)
+    return widened(out)
+
+
 def check_device(name: object, field: str = "device") -> None:
     """Raise :class:`ConfigError` unless ``name`` is spelled cpu, cuda, cuda:N or mps."""
     if not (isinstance(name, str) and _DEVICE_RE.match(name)):
@@ -420,9 +427,7 @@ def _train_step(
     def autograd_step(
         X: torch.Tensor, y: torch.Tensor, w: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        with precision_context(precision, device):
-            out = model(X)
-        out = widened(out)  # the loss in float32 where autocast left bfloat16
+        out = forward_in(precision, device, model, X)
         value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
         objective = value + l1 * l1_penalty(l1_params) if l1 and l1_params else value
         if plain_sgd:
@@ -453,49 +458,68 @@ def _check_graphable(model, optimizer, config: TrainConfig, device: torch.device
         raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")
 
 
-class _GraphedStep:
-    """``step(X, y)`` replayed from a CUDA graph for every full batch, as the sweep's steps are.
+class GraphReplay:
+    """A step run eagerly ``WARMUP`` times on a side stream, then captured once as a CUDA graph and replayed.
 
-    The batch is copied into static buffers, the first ``WARMUP`` full batches run eagerly on a
-    side stream (as the CUDA graph documentation asks), the next is captured, and every full batch
-    from then on replays it: one launch instead of the forward, backward and update kernels and
-    their Python. The returned loss and outputs are the graph's static tensors, overwritten by the
-    next replay (``fit`` reads them before it). A smaller last batch runs eagerly. Dropout draws
-    from the default CUDA generator, which graphs advance on every replay.
+    ``replay(step, *static)`` runs ``step(*static)`` and returns what it returns (for a replay,
+    the captured outputs: static tensors the next replay overwrites). The step must read and
+    write only tensors that outlive it, its inputs being ``static`` buffers the caller refills
+    before each call; the warm-up on a side stream is what the CUDA graph documentation asks for
+    before a capture. Shared by ``fit``'s :class:`_GraphedStep` and the sweep's group step.
     """
 
     WARMUP = 3
 
-    def __init__(self, step, batch_size: int) -> None:
-        self.step, self.batch_size = step, batch_size
+    def __init__(self) -> None:
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
-        self.outputs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self.side: torch.cuda.Stream | None = None  # the warm-up steps' stream
+        self.outputs = None
         self.warm = 0
 
-    def __call__(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if len(y) != self.batch_size:
-            return self.step(X, y)
-        if self.static is None:
-            self.static = (torch.empty_like(X), torch.empty_like(y))
-            self.side = torch.cuda.Stream(device=X.device)
-        Xs, ys = self.static
-        Xs.copy_(X)
-        ys.copy_(y)
+    def __call__(self, step, *static):
+        device = static[0].device  # the first static input is a tensor (the batch)
         if self.graph is None and self.warm < self.WARMUP:
-            current = torch.cuda.current_stream(X.device)
+            if self.side is None:
+                self.side = torch.cuda.Stream(device=device)
+            current = torch.cuda.current_stream(device)
             self.side.wait_stream(current)
             with torch.cuda.stream(self.side):
-                out = self.step(Xs, ys)
+                out = step(*static)
             current.wait_stream(self.side)
             self.warm += 1
             return out
         if self.graph is None:  # capturing records the work without running it: replay it below
             self.graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(self.graph):
-                self.outputs = self.step(Xs, ys)
+                self.outputs = step(*static)
         self.graph.replay()
         return self.outputs
+
+
+class _GraphedStep:
+    """``step(X, y)`` replayed from a CUDA graph for every full batch, as the sweep's steps are.
+
+    The batch is copied into static buffers and handed to :class:`GraphReplay`: after its warm-up
+    steps every full batch is one launch instead of the forward, backward and update kernels and
+    their Python. The returned loss and outputs are the graph's static tensors, overwritten by the
+    next replay (``fit`` reads them before it). A smaller last batch runs eagerly. Dropout draws
+    from the default CUDA generator, which graphs advance on every replay.
+    """
+
+    def __init__(self, step, batch_size: int) -> None:
+        self.step, self.batch_size = step, batch_size
+        self.replay = GraphReplay()
+        self.static: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def __call__(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if len(y) != self.batch_size:
+            return self.step(X, y)
+        if self.static is None:
+            self.static = (torch.empty_like(X), torch.empty_like(y))
+        Xs, ys = self.static
+        Xs.copy_(X)
+        ys.copy_(y)
+        return self.replay(self.step, Xs, ys)
 
 
 def _is_plain_sgd(optimizer: object) -> bool:
@@ -547,9 +571,7 @@ def evaluate(
     correct = torch.zeros((), dtype=torch.int64, device=split.X.device)
     try:
         for X, y in batches(split, batch_size, shuffle=False):
-            with precision_context(precision, split.X.device):
-                out = model(X)
-            out = widened(out)
+            out = forward_in(precision, split.X.device, model, X)
             total += loss_fn(out, y).double() * len(y)
             if loss == "cross_entropy":
                 correct += (out.argmax(dim=1) == y).sum()

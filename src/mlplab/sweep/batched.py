@@ -69,12 +69,12 @@ from mlplab.train import (
     DIVERGED,
     INITIAL_LOSS_ROWS,
     EpochRecord,
+    GraphReplay,
     History,
     check_targets,
+    forward_in,
     outcome,
-    precision_context,
     resolve_device,
-    widened,
 )
 
 DROPOUT_STREAM = 0x5EED_D0  # a constant mixed into dropout_seed, so dropout never reuses the init or order seed
@@ -429,9 +429,7 @@ def evaluate_batched(
     total = torch.zeros(K, dtype=torch.float64, device=split.X.device)
     correct = torch.zeros(K, dtype=torch.int64, device=split.X.device)
     for X, y in batches(split, rows, shuffle=False):
-        with precision_context(precision, X.device):
-            out = model.forward(_autocast_input(X, precision))  # (K, b, C)
-        out = widened(out)
+        out = forward_in(precision, X.device, model.forward, _autocast_input(X, precision))  # (K, b, C)
         total += per_entry(out, y).mean(1).double() * len(y)  # (K,)
         if classify:
             correct += (out.argmax(-1) == y).sum(1)
@@ -463,11 +461,9 @@ class _Step:
     batched group on a GPU (the kernels themselves take well under a millisecond). The batch and
     the step's dropout uniforms are copied into static buffers first, drawn from the same streams
     in the same order as in eager mode, so a graphed group computes the same numbers. A smaller
-    last batch runs eagerly. The first ``WARMUP`` full batches run eagerly on a side stream, as
+    last batch runs eagerly. The first ``GraphReplay.WARMUP`` full batches run eagerly on a side stream, as
     the CUDA graph documentation asks, before the capture.
     """
-
-    WARMUP = 3
 
     def __init__(
         self,
@@ -496,10 +492,8 @@ class _Step:
             if fused and self.on_cpu and not graphed and fused_supports(model, optimizer, loss)
             else None
         )
-        self.graph: torch.cuda.CUDAGraph | None = None
+        self.replay = GraphReplay()
         self.static: tuple[Tensor, Tensor, list[Tensor | None]] | None = None  # batch and uniforms
-        self.side: torch.cuda.Stream | None = None  # the warm-up steps' stream
-        self.warm = 0
 
     def run(self, X: Tensor, y: Tensor, U: Sequence[Tensor | None]) -> None:
         """The step itself, on whatever tensors it is given (eager, or being captured)."""
@@ -511,9 +505,8 @@ class _Step:
         if taken is not None:
             losses, out = taken
         else:
-            with precision_context(self.precision, X.device):
-                out = self.model.forward(_autocast_input(X, self.precision), gates)  # (K, B, C)
-            out = widened(out)  # the losses in float32 where autocast left bfloat16
+            # (K, B, C), in float32 for the losses where autocast left bfloat16
+            out = forward_in(self.precision, X.device, self.model.forward, _autocast_input(X, self.precision), gates)
             losses = self.per_entry(out, y).mean(1)  # (K,)
             grads = torch.autograd.grad(losses.sum(), self.params)
         with torch.no_grad():
@@ -533,22 +526,10 @@ class _Step:
         Us = self.streams.draw(len(y), self.widths, out=self.static[2] if self.static else None)
         if self.static is None:
             self.static = (torch.empty_like(X), torch.empty_like(y), Us)
-            self.side = torch.cuda.Stream(device=X.device)
         Xs, ys, _ = self.static
         Xs.copy_(X)
         ys.copy_(y)
-        if self.graph is None and self.warm < self.WARMUP:
-            self.side.wait_stream(torch.cuda.current_stream(X.device))
-            with torch.cuda.stream(self.side):
-                self.run(Xs, ys, Us)
-            torch.cuda.current_stream(X.device).wait_stream(self.side)
-            self.warm += 1
-            return
-        if self.graph is None:  # capturing records the work without running it: replay it below
-            self.graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(self.graph):
-                self.run(Xs, ys, Us)
-        self.graph.replay()
+        self.replay(self.run, Xs, ys, Us)
 
 
 def train_group(

@@ -82,7 +82,8 @@ class FusedReluSGD:
         self.model, self.loss = model, loss
         self.bf16 = precision == "bf16"
         if self.bf16:  # the products' operands: bfloat16 copies of the float32 weights, refreshed each step
-            self.shadows = [p.to(torch.bfloat16) for p in (*model.weights, *model.biases)]
+            self.weight_copies = [W.to(torch.bfloat16) for W in model.weights]
+            self.bias_copies = [b.to(torch.bfloat16) for b in model.biases]
             self.grads = [torch.empty_like(W, dtype=torch.bfloat16) for W in model.weights]  # A^T dZ
         n_weights = len(model.weights)
         self.lr = optimizer.lr  # (K, 1, 1)
@@ -95,6 +96,8 @@ class FusedReluSGD:
         """Every layer's input and the output: ``[X expanded, A_1, ..., A_L-1, output]``, no autograd."""
         m = self.model
         weights, biases = self.operands()
+        if self.bf16:
+            X = X.to(torch.bfloat16)
         A = X.expand(m.n_models, *X.shape)  # (K, B, d), a view
         acts = [A]
         for layer, W in enumerate(weights):
@@ -111,10 +114,9 @@ class FusedReluSGD:
         m = self.model
         if not self.bf16:
             return m.weights, m.biases
-        for shadow, p in zip(self.shadows, (*m.weights, *m.biases)):
-            shadow.copy_(p)
-        n = len(m.weights)
-        return self.shadows[:n], self.shadows[n:]
+        for copy, p in zip((*self.weight_copies, *self.bias_copies), (*m.weights, *m.biases)):
+            copy.copy_(p)
+        return self.weight_copies, self.bias_copies
 
     def losses(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(per-model mean losses (K,), their gradient wrt out times lr_k)``, as ``F.cross_entropy`` / ``F.mse_loss``."""
@@ -134,10 +136,9 @@ class FusedReluSGD:
         """Backpropagate ``grad_out`` (it carries lr) and update every layer in place, top layer first."""
         m = self.model
         dZ = grad_out.to(acts[-1].dtype)
-        n = len(m.weights)
-        for layer in reversed(range(n)):
+        for layer in reversed(range(len(m.weights))):
             W, A = m.weights[layer], acts[layer]
-            Wp = self.shadows[layer] if self.bf16 else W  # the weights the forward pass multiplied by
+            Wp = self.weight_copies[layer] if self.bf16 else W  # the weights the forward pass multiplied by
             dA = None
             if layer:  # the input gradient at the starting weights, before W moves
                 gate, s = (gates[layer - 1] if layer - 1 < len(gates) else None), scales[layer - 1]
@@ -165,7 +166,7 @@ class FusedReluSGD:
 
         ``scales`` holds per hidden layer the (K, 1, 1) dropout scale ``1 / (1 - p_k)`` of ``gates``.
         """
-        acts = self.forward(X.to(torch.bfloat16) if self.bf16 else X, gates)
+        acts = self.forward(X, gates)
         losses, grad_out = self.losses(acts[-1], y)
         if not bool(torch.isfinite(losses).all()):  # the autograd step freezes the model instead
             return None
