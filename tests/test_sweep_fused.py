@@ -8,11 +8,13 @@ same initial weights, batches and dropout masks. Tolerance ``atol=1e-5``: the fu
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
 from mlplab.data import Data, Split
-from mlplab.sweep import BatchedMLP, SweepSpec, synthetic_data, train_group
+from mlplab.sweep import BatchedMLP, SweepSpec, batched, synthetic_data, train_group
 from mlplab.sweep import fused as fused_module
 from mlplab.sweep.fused import FusedReluSGD, supports
 from mlplab.sweep.optim import BatchedAdam, BatchedSGD
@@ -52,7 +54,13 @@ def train_both(trials, data):
 
 def assert_same(a, b) -> None:
     (results_a, model_a), (results_b, model_b) = a, b
-    for ra, rb in zip(results_a, results_b):
+    assert_same_histories(results_a, results_b)
+    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
+        torch.testing.assert_close(pa, pb, atol=ATOL, rtol=1e-4, equal_nan=True)
+
+
+def assert_same_histories(results_a, results_b) -> None:
+    for ra, rb in zip(results_a, results_b, strict=True):
         assert ra.history.status == rb.history.status
         assert len(ra.history.records) == len(rb.history.records)
         for ea, eb in zip(ra.history.records, rb.history.records):
@@ -61,8 +69,6 @@ def assert_same(a, b) -> None:
                 assert (va is None and vb is None) or va == pytest.approx(vb, abs=ATOL, nan_ok=True), (
                     f"{f} at epoch {ea.epoch}"
                 )
-    for pa, pb in zip(model_a.parameters(), model_b.parameters()):
-        torch.testing.assert_close(pa, pb, atol=ATOL, rtol=1e-4, equal_nan=True)
 
 
 @pytest.mark.parametrize(
@@ -133,3 +139,114 @@ def test_supports_names_what_the_fused_step_covers():
     with pytest.raises(ValueError, match="ReLU"):
         FusedReluSGD(model, BatchedAdam(model.parameters(), lr, wd, decoupled=True), "mse")
     assert fused_module.LOSSES == ("cross_entropy", "mse")
+
+
+# The capturable step (what CUDA gets; forced on the CPU here by saying host reads are not free)
+# and the compiled one, each against the autograd step, on the device of $MLPLAB_TEST_DEVICE.
+
+
+@pytest.fixture
+def capturable(monkeypatch):
+    """Make ``train_group`` build the capturable fused step on any device, the CPU included."""
+    monkeypatch.setattr(batched, "host_reads_are_free", lambda device: False)
+
+
+@pytest.fixture
+def no_host_reads(monkeypatch) -> list[bool]:
+    """Fail any read of a tensor's value on the host during a fused step; one entry per step taken."""
+    calls: list[bool] = []
+    original = FusedReluSGD.__call__
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the capturable step read a value back to the host")
+
+    def spy(self, *args):
+        with monkeypatch.context() as m:
+            for name in ("__bool__", "item", "tolist", "__float__", "__int__"):
+                m.setattr(torch.Tensor, name, refuse)
+            out = original(self, *args)
+        calls.append(out is not None)
+        return out
+
+    monkeypatch.setattr(FusedReluSGD, "__call__", spy)
+    return calls
+
+
+def train_pair(trials, data, device, **fused):
+    """``train_group`` with ``fused=True, **fused`` and with the autograd step on ``device``: (results, weights) each."""
+    out = []
+    for how in ({"fused": True, **fused}, {"fused": False}):
+        model = BatchedMLP.from_trials(trials, device)
+        out.append((train_group(trials, data, device, model=model, **how), model))
+    return out
+
+
+@pytest.mark.parametrize(
+    "base",
+    [
+        {"hidden": (16, 8), "dropout1": 0.3, "dropout2": 0.5},
+        {"hidden": (12, 12, 6), "weight_decay": 0.05, "dropout2": 0.2},
+        {"hidden": (8,), "bias": False, "dropout1": 0.4, "loss": "mse", "lr": 0.02},
+    ],
+)
+def test_capturable_fused_steps_train_like_the_autograd_step_and_read_nothing_back(
+    base, device, capturable, no_host_reads
+):
+    data = synthetic_data(n_train=300, n_test=100, n_features=10, n_classes=4)
+    if base.get("loss") == "mse":  # a regression target: a linear function of the features
+        data = Data(*(Split(s.X, s.X @ torch.linspace(-1, 1, 10)) for s in (data.train, data.test)))
+    grid = {"weight_decay": (0.0, 0.01)} if "lr" in base else {"lr": (0.05, 0.2, 0.5)}
+    spec = SweepSpec(base={"epochs": 3, "batch_size": 32, **base}, grid=grid)
+    fused, autograd = train_pair(spec.trials(10, 1 if base.get("loss") == "mse" else 4), data, device)
+    assert no_host_reads and all(no_host_reads)  # every step taken, none read a value back
+    assert_same(fused, autograd)
+
+
+def test_a_capturable_step_freezes_a_diverging_model_and_trains_the_rest_like_the_autograd_step(
+    data, device, capturable, no_host_reads
+):
+    spec = SweepSpec(
+        base={"hidden": (16,), "epochs": 3, "batch_size": 32, "init": "normal:1"}, grid={"lr": (0.05, 1e4, 0.1)}
+    )
+    (fused, fused_model), (autograd, autograd_model) = train_pair(spec.trials(10, 4), data, device)
+    assert all(no_host_reads)  # the dead model's steps were taken too, with a zero gradient
+    live, dead = [0, 2], 1
+    assert_same_histories([fused[k] for k in live], [autograd[k] for k in live])
+    for pf, pa in zip(fused_model.parameters(), autograd_model.parameters()):
+        torch.testing.assert_close(pf[live], pa[live], atol=ATOL, rtol=1e-4)
+        # the dead model's parameters: frozen as the autograd step freezes them, or non-finite where its forward overflowed
+        frozen = torch.isclose(pf[dead], pa[dead], atol=ATOL, rtol=1e-4) | ~torch.isfinite(pf[dead])
+        assert bool(frozen.all())
+    hf, ha = fused[dead].history, autograd[dead].history
+    assert hf.status == ha.status == "diverged" and len(hf.records) == len(ha.records)
+    for ef, ea in zip(hf.records[:-1], ha.records[:-1]):  # the epochs before it diverged
+        for f in FIELDS:
+            assert getattr(ef, f) == pytest.approx(getattr(ea, f), abs=ATOL)
+    assert not math.isfinite(hf.records[-1].train_loss) and not math.isfinite(ha.records[-1].train_loss)
+
+
+@pytest.mark.parametrize("host_checked", [True, False])
+def test_compiled_kernels_train_like_the_autograd_step(data, device, host_checked, monkeypatch):
+    """torch.compile'd dropout, ReLU backward and loss (C++ on a CPU, Triton on CUDA) against autograd."""
+    if not host_checked:
+        monkeypatch.setattr(batched, "host_reads_are_free", lambda device: False)
+    spec = SweepSpec(
+        base={"hidden": (16, 8), "epochs": 2, "batch_size": 32, "dropout1": 0.3, "dropout2": 0.5, "weight_decay": 0.01},
+        grid={"lr": (0.05, 0.5)},
+    )
+    fused, autograd = train_pair(spec.trials(10, 4), data, device, compiled=True)
+    assert_same(fused, autograd)
+
+
+def test_the_compiled_dropout_kernel_computes_what_the_eager_gate_computes():
+    gen = torch.Generator().manual_seed(3)
+    Z, U = torch.randn(3, 5, 7, generator=gen), torch.rand(5, 7, generator=gen)
+    p = torch.tensor([0.0, 0.5, 0.9]).view(3, 1, 1)
+    streams = batched.DropoutStreams(0, p.view(3, 1), torch.device("cpu"))
+    (gate,) = streams.gates_from([U])
+    expected = torch.relu(Z) * gate  # what the autograd forward computes
+    assert torch.equal(fused_module.relu_dropout(Z, U, p, streams.scales[0]), expected)
+    dA = torch.randn(3, 5, 7, generator=gen)
+    torch.testing.assert_close(
+        fused_module.relu_dropout_backward(dA, expected, streams.scales[0]), dA * gate * (Z > 0), rtol=0, atol=0
+    )

@@ -13,11 +13,12 @@ cross-entropy of its logits against integer labels, or (``loss="mse"``, regressi
 squared error over all B x n_outputs entries against float targets of shape (B,) or (B, k).
 Backpropagating the sum of the K losses gives every model exactly its own gradient, because no
 parameter is shared. Autograd does the backward (``torch.func.vmap`` over ``functional_call``
-was slower than the stacked ``baddbmm``), except on a CPU for ReLU groups trained by SGD without
-L1: there :mod:`mlplab.sweep.fused` takes the step by hand, the update fused into the
-weight-gradient products, which cuts the time beside the matrix products by about half (a
-hand-written backward alone, without the fusion, had measured no faster than autograd). An L1 penalty ``l1_k * sum |w|`` (per model, on the parameters
-weight decay applies to) is not added to the loss: its gradient ``l1_k * sign(w)`` is added to
+was slower than the stacked ``baddbmm``), except on a CPU (on CUDA with ``fused=True``) for
+ReLU groups trained by SGD without L1: there :mod:`mlplab.sweep.fused` takes the step by hand,
+the update fused into the weight-gradient products, which cuts the time beside the matrix
+products by about half (a hand-written backward alone, without the fusion, had measured no
+faster than autograd). An L1 penalty ``l1_k * sum |w|`` (per model, on the parameters weight
+decay applies to) is not added to the loss: its gradient ``l1_k * sign(w)`` is added to
 the data gradient in the optimizer (``mlplab.sweep.optim``), the same sum autograd forms in fit.
 
 Input width may differ per model (the polynomial degrees of d2l 4.4, one feature column per
@@ -451,6 +452,11 @@ def eval_rows_for(model: BatchedMLP, budget_bytes: int | None = None) -> int:
     return max(256, budget_bytes // (4 * model.n_models * widest))
 
 
+def host_reads_are_free(device: torch.device) -> bool:
+    """Whether reading a value of ``device`` back to the host costs nothing (a CPU) or waits for the device."""
+    return device.type == "cpu"
+
+
 class _Step:
     """One training step of a group, eager or replayed from a CUDA graph.
 
@@ -476,8 +482,9 @@ class _Step:
         correct: Tensor,
         graphed: bool,
         loss: str = "cross_entropy",
-        fused: bool = True,
+        fused: bool | None = None,
         precision: str = "fp32",
+        compiled: bool = False,
     ) -> None:
         self.model, self.optimizer, self.streams, self.widths = model, optimizer, streams, list(widths)
         self.precision = precision
@@ -486,10 +493,14 @@ class _Step:
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
         self.graphed = graphed
         self.on_cpu = alive.device.type == "cpu"
-        # the hand-fused SGD step (mlplab.sweep.fused) where it applies: on a CPU, for ReLU nets
+        # the hand-fused SGD step (mlplab.sweep.fused) where it applies (ReLU nets, SGD without
+        # L1), by default on a CPU only; where the host cannot read the losses for free it is
+        # the capturable step, which keeps `alive` itself
+        self.capturable = not host_reads_are_free(alive.device)
+        wanted = self.on_cpu if fused is None else fused
         self.fused = (
-            FusedReluSGD(model, optimizer, loss, precision)
-            if fused and self.on_cpu and not graphed and fused_supports(model, optimizer, loss)
+            FusedReluSGD(model, optimizer, loss, precision, alive if self.capturable else None, compiled)
+            if wanted and fused_supports(model, optimizer, loss)
             else None
         )
         self.replay = GraphReplay()
@@ -497,14 +508,16 @@ class _Step:
 
     def run(self, X: Tensor, y: Tensor, U: Sequence[Tensor | None]) -> None:
         """The step itself, on whatever tensors it is given (eager, or being captured)."""
-        gates = self.streams.gates_from(U)
-        # the fused step takes it while every model lives and every loss is finite
+        # the fused step takes it (the host-checked one while every model lives and every loss is finite)
         taken = (
-            self.fused(X, y, gates, self.streams.scales) if self.fused is not None and bool(self.alive.all()) else None
+            self.fused(X, y, U, self.streams)
+            if self.fused is not None and (self.capturable or bool(self.alive.all()))
+            else None
         )
         if taken is not None:
             losses, out = taken
         else:
+            gates = self.streams.gates_from(U)
             # (K, B, C), in float32 for the losses where autocast left bfloat16
             out = forward_in(self.precision, X.device, self.model.forward, _autocast_input(X, self.precision), gates)
             losses = self.per_entry(out, y).mean(1)  # (K,)
@@ -514,7 +527,7 @@ class _Step:
                 self.model.mask_grads(grads)
                 self.alive &= torch.isfinite(losses)
                 # on a CPU the host reads `alive` for free; on CUDA that would wait for the GPU
-                self.optimizer.step(grads, self.alive, all_alive=self.on_cpu and bool(self.alive.all()))
+                self.optimizer.step(grads, self.alive, all_alive=not self.capturable and bool(self.alive.all()))
             self.loss_sum += losses.double() * len(y)
             if self.classify:
                 self.correct += (out.argmax(-1) == y).sum(1)
@@ -539,7 +552,8 @@ def train_group(
     callbacks: Sequence[GroupCallback] = (),
     model: BatchedMLP | None = None,
     cuda_graphs: bool | None = None,
-    fused: bool = True,
+    fused: bool | None = None,
+    compiled: bool = False,
 ) -> list[TrialResult]:
     """Train trials of one group (see ``planner.group_key``) as one batched model.
 
@@ -566,10 +580,15 @@ def train_group(
     cuda_graphs : bool, optional
         Replay each full-batch step from a CUDA graph (see :class:`_Step`); default: on CUDA
         devices. Same results, several times fewer launches; ``False`` runs every step eagerly.
-    fused : bool
-        On a CPU, take the steps of ReLU groups trained by SGD without L1 with the hand-fused
-        step of :mod:`mlplab.sweep.fused` (the same numbers up to float rounding, fewer passes
-        over memory); ``False`` always uses the autograd step.
+    fused : bool, optional
+        Take the steps of ReLU groups trained by SGD without L1 with the hand-fused step of
+        :mod:`mlplab.sweep.fused` (the same numbers up to float rounding, fewer passes over
+        memory): by default on a CPU, where it is measured faster; ``True`` on any device (on
+        CUDA its capturable form, which a CUDA graph replays); ``False`` always uses the
+        autograd step.
+    compiled : bool
+        The fused step's elementwise work as ``torch.compile``'d kernels (a C++ compiler on a
+        CPU, Triton on CUDA; seconds of compiling once per shape); only where the fused step runs.
 
     Returns
     -------
@@ -630,7 +649,18 @@ def train_group(
     loss_sum = torch.zeros(K, dtype=torch.float64, device=device)  # the epoch's running sums, zeroed each epoch
     correct = torch.zeros(K, dtype=torch.int64, device=device)
     step = _Step(
-        model, optimizer, streams, first.model.hidden, alive, loss_sum, correct, graphed, cfg.loss, fused, cfg.precision
+        model,
+        optimizer,
+        streams,
+        first.model.hidden,
+        alive,
+        loss_sum,
+        correct,
+        graphed,
+        cfg.loss,
+        fused,
+        cfg.precision,
+        compiled,
     )
     head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
     # each model's loss before training

@@ -33,13 +33,29 @@ activations and gradients in bfloat16, the weights as bfloat16 copies refreshed 
 weights at every step; the losses are float32, and each weight gradient ``A^T dZ`` (bfloat16,
 summed in float32 by the product) is subtracted from the float32 weights, so the update cannot be
 folded into the product there. Tested against the autograd step under autocast in
-``tests/test_precision.py``. On CUDA the autograd step runs (it is captured in a
-CUDA graph, and checking the losses on the host would wait for the GPU).
+``tests/test_precision.py``.
+
+**Capturable** (``alive`` given; what a CUDA device gets, where the step is captured in a CUDA
+graph and reading a loss back would wait for the GPU): the step reads no value back to the host.
+It updates ``alive &= isfinite(losses)`` on the device and takes every model's step, a dead
+model's with its output gradient set to zero (``torch.where``, since ``0 * nan`` is nan) and no
+weight decay: its parameters stay as they were while its forward pass stays finite (``W - A^T 0 =
+W``), and turn non-finite when its activations overflow (``A^T 0`` is nan where ``A`` is inf),
+as ``fit``'s do when it runs out a diverged epoch. Its history is the autograd step's either way.
+
+**Compiled** (``compiled=True``): the elementwise work around the products, dropout with ReLU
+(``where(U >= p_k, relu(Z) s_k, 0)`` from the (B, H) uniforms, so no (K, B, H) gate is written),
+its backward and the loss with its gradient, as ``torch.compile``'d kernels: one pass over each
+activation instead of four. The products stay cuBLAS / oneDNN calls with the update fused in.
+Compiling needs a C++ compiler on a CPU and Triton on CUDA, and costs seconds once per shape
+(about 20 s for the first on a CPU, mostly loading the compiler); where the products bound the
+step (a CPU) it gains little.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import Tensor
@@ -61,6 +77,53 @@ def supports(model, optimizer: BatchedOptimizer, loss: str) -> bool:
     )
 
 
+def cross_entropy_grad(out: Tensor, y: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-model mean cross-entropy (K,) of logits ``out`` (K, B, C) against labels ``y`` (B,), and its gradient times ``lr``.
+
+    The gradient of model k's mean loss wrt its logits is ``(softmax(out) - onehot(y)) / B``;
+    it is returned multiplied by ``lr`` (K, 1, 1), as the fused update wants it.
+    """
+    K, B = out.shape[:2]
+    logp = torch.log_softmax(out, dim=-1)  # (K, B, C)
+    index = y.view(1, B, 1).expand(K, B, 1)
+    losses = -logp.gather(2, index).squeeze(2).mean(1)  # (K,)
+    grad = logp.exp_().scatter_add_(2, index, torch.full((K, B, 1), -1.0, device=out.device))
+    return losses, grad.mul_(lr / B)
+
+
+def squared_error_grad(out: Tensor, y: Tensor, lr: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-model mean squared error (K,) of ``out`` (K, B, k) against ``y`` (B,) or (B, k), and its gradient times ``lr``."""
+    diff = out - y.reshape(out.shape[1:])  # (K, B, k)
+    losses = diff.square().flatten(1).mean(1)
+    return losses, diff.mul_(lr * (2.0 / diff[0].numel()))
+
+
+LOSS_GRADS: dict[str, Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]] = {
+    "cross_entropy": cross_entropy_grad, "mse": squared_error_grad,
+}  # fmt: skip
+
+
+def relu_dropout(Z: Tensor, U: Tensor, p: Tensor, s: Tensor) -> Tensor:
+    """``A = 1[U >= p_k] relu(Z) s_k``: (K, B, H) from ``Z`` (K, B, H), uniforms ``U`` (B, H), ``p``, ``s`` (K, 1, 1).
+
+    The compiled form of ``relu(Z) * gate``: the same numbers (a kept unit's ``relu(Z) s_k`` is the
+    same product) in one pass, without writing the gate.
+    """
+    return torch.where(U >= p, Z.clamp_min(0.0) * s, 0.0).to(Z.dtype)
+
+
+def relu_dropout_backward(dA: Tensor, A: Tensor, s: Tensor) -> Tensor:
+    """``dZ = dA s_k 1[A > 0]`` for ``A = relu(Z) * gate`` (``A > 0`` exactly where ``Z > 0`` and the unit was kept)."""
+    return torch.ops.aten.threshold_backward(dA, A, 0.0).mul_(s)
+
+
+@functools.cache
+def compiled_kernel(f: Callable) -> Callable:
+    """``torch.compile(f)``, made once per function for every group: compiled on its first call,
+    again when a shape changes (then for dynamic shapes), and reused by later groups."""
+    return torch.compile(f)
+
+
 class FusedReluSGD:
     """Forward, loss, backward and SGD update of a :class:`~mlplab.sweep.batched.BatchedMLP`, by hand.
 
@@ -74,38 +137,65 @@ class FusedReluSGD:
         ``cross_entropy`` (integer labels) or ``mse`` (float targets (B,) or (B, k)).
     precision : str
         ``fp32``, or ``bf16``: the products in bfloat16, the weights and the update in float32.
+    alive : Tensor of shape (K,), bool, optional
+        Given, the step is capturable (see the module docstring): it updates ``alive`` in place
+        and never hands a step back. Without it a step with a non-finite loss is handed back.
+    compiled : bool
+        The elementwise work as ``torch.compile``'d kernels (see the module docstring).
     """
 
-    def __init__(self, model, optimizer: BatchedSGD, loss: str, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        model,
+        optimizer: BatchedSGD,
+        loss: str,
+        precision: str = "fp32",
+        alive: Tensor | None = None,
+        compiled: bool = False,
+    ) -> None:
         if not supports(model, optimizer, loss):
             raise ValueError("FusedReluSGD needs a ReLU model without input padding, BatchedSGD without L1")
-        self.model, self.loss = model, loss
+        self.model, self.alive, self.compiled = model, alive, compiled
         self.bf16 = precision == "bf16"
         if self.bf16:  # the products' operands: bfloat16 copies of the float32 weights, refreshed each step
             self.weight_copies = [W.to(torch.bfloat16) for W in model.weights]
             self.bias_copies = [b.to(torch.bfloat16) for b in model.biases]
             self.grads = [torch.empty_like(W, dtype=torch.bfloat16) for W in model.weights]  # A^T dZ
-        n_weights = len(model.weights)
+        self.loss_grad = LOSS_GRADS[loss]
+        self.relu_dropout, self.relu_dropout_backward = relu_dropout, relu_dropout_backward
+        if compiled:
+            self.loss_grad, self.relu_dropout, self.relu_dropout_backward = map(
+                compiled_kernel, (self.loss_grad, relu_dropout, relu_dropout_backward)
+            )
         self.lr = optimizer.lr  # (K, 1, 1)
         # per parameter 1 - lr wd (K, 1, 1), or None where no model decays it (weights, then biases)
-        shrink = [1 - optimizer.lr * wd if decay else None
-                  for wd, decay in zip(optimizer.weight_decay, optimizer.has_decay)]  # fmt: skip
-        self.weight_shrink, self.bias_shrink = shrink[:n_weights], shrink[n_weights:]
+        self.shrink = [1 - optimizer.lr * wd if decay else None
+                       for wd, decay in zip(optimizer.weight_decay, optimizer.has_decay)]  # fmt: skip
 
-    def forward(self, X: Tensor, gates: Sequence[Tensor | None]) -> list[Tensor]:
-        """Every layer's input and the output: ``[X expanded, A_1, ..., A_L-1, output]``, no autograd."""
+    def forward(self, X: Tensor, uniforms: Sequence[Tensor | None], streams) -> list[Tensor]:
+        """Every layer's input and the output: ``[X expanded, A_1, ..., A_L-1, output]``, no autograd.
+
+        ``uniforms`` are the step's dropout uniforms (B, H) per hidden layer, None where no model
+        drops, and ``streams`` the group's :class:`~mlplab.sweep.batched.DropoutStreams`.
+        """
         m = self.model
         weights, biases = self.operands()
         if self.bf16:
             X = X.to(torch.bfloat16)
+        gates = None if self.compiled else streams.gates_from(uniforms)
         A = X.expand(m.n_models, *X.shape)  # (K, B, d), a view
         acts = [A]
         for layer, W in enumerate(weights):
             Z = torch.baddbmm(biases[layer], A, W) if biases else torch.bmm(A, W)  # (K, B, n_out)
             if layer < len(m.weights) - 1:
-                gate = gates[layer] if layer < len(gates) else None
-                A = Z.clamp_min_(0.0) if gate is None else Z.clamp_min_(0.0).mul_(gate)
-                Z = A
+                U = uniforms[layer] if layer < len(uniforms) else None
+                if U is None:
+                    Z = Z.clamp_min_(0.0)
+                elif self.compiled:
+                    Z = self.relu_dropout(Z, U, streams.p[:, layer].view(-1, 1, 1), streams.scales[layer])
+                else:
+                    Z = Z.clamp_min_(0.0).mul_(gates[layer])
+                A = Z
             acts.append(Z)
         return acts
 
@@ -120,55 +210,66 @@ class FusedReluSGD:
 
     def losses(self, out: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """``(per-model mean losses (K,), their gradient wrt out times lr_k)``, as ``F.cross_entropy`` / ``F.mse_loss``."""
-        K, B = out.shape[:2]
-        out = widened(out)  # the loss in float32 (bf16: from the bfloat16 outputs)
-        if self.loss == "cross_entropy":
-            logp = torch.log_softmax(out, dim=-1)  # (K, B, C)
-            index = y.view(1, B, 1).expand(K, B, 1)
-            losses = -logp.gather(2, index).squeeze(2).mean(1)
-            grad = logp.exp_().scatter_add_(2, index, torch.full((K, B, 1), -1.0, device=out.device))
-            return losses, grad.mul_(self.lr / B)  # (softmax - onehot) / B, times lr
-        diff = out - y.reshape(out.shape[1:])  # (K, B, k)
-        losses = diff.square().flatten(1).mean(1)
-        return losses, diff.mul_(self.lr * (2.0 / diff[0].numel()))
+        return self.loss_grad(widened(out), y, self.lr)  # the loss in float32 (bf16: from the bfloat16 outputs)
 
-    def backward_update(self, acts: list[Tensor], grad_out: Tensor, gates: Sequence[Tensor | None], scales) -> None:
-        """Backpropagate ``grad_out`` (it carries lr) and update every layer in place, top layer first."""
+    def backward_update(
+        self,
+        acts: list[Tensor],
+        grad_out: Tensor,
+        uniforms: Sequence[Tensor | None],
+        scales: Sequence[Tensor],
+        shrink: Sequence[Tensor | None],
+    ) -> None:
+        """Backpropagate ``grad_out`` (it carries lr) and update every layer in place, top layer first.
+
+        ``shrink`` holds per parameter (weights, then biases) its ``1 - lr wd`` (K, 1, 1) or None.
+        """
         m = self.model
+        n_weights = len(m.weights)
         dZ = grad_out.to(acts[-1].dtype)
-        for layer in reversed(range(len(m.weights))):
+        for layer in reversed(range(n_weights)):
             W, A = m.weights[layer], acts[layer]
             Wp = self.weight_copies[layer] if self.bf16 else W  # the weights the forward pass multiplied by
             dA = None
             if layer:  # the input gradient at the starting weights, before W moves
-                gate, s = (gates[layer - 1] if layer - 1 < len(gates) else None), scales[layer - 1]
-                fold = gate is not None and dZ.shape[-1] < A.shape[-1]  # scale the smaller tensor
+                dropped, s = (layer - 1 < len(uniforms) and uniforms[layer - 1] is not None), scales[layer - 1]
+                fold = dropped and dZ.shape[-1] < A.shape[-1]  # scale the smaller tensor
                 dA = torch.bmm((dZ * s).to(dZ.dtype) if fold else dZ, Wp.transpose(1, 2))  # (K, B, n_in)
-                dA = torch.ops.aten.threshold_backward(dA, A, 0.0)  # relu's and dropout's zeros
-                if gate is not None and not fold:
-                    dA.mul_(s)
-            if self.weight_shrink[layer] is not None:
-                W.mul_(self.weight_shrink[layer])
+                if dropped and not fold:
+                    dA = self.relu_dropout_backward(dA, A, s)
+                else:
+                    dA = torch.ops.aten.threshold_backward(dA, A, 0.0)  # relu's and dropout's zeros
+            if shrink[layer] is not None:
+                W.mul_(shrink[layer])
             if self.bf16:  # the product in bfloat16 (float32 accumulation), the update in float32
                 W.sub_(torch.bmm(A.transpose(1, 2), dZ, out=self.grads[layer]))
             else:
                 W.baddbmm_(A.transpose(1, 2), dZ, alpha=-1.0)  # W - lr * A^T dZ
             if m.biases:
                 b = m.biases[layer]
-                if self.bias_shrink[layer] is not None:
-                    b.mul_(self.bias_shrink[layer])
+                if shrink[n_weights + layer] is not None:
+                    b.mul_(shrink[n_weights + layer])
                 b.sub_(dZ.sum(1, keepdim=True, dtype=b.dtype))
             dZ = dA
 
     @torch.no_grad()
-    def __call__(self, X: Tensor, y: Tensor, gates: Sequence[Tensor | None], scales) -> tuple[Tensor, Tensor] | None:
+    def __call__(
+        self, X: Tensor, y: Tensor, uniforms: Sequence[Tensor | None], streams
+    ) -> tuple[Tensor, Tensor] | None:
         """One step: ``(losses (K,), outputs (K, B, n_out))``, or None, untouched, if a loss is not finite.
 
-        ``scales`` holds per hidden layer the (K, 1, 1) dropout scale ``1 / (1 - p_k)`` of ``gates``.
+        ``uniforms`` and ``streams`` as in :meth:`forward`. A capturable step never returns None.
         """
-        acts = self.forward(X, gates)
+        acts = self.forward(X, uniforms, streams)
         losses, grad_out = self.losses(acts[-1], y)
-        if not bool(torch.isfinite(losses).all()):  # the autograd step freezes the model instead
-            return None
-        self.backward_update(acts, grad_out, gates, scales)
+        shrink = self.shrink
+        if self.alive is None:
+            if not bool(torch.isfinite(losses).all()):  # the autograd step freezes the model instead
+                return None
+        else:  # dead models (from now on, or before) get a zero gradient and no decay
+            self.alive &= torch.isfinite(losses)
+            live = self.alive.view(-1, 1, 1)  # (K, 1, 1)
+            grad_out = torch.where(live, grad_out, 0.0)
+            shrink = [None if f is None else torch.where(live, f, 1.0) for f in shrink]
+        self.backward_update(acts, grad_out, uniforms, streams.scales, shrink)
         return losses, acts[-1]

@@ -1,0 +1,154 @@
+"""The sweep's training step three ways, and where each spends its time (issue #15).
+
+The dropout grid's cells (784-256-256-10, ReLU, dropout p1/p2, SGD lr 0.5, batch 256,
+normal(0, 0.01), Fashion-MNIST; ``bench_sweep.sub_grid``) trained by ``train_group`` as one group,
+``--epochs`` epochs, with each form of the step:
+
+- **autograd**: forward, ``torch.autograd.grad``, the batched optimizer (CUDA's default today);
+- **fused**: :mod:`mlplab.sweep.fused`, the update inside the weight-gradient products (the
+  CPU's default; on CUDA its capturable form, ``train_group(fused=True)``);
+- **fused + compiled**: the same with its elementwise work as ``torch.compile``'d kernels
+  (``compiled=True``: Triton on CUDA, C++ on a CPU).
+
+Each in fp32 (``--tf32`` on CUDA) and bf16, each run twice in a row: the first run's extra time
+over the second is its start-up (compiling, CUDA graph capture), stated beside it. Mean final
+test accuracy per form, and each form minus autograd paired by cell (mean and 95% t interval).
+Then ``--profile-steps`` eager steps of each form (``cuda_graphs=False``: the same kernels, one
+by one) under the torch profiler: time per step in the matrix products against everything else,
+and the kernels per step.
+
+Usage (on a GPU through ``bench/gpu.sh``; on a CPU serialize it with other benchmarks):
+
+    PYTHONPATH=src:bench python bench/bench_step.py --device cuda --tf32 --data-dir ../shared/data/fashion-mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import time
+from collections import defaultdict
+
+import torch
+from bench_precision import sync, trials_of
+from machine import cpu_name
+
+from mlplab.data import fashion_mnist_data
+from mlplab.stats import paired
+from mlplab.sweep import train_group
+from mlplab.sweep.runner import tf32_matmuls
+
+FORMS = {"autograd": dict(fused=False), "fused": dict(fused=True), "fused + compiled": dict(fused=True, compiled=True)}
+# kernel names (CUDA) and operators (CPU) that are matrix products
+GEMM = re.compile(r"gemm|xmma|cutlass|cublas|wgmma|\bmma|aten::(bmm|baddbmm|mm|addmm|matmul)_?$", re.IGNORECASE)
+
+
+def timed_runs(data, cells: int, epochs: int, device: str, precision: str, how: dict) -> tuple[float, float, dict]:
+    """(first run's seconds, second run's seconds, final test accuracy per cell of the second run)."""
+    seconds = []
+    for _ in range(2):
+        trials = trials_of(cells, epochs, precision, 0)
+        sync(device)
+        t0 = time.perf_counter()
+        results = train_group(trials, data, device, **how)
+        sync(device)
+        seconds.append(time.perf_counter() - t0)
+    acc = {t.model.dropout_per_layer: r.history.final.test_acc for t, r in zip(trials, results)}
+    return seconds[0], seconds[1], acc
+
+
+class _Profiled:
+    """Steps a torch profiler after every batch (its schedule decides which steps it records)."""
+
+    def __init__(self, prof) -> None:
+        self.prof = prof
+
+    def on_group_begin(self, *args) -> None: ...
+
+    def on_epoch_end(self, *args) -> None: ...
+
+    def on_models_epoch(self, *args) -> None: ...
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        self.prof.step()
+
+
+def profile_step(data, cells: int, steps: int, device: str, precision: str, how: dict) -> dict:
+    """Per eager step: milliseconds in matrix products, in everything else, kernels launched, top others."""
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    cuda = device.startswith("cuda")
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    trials = trials_of(cells, 1, precision, 0)
+    with profile(activities=activities, schedule=schedule(wait=5, warmup=5, active=steps, repeat=1)) as prof:
+        train_group(trials, data, device, [_Profiled(prof)], cuda_graphs=False, **how)
+    per_name: dict[str, float] = defaultdict(float)
+    kernels = 0
+    if cuda:  # the kernels themselves, by their device time
+        for e in prof.events():
+            if e.device_type == torch.autograd.DeviceType.CUDA:
+                per_name[e.name] += e.time_range.elapsed_us()
+                kernels += 1
+    else:  # a CPU runs the operators: their own time, without their children's
+        for avg in prof.key_averages():
+            if avg.key.startswith(("aten::", "graph_", "cpp_fused", "Torch-Compiled", "CompiledFunction")):
+                per_name[avg.key] += avg.self_cpu_time_total
+                kernels += avg.count
+    gemm = sum(t for name, t in per_name.items() if GEMM.search(name)) / steps / 1e3
+    other = sum(t for name, t in per_name.items() if not GEMM.search(name)) / steps / 1e3
+    top = sorted(((t, name) for name, t in per_name.items() if not GEMM.search(name)), reverse=True)[:6]
+    return {"gemm": gemm, "other": other, "kernels": kernels / steps, "top": [(t / steps / 1e3, n) for t, n in top]}
+
+
+def machine(device: str) -> str:
+    if device.startswith("cuda"):
+        return f"{torch.cuda.get_device_name()}; torch {torch.__version__}"
+    return f"{cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data-dir", default=os.environ.get("MLPLAB_FASHION_MNIST"))
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--cells", type=int, default=None, help="grid cells in the group (default 100 on CUDA, 20)")
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--tf32", action="store_true", help="TF32 matrix products on CUDA (the fp32 baseline there)")
+    parser.add_argument("--precisions", default="fp32,bf16")
+    parser.add_argument("--forms", default=",".join(FORMS), help=f"comma-separated, of: {', '.join(FORMS)}")
+    parser.add_argument("--profile-steps", type=int, default=20, help="eager steps profiled per form (0: none)")
+    args = parser.parse_args()
+    cells = args.cells or (100 if args.device.startswith("cuda") else 20)
+    forms = {name: FORMS[name] for name in args.forms.split(",")}
+    data = fashion_mnist_data(args.data_dir)
+    with tf32_matmuls(args.tf32, torch.device(args.device)):
+        train_group(trials_of(2, 1, "fp32", 0), data, args.device)  # untimed: CUDA context, cuBLAS handles
+        print(f"## The sweep's step three ways: {cells} cells x {args.epochs} epochs as one group\n")
+        print(f"machine: {machine(args.device)}; device {args.device}{', TF32' if args.tf32 else ''}\n")
+        print("| precision | step | 1st run s | 2nd run s | start-up s | s per model-epoch | mean test acc | "
+              "minus autograd, paired by cell |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|")
+        for precision in args.precisions.split(","):
+            base = None
+            for name, how in forms.items():
+                first, second, acc = timed_runs(data, cells, args.epochs, args.device, precision, how)
+                base = acc if name == "autograd" else base
+                versus = "" if base is None or name == "autograd" else paired(acc, base, metric="test accuracy")
+                diff = f"{versus.difference.mean:+.4f} ± {versus.difference.half_width:.4f}" if versus else ""
+                print(f"| {precision} | {name} | {first:.2f} | {second:.2f} | {first - second:.2f} | "
+                      f"{second / (cells * args.epochs) * 1e3:.2f} ms | {sum(acc.values()) / len(acc):.4f} | {diff} |",
+                      flush=True)  # fmt: skip
+        if args.profile_steps:
+            print(f"\n### Per eager step ({args.profile_steps} profiled, {cells} models): products against the rest\n")
+            print("| precision | step | products ms | everything else ms | kernels per step | largest others (ms) |")
+            print("|---|---|---|---|---|---|")
+            for precision in args.precisions.split(","):
+                for name, how in forms.items():
+                    p = profile_step(data, cells, args.profile_steps, args.device, precision, how)
+                    top = "; ".join(f"{n[:40]} {t:.3f}" for t, n in p["top"][:4])
+                    print(f"| {precision} | {name} | {p['gemm']:.3f} | {p['other']:.3f} | {p['kernels']:.0f} | "
+                          f"{top} |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
