@@ -148,17 +148,20 @@ def fit_gemm_work(train_X: torch.Tensor, test_X: torch.Tensor, eval_rows: int) -
     return epoch
 
 
-def first_layer_shapes(K: int, batch: int, d: int, h: int, repeats: int) -> dict[str, float]:
+def first_layer_shapes(
+    K: int, batch: int, d: int, h: int, repeats: int, device: str = "cpu", dtype: torch.dtype = torch.float32
+) -> dict[str, float]:
     """The first layer's forward and weight gradient as K products (today) or one (``X W1`` over K*h columns).
 
-    Seconds per step for each: what the issue's "first layer as one GEMM" would buy on this CPU.
+    Seconds per step for each: what the issue's "first layer as one GEMM" would buy on this
+    machine (on CUDA each timed call is 10 steps, synchronized, divided by 10).
     """
     gen = torch.Generator().manual_seed(0)
-    X = torch.rand(batch, d, generator=gen)
+    X = torch.rand(batch, d, generator=gen).to(device, dtype)
     W, b, dZ = (
-        torch.rand(K, d, h, generator=gen),
-        torch.rand(K, 1, h, generator=gen),
-        torch.rand(K, batch, h, generator=gen),
+        torch.rand(K, d, h, generator=gen).to(device, dtype),
+        torch.rand(K, 1, h, generator=gen).to(device, dtype),
+        torch.rand(K, batch, h, generator=gen).to(device, dtype),
     )
     W_one, b_one, dZ_one = (
         W.permute(1, 0, 2).reshape(d, K * h),
@@ -167,15 +170,24 @@ def first_layer_shapes(K: int, batch: int, d: int, h: int, repeats: int) -> dict
     )
     Xe = X.expand(K, batch, d)
 
+    calls = 10 if device.startswith("cuda") else 1  # a GPU's launches are timed in runs, not one by one
+
     def k_products() -> None:
-        torch.baddbmm(b, Xe, W)
-        torch.bmm(Xe.transpose(1, 2), dZ)
+        for _ in range(calls):
+            torch.baddbmm(b, Xe, W)
+            torch.bmm(Xe.transpose(1, 2), dZ)
+        if calls > 1:
+            torch.cuda.synchronize()
 
     def one_product() -> None:
-        torch.addmm(b_one, X, W_one)
-        X.t().mm(dZ_one)
+        for _ in range(calls):
+            torch.addmm(b_one, X, W_one)
+            X.t().mm(dZ_one)
+        if calls > 1:
+            torch.cuda.synchronize()
 
-    return {name: min(timed(fn, 5) for _ in range(repeats)) for name, fn in (("K", k_products), ("one", one_product))}
+    forms = (("K", k_products), ("one", one_product))
+    return {name: min(timed(fn, 5) for _ in range(repeats)) / calls for name, fn in forms}
 
 
 def bench_grid(data, raw, cells: int, epochs: int, repeats: int, book_cells: int) -> dict:

@@ -15,7 +15,8 @@ over the second is its start-up (compiling, CUDA graph capture), stated beside i
 test accuracy per form, and each form minus autograd paired by cell (mean and 95% t interval).
 Then ``--profile-steps`` eager steps of each form (``cuda_graphs=False``: the same kernels, one
 by one) under the torch profiler: time per step in the matrix products against everything else,
-and the kernels per step.
+and the kernels per step. Beside it, the first layer's products as K products (what the step does)
+against one product over K*h columns (the issue's "first layer as one GEMM"), in each precision.
 
 Usage (on a GPU through ``bench/gpu.sh``; on a CPU serialize it with other benchmarks):
 
@@ -31,6 +32,7 @@ import time
 from collections import defaultdict
 
 import torch
+from bench_limit import first_layer_shapes
 from bench_precision import sync, trials_of
 from machine import cpu_name
 
@@ -138,6 +140,17 @@ def main() -> None:
                 print(f"| {precision} | {name} | {first:.2f} | {second:.2f} | {first - second:.2f} | "
                       f"{second / (cells * args.epochs) * 1e3:.2f} ms | {sum(acc.values()) / len(acc):.4f} | {diff} |",
                       flush=True)  # fmt: skip
+        print(f"\n### The first layer (K = {cells}, 784 -> 256, batch 256): forward and weight gradient\n")
+        print(
+            "| dtype | as K products (`baddbmm`, `bmm`: what the step does) ms | as one (`addmm`, `mm`) ms | one / K |"
+        )
+        print("|---|---|---|---|")
+        for precision in args.precisions.split(","):
+            dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+            shapes = first_layer_shapes(cells, 256, 784, 256, 3, args.device, dtype)
+            print(
+                f"| {precision} | {shapes['K'] * 1e3:.3f} | {shapes['one'] * 1e3:.3f} | {shapes['one'] / shapes['K']:.2f}x |"
+            )
         if args.profile_steps:
             print(f"\n### Per eager step ({args.profile_steps} profiled, {cells} models): products against the rest\n")
             print("| precision | step | products ms | everything else ms | kernels per step | largest others (ms) |")
