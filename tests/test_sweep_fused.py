@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from mlplab.data import Data, Split
+from mlplab.errors import ConfigError
 from mlplab.sweep import BatchedMLP, SweepSpec, batched, synthetic_data, train_group
 from mlplab.sweep import fused as fused_module
 from mlplab.sweep.fused import FusedReluSGD, supports
@@ -250,3 +251,16 @@ def test_the_compiled_dropout_kernel_computes_what_the_eager_gate_computes():
     torch.testing.assert_close(
         fused_module.relu_dropout_backward(dA, expected, streams.scales[0]), dA * gate * (Z > 0), rtol=0, atol=0
     )
+
+
+def test_a_machine_that_cannot_build_compiled_kernels_gets_an_error_that_says_so(monkeypatch):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++"))
+    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)  # no kernel built earlier may stand in
+
+    def triple_plus_one(x):  # compiled nowhere else
+        return x * 3 + 1
+
+    with pytest.raises(ConfigError, match=r"compiled = True .*C\+\+ compiler.*compiled=False"):
+        fused_module.compiled_kernel(triple_plus_one)(torch.randn(4))

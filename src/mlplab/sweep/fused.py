@@ -60,6 +60,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
+from mlplab.errors import ConfigError
 from mlplab.sweep.optim import BatchedOptimizer, BatchedSGD
 from mlplab.train import widened
 
@@ -120,8 +121,29 @@ def relu_dropout_backward(dA: Tensor, A: Tensor, s: Tensor) -> Tensor:
 @functools.cache
 def compiled_kernel(f: Callable) -> Callable:
     """``torch.compile(f)``, made once per function for every group: compiled on its first call,
-    again when a shape changes (then for dynamic shapes), and reused by later groups."""
-    return torch.compile(f)
+    again when a shape changes (then for dynamic shapes), and reused by later groups.
+
+    A machine that cannot build the kernels (no C++ compiler for a CPU, no Triton for CUDA) gets
+    a :class:`~mlplab.errors.ConfigError` at the first call that says so, not the compiler's trace.
+    """
+    compiled = torch.compile(f)
+
+    @functools.wraps(f)
+    def call(*args):
+        try:
+            return compiled(*args)
+        except Exception as error:  # torch's InductorError, BackendCompilerFailed: their types move between versions
+            if not type(error).__module__.startswith(("torch._inductor", "torch._dynamo")):
+                raise
+            reason = str(error).strip().splitlines()[0]
+            raise ConfigError(
+                "compiled",
+                True,
+                f"torch.compile could not build {f.__name__} on this machine ({reason}); it needs a C++ "
+                "compiler on a CPU (apt-get install g++) and Triton on CUDA, or train with compiled=False",
+            ) from error
+
+    return call
 
 
 class FusedReluSGD:
