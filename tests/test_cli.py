@@ -308,3 +308,23 @@ def test_docs_cite_the_chinese_editions_sections():
         text = path.read_text(encoding="utf-8")
         assert "study log" not in text.lower(), path.name
         assert not re.search(r"d2l (4\.7|5\.\d)", text), path.name
+
+
+def test_train_precision_bf16_trains_in_bfloat16_and_bad_precisions_are_refused(fake_fashion_mnist, tmp_path):
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        result = runner.invoke(app, train_args(fake_fashion_mnist, out, "--epochs", "1", "--precision", precision))
+        assert result.exit_code == 0, result.output
+        assert json.loads((out / "config.json").read_text())["train"]["precision"] == precision
+        runs[precision] = json.loads((out / "history.json").read_text())[0]
+    # the same model, data and batches: bfloat16 products round differently, by little
+    assert runs["bf16"]["train_loss"] != runs["fp32"]["train_loss"]
+    assert runs["bf16"]["train_loss"] == pytest.approx(runs["fp32"]["train_loss"], rel=0.05)
+    bad = runner.invoke(app, train_args(fake_fashion_mnist, tmp_path / "fp16", "--precision", "fp16"))
+    assert bad.exit_code == 2 and "precision" in bad.output and "bf16" in bad.output
+    assert not (tmp_path / "fp16").exists()
+    scratch = runner.invoke(
+        app, train_args(fake_fashion_mnist, tmp_path / "s", "--impl", "scratch", "--precision", "bf16")
+    )
+    assert scratch.exit_code == 2 and "bf16" in scratch.output and "concise" in scratch.output
