@@ -43,7 +43,12 @@ from mlplab.sweep.runner import tf32_matmuls
 
 FORMS = {"autograd": dict(fused=False), "fused": dict(fused=True), "fused + compiled": dict(fused=True, compiled=True)}
 # kernel names (CUDA) and operators (CPU) that are matrix products
-GEMM = re.compile(r"gemm|xmma|cutlass|cublas|wgmma|\bmma|aten::(bmm|baddbmm|mm|addmm|matmul)_?$", re.IGNORECASE)
+# (cuBLAS names them sm90_xmma_gemm_*, nvjet_* on Hopper with CUDA 12.8+, *gemv*, splitKreduce_*)
+GEMM = re.compile(
+    r"gemm|gemv|xmma|nvjet|cutlass|cublas|splitKreduce|wgmma|\bmma|triton_(mm|bmm|tem)"
+    r"|aten::(bmm|baddbmm|mm|addmm|matmul)_?$",
+    re.IGNORECASE,
+)
 
 
 def timed_runs(data, cells: int, epochs: int, device: str, precision: str, how: dict) -> tuple[float, float, dict]:
@@ -88,8 +93,9 @@ def profile_step(data, cells: int, steps: int, device: str, precision: str, how:
     per_name: dict[str, float] = defaultdict(float)
     kernels = 0
     if cuda:  # the kernels themselves, by their device time
-        for e in prof.events():
-            if e.device_type == torch.autograd.DeviceType.CUDA:
+        for e in prof.events():  # not the GPU-side spans of the profiler's own step annotations
+            user = getattr(e, "is_user_annotation", False) or e.name.startswith("ProfilerStep")
+            if e.device_type == torch.autograd.DeviceType.CUDA and not user:
                 per_name[e.name] += e.time_range.elapsed_us()
                 kernels += 1
     else:  # a CPU runs the operators: their own time, without their children's
