@@ -34,6 +34,7 @@ from collections import defaultdict
 import torch
 from bench_limit import first_layer_shapes
 from bench_precision import sync, trials_of
+from bench_sweep import _Profiled
 from machine import cpu_name
 
 from mlplab.data import fashion_mnist_data
@@ -63,22 +64,6 @@ def timed_runs(data, cells: int, epochs: int, device: str, precision: str, how: 
         seconds.append(time.perf_counter() - t0)
     acc = {t.model.dropout_per_layer: r.history.final.test_acc for t, r in zip(trials, results)}
     return seconds[0], seconds[1], acc
-
-
-class _Profiled:
-    """Steps a torch profiler after every batch (its schedule decides which steps it records)."""
-
-    def __init__(self, prof) -> None:
-        self.prof = prof
-
-    def on_group_begin(self, *args) -> None: ...
-
-    def on_epoch_end(self, *args) -> None: ...
-
-    def on_models_epoch(self, *args) -> None: ...
-
-    def on_batch_end(self, epoch: int, batch: int) -> None:
-        self.prof.step()
 
 
 def profile_step(data, cells: int, steps: int, device: str, precision: str, how: dict) -> dict:
