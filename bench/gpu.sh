@@ -8,9 +8,10 @@
 # 2. the equivalence tests on CUDA: batched vs fit, CUDA graphs vs eager, bf16, the capturable
 #    and compiled fused steps against the autograd step, fit's CUDA graphs;
 # 3. issue #15: the step three ways (bench_step.py: autograd, fused, fused + compiled; TF32 and
-#    bf16; the full grid x 10 epochs; start-up; a per-step profile of products against the rest);
-# 4. issue #15: bf16 against TF32 (bench_precision.py: the full grid's time, fit eager and with
-#    fit(cuda_graphs=True), accuracy over 3 seeds); process start-up to the first step
+#    bf16; the full grid x 10 epochs x 3 seeds; start-up; accuracy against full-precision fp32's
+#    3-seed interval; a per-step profile of products against the rest; the first layer as one GEMM);
+# 4. issue #15: bench_precision.py (the grid's group in TF32 and bf16, fit eager and with
+#    fit(cuda_graphs=True)); process start-up to the first step
 #    (bench_first_step.py); `mlplab train` 10 epochs;
 # 5. bench_sweep.py on CUDA (issue #4: the full grid against the book-style loop, FP32 and TF32,
 #    with a profile), the issue's CLI command end to end, then the whole test suite.
@@ -42,12 +43,12 @@ fits 90 && MLPLAB_TEST_DEVICE=cuda timeout "$(left)" $PY -m pytest -q -p no:cach
   "tests/test_train.py::test_cuda_graph_steps_of_fit_compute_what_eager_steps_compute" 2>&1 | tail -15 | tee "$OUT/tests_cuda.txt"
 
 step "issue #15: the step three ways (autograd, fused, fused + compiled), TF32 and bf16, with a profile"
-fits 150 && timeout "$(left)" $PY bench/bench_step.py --device cuda --tf32 --data-dir "$DATA" --cells 100 --epochs 10 \
-  --profile-steps 20 2>&1 | grep -v '^USDT' | tee "$OUT/step.md"
+fits 180 && timeout "$(left)" $PY bench/bench_step.py --device cuda --tf32 --data-dir "$DATA" --cells 100 --epochs 10 \
+  --seeds 3 --profile-steps 20 2>&1 | grep -v '^USDT' | tee "$OUT/step.md"
 
-step "issue #15: bf16 against TF32 on the full grid (speed, fit, accuracy over 3 seeds)"
-fits 90 && timeout "$(left)" $PY bench/bench_precision.py --device cuda --tf32 --data-dir "$DATA" --cells 100 --repeats 2 \
-  --fit-epochs 10 --seeds 3 --epochs 10 2>&1 | grep -v '^USDT' | tee "$OUT/precision.md"
+step "issue #15: fit in fp32 and bf16, eager and with CUDA graphs (the grid's accuracy is bench_step's)"
+fits 60 && timeout "$(left)" $PY bench/bench_precision.py --device cuda --tf32 --data-dir "$DATA" --cells 100 --repeats 2 \
+  --fit-epochs 10 --seeds 0 2>&1 | grep -v '^USDT' | tee "$OUT/precision.md"
 
 step "issue #15: process start-up to the first step (fresh processes)"
 fits 50 && timeout "$(left)" $PY bench/bench_first_step.py --device cuda --tf32 --data-dir "$DATA" --repeats 3 2>&1 | tee "$OUT/first_step.md"
