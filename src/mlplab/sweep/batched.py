@@ -564,7 +564,9 @@ def train_group(
     None for mse). A trial whose ``n_inputs`` is below the data's column count trains as fit on
     the first ``n_inputs`` columns would. Two differences: dropout masks follow the scheme of the
     module docstring, and a model whose training loss turns non-finite is frozen at that step
-    (fit runs out the epoch); either way it stops after that epoch with status ``"diverged"``.
+    (fit runs out the epoch; the capturable fused step, ``fused=True`` on CUDA, stops its learning
+    there, its weights turning non-finite where its forward overflowed); either way it stops after
+    that epoch with status ``"diverged"``.
 
     Parameters
     ----------

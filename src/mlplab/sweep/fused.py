@@ -1,4 +1,4 @@
-"""A batched ReLU MLP's SGD step by hand: backward and update fused, for the CPU.
+"""A batched ReLU MLP's SGD step by hand: backward and update fused (the CPU's step; opt-in on CUDA).
 
 On a CPU a batched step's matrix products are compute-bound and fast, and what else the step does
 is bound by memory traffic: every pass over a (K, B, H) activation or a (K, n_in, n_out) weight
@@ -39,9 +39,12 @@ folded into the product there. Tested against the autograd step under autocast i
 graph and reading a loss back would wait for the GPU): the step reads no value back to the host.
 It updates ``alive &= isfinite(losses)`` on the device and takes every model's step, a dead
 model's with its output gradient set to zero (``torch.where``, since ``0 * nan`` is nan) and no
-weight decay: its parameters stay as they were while its forward pass stays finite (``W - A^T 0 =
-W``), and turn non-finite when its activations overflow (``A^T 0`` is nan where ``A`` is inf),
-as ``fit``'s do when it runs out a diverged epoch. Its history is the autograd step's either way.
+weight decay: it stops learning at the step its loss turned non-finite, as with the autograd
+step, and its history up to that epoch is the autograd step's. Its parameters stay as they were
+while its forward pass stays finite (``W - A^T 0 = W``) but turn non-finite where its activations
+overflow (``A^T 0`` is nan where ``A`` is inf), as ``fit``'s do when it runs out a diverged epoch;
+so the test metrics of the epoch it diverged in may differ from the autograd step's (both are
+those of a diverged model). Masking its activations instead would cost a pass over each of them.
 
 **Compiled** (``compiled=True``): the elementwise work around the products, dropout with ReLU
 (``where(U >= p_k, relu(Z) s_k, 0)`` from the (B, H) uniforms, so no (K, B, H) gate is written),
@@ -55,6 +58,7 @@ step (a CPU) it gains little.
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Sequence
 
 import torch
@@ -105,17 +109,28 @@ LOSS_GRADS: dict[str, Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]]
 
 
 def relu_dropout(Z: Tensor, U: Tensor, p: Tensor, s: Tensor) -> Tensor:
-    """``A = 1[U >= p_k] relu(Z) s_k``: (K, B, H) from ``Z`` (K, B, H), uniforms ``U`` (B, H), ``p``, ``s`` (K, 1, 1).
+    """``A = relu(Z) * (1[U >= p_k] s_k)``: (K, B, H) from ``Z`` (K, B, H), uniforms ``U`` (B, H), ``p``, ``s`` (K, 1, 1).
 
-    The compiled form of ``relu(Z) * gate``: the same numbers (a kept unit's ``relu(Z) s_k`` is the
-    same product) in one pass, without writing the gate.
+    The compiled form of ``relu(Z) * gate``: the same products (a dropped unit's is ``relu(Z) * 0``,
+    nan where ``Z`` is inf or nan, as the eager gate gives) in one pass, without writing the gate.
     """
-    return torch.where(U >= p, Z.clamp_min(0.0) * s, 0.0).to(Z.dtype)
+    return (Z.clamp_min(0.0) * torch.where(U >= p, s, 0.0)).to(Z.dtype)
 
 
 def relu_dropout_backward(dA: Tensor, A: Tensor, s: Tensor) -> Tensor:
     """``dZ = dA s_k 1[A > 0]`` for ``A = relu(Z) * gate`` (``A > 0`` exactly where ``Z > 0`` and the unit was kept)."""
     return torch.ops.aten.threshold_backward(dA, A, 0.0).mul_(s)
+
+
+def _build_failures() -> tuple[type[BaseException], ...]:
+    """torch's exception types for a backend that failed to build kernels (where this torch has them)."""
+    found = []
+    for module, name in (("torch._dynamo.exc", "BackendCompilerFailed"), ("torch._inductor.exc", "InductorError")):
+        try:
+            found.append(getattr(importlib.import_module(module), name))
+        except (ImportError, AttributeError):  # renamed or moved in another torch version
+            continue
+    return tuple(found)
 
 
 @functools.cache
@@ -127,14 +142,13 @@ def compiled_kernel(f: Callable) -> Callable:
     a :class:`~mlplab.errors.ConfigError` at the first call that says so, not the compiler's trace.
     """
     compiled = torch.compile(f)
+    failures = _build_failures()
 
     @functools.wraps(f)
     def call(*args):
         try:
             return compiled(*args)
-        except Exception as error:  # torch's InductorError, BackendCompilerFailed: their types move between versions
-            if not type(error).__module__.startswith(("torch._inductor", "torch._dynamo")):
-                raise
+        except failures as error:  # the backend could not build kernels: not a bug in the traced code
             reason = str(error).strip().splitlines()[0]
             raise ConfigError(
                 "compiled",
