@@ -47,7 +47,7 @@ so the test metrics of the epoch it diverged in may differ from the autograd ste
 those of a diverged model). Masking its activations instead would cost a pass over each of them.
 
 **Compiled** (``compiled=True``): the elementwise work around the products, dropout with ReLU
-(``where(U >= p_k, relu(Z) s_k, 0)`` from the (B, H) uniforms, so no (K, B, H) gate is written),
+(``relu(Z) * where(U >= p_k, s_k, 0)`` from the (B, H) uniforms, no (K, B, H) gate written),
 its backward and the loss with its gradient, as ``torch.compile``'d kernels: one pass over each
 activation instead of four. The products stay cuBLAS / oneDNN calls with the update fused in.
 Compiling needs a C++ compiler on a CPU and Triton on CUDA, and costs seconds once per shape
