@@ -37,8 +37,7 @@ from collections import defaultdict
 import torch
 from bench_limit import first_layer_shapes
 from bench_precision import sync, trials_of
-from bench_sweep import _Profiled, sub_grid
-from machine import cpu_name
+from bench_sweep import _Profiled, machine, sub_grid
 
 from mlplab.data import fashion_mnist_data
 from mlplab.stats import mean_ci, paired
@@ -115,12 +114,6 @@ def profile_step(data, cells: int, steps: int, device: str, precision: str, how:
     return {"gemm": gemm, "other": other, "kernels": kernels / steps, "top": [(t / steps / 1e3, n) for t, n in top]}
 
 
-def machine(device: str) -> str:
-    if device.startswith("cuda"):
-        return f"{torch.cuda.get_device_name()}; torch {torch.__version__}"
-    return f"{cpu_name()}, {torch.get_num_threads()} threads; torch {torch.__version__}"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", default=os.environ.get("MLPLAB_FASHION_MNIST"))
@@ -144,7 +137,9 @@ def main() -> None:
         print(
             f"## The sweep's step three ways: {cells} cells x {args.epochs} epochs as one group, {args.seeds} seed(s)\n"
         )
-        print(f"machine: {machine(args.device)}; device {args.device}{', TF32' if args.tf32 else ''}\n")
+        print(
+            f"machine: {machine(args.device)}; torch {torch.__version__}; device {args.device}{', TF32' if args.tf32 else ''}\n"
+        )
         print("| precision | step | 1st run s | fastest run s | start-up s | per model-epoch | mean test acc | "
               "cells inside fp32's CI | minus fp32, paired by seed |")  # fmt: skip
         print("|---|---|---|---|---|---|---|---|---|")

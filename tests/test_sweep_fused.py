@@ -44,12 +44,12 @@ def fused_calls(monkeypatch) -> list[bool]:
     return calls
 
 
-def train_both(trials, data):
-    """``train_group`` with the fused step and with the autograd step: (results, weights) of each."""
+def train_pair(trials, data, device, **fused):
+    """``train_group`` with ``fused=True, **fused`` and with the autograd step on ``device``: (results, weights) each."""
     out = []
-    for fused in (True, False):
-        model = BatchedMLP.from_trials(trials)
-        out.append((train_group(trials, data, model=model, fused=fused), model))
+    for how in ({"fused": True, **fused}, {"fused": False}):
+        model = BatchedMLP.from_trials(trials, device)
+        out.append((train_group(trials, data, device, model=model, **how), model))
     return out
 
 
@@ -85,7 +85,7 @@ def assert_same_histories(results_a, results_b) -> None:
 def test_fused_steps_train_like_the_autograd_step(data, base, fused_calls):
     spec = SweepSpec(base={"epochs": 3, "batch_size": 32, **base}, grid={"lr": (0.05, 0.2, 0.5)}, seeds=(1,))
     trials = spec.trials(10, 4)
-    fused, autograd = train_both(trials, data)
+    fused, autograd = train_pair(trials, data, "cpu")
     assert fused_calls and all(fused_calls)  # every step of the fused run was taken by the fused step
     assert_same(fused, autograd)
 
@@ -100,7 +100,7 @@ def test_regression_groups_take_fused_steps_with_the_mean_squared_error(fused_ca
         grid={"lr": (0.01, 0.05)},
     )
     trials = spec.trials(6, 2)
-    fused, autograd = train_both(trials, data)
+    fused, autograd = train_pair(trials, data, "cpu")
     assert fused_calls and all(fused_calls)
     assert_same(fused, autograd)
 
@@ -110,7 +110,7 @@ def test_a_diverging_model_hands_its_step_back_and_is_frozen_like_the_autograd_s
         base={"hidden": (16,), "epochs": 2, "batch_size": 32, "init": "normal:1"}, grid={"lr": (0.05, 1e4)}
     )
     trials = spec.trials(10, 4)
-    fused, autograd = train_both(trials, data)
+    fused, autograd = train_pair(trials, data, "cpu")
     assert [r.history.status for r in fused[0]][1] == "diverged"
     assert False in fused_calls  # the step whose loss was not finite went to the autograd step
     assert_same(fused, autograd)
@@ -203,15 +203,6 @@ def compiled_calls(monkeypatch) -> dict[str, int]:
 def regression(data: Data) -> Data:
     """The same features with a linear function of them as the target."""
     return Data(*(Split(s.X, s.X @ torch.linspace(-1, 1, s.X.shape[1])) for s in (data.train, data.test)))
-
-
-def train_pair(trials, data, device, **fused):
-    """``train_group`` with ``fused=True, **fused`` and with the autograd step on ``device``: (results, weights) each."""
-    out = []
-    for how in ({"fused": True, **fused}, {"fused": False}):
-        model = BatchedMLP.from_trials(trials, device)
-        out.append((train_group(trials, data, device, model=model, **how), model))
-    return out
 
 
 def assert_close_bf16(a, b) -> None:

@@ -300,6 +300,7 @@ class DropoutStreams:
         self.p = p.to(device=device, dtype=torch.float32)  # (K, L)
         self.scale = 1.0 / (1.0 - self.p)  # (K, L)
         self.scales = [self.scale[:, layer].view(-1, 1, 1) for layer in range(p.shape[1])]  # (K, 1, 1) each
+        self.thresholds = [self.p[:, layer].view(-1, 1, 1) for layer in range(p.shape[1])]  # (K, 1, 1) each
         self.generators = [  # a stream only for layers that some model drops
             torch.Generator(device=device).manual_seed(dropout_seed(seed, layer))
             if bool((p[:, layer] > 0).any())
@@ -335,7 +336,7 @@ class DropoutStreams:
             if U is None:
                 out.append(None)
                 continue
-            p = self.p[:, layer].view(-1, 1, 1)  # (K, 1, 1)
+            p = self.thresholds[layer]  # (K, 1, 1)
             K, (B, H) = p.shape[0], U.shape
             # 1[U >= p] straight into a float tensor, then scaled in place: on a CPU a third of
             # the time of (U >= p) * scale, whose boolean intermediate is slow to write and read
@@ -492,12 +493,11 @@ class _Step:
         self.params = model.parameters()
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
         self.graphed = graphed
-        self.on_cpu = alive.device.type == "cpu"
         # the hand-fused SGD step (mlplab.sweep.fused) where it applies (ReLU nets, SGD without
-        # L1), by default on a CPU only; where the host cannot read the losses for free it is
-        # the capturable step, which keeps `alive` itself
+        # L1), by default on a CPU only (measured faster there); where the host cannot read the
+        # losses for free it is the capturable step, which keeps `alive` itself
         self.capturable = not host_reads_are_free(alive.device)
-        wanted = self.on_cpu if fused is None else fused
+        wanted = alive.device.type == "cpu" if fused is None else fused
         self.fused = (
             FusedReluSGD(model, optimizer, loss, precision, alive if self.capturable else None, compiled)
             if wanted and fused_supports(model, optimizer, loss)

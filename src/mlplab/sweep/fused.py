@@ -229,7 +229,7 @@ class FusedReluSGD:
                 if U is None:
                     Z = Z.clamp_min_(0.0)
                 elif self.compiled:
-                    Z = self.relu_dropout(Z, U, streams.p[:, layer].view(-1, 1, 1), streams.scales[layer])
+                    Z = self.relu_dropout(Z, U, streams.thresholds[layer], streams.scales[layer])
                 else:
                     Z = Z.clamp_min_(0.0).mul_(gates[layer])
                 A = Z
