@@ -202,6 +202,26 @@ def test_resume_takes_the_runs_settings_from_its_config_json(fake_fashion_mnist,
     assert refused.exit_code == 2 and "model.hidden: stored [12, 6], given [12]" in refused.output
 
 
+def test_a_run_resumes_on_another_device_and_says_so(fake_fashion_mnist, tmp_path):
+    out = tmp_path / "run"
+    folder = ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--batch-size", "64"]
+    assert runner.invoke(app, [*folder, "--epochs", "1"]).exit_code == 0
+    # as if the run had trained on a GPU: its config.json and its checkpoint say cuda
+    config = json.loads((out / "config.json").read_text())
+    (out / "config.json").write_text(json.dumps({**config, "train": {**config["train"], "device": "cuda"}}))
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    state["config"]["device"] = "cuda"
+    torch.save(state, out / "checkpoint.pt")
+    if not torch.cuda.is_available():  # its own device, taken from config.json, is not here: say what to do
+        refused = runner.invoke(app, [*folder, "--resume", "--epochs", "2"])
+        assert refused.exit_code == 2 and "CUDA is not available on this machine; use --device cpu" in refused.output
+    result = runner.invoke(app, [*folder, "--resume", "--epochs", "2", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "resuming on cpu: the run's earlier epochs trained on cuda" in result.output
+    assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["train"] == {**config["train"], "epochs": 2}
+
+
 def test_train_takes_the_recipe_flags_and_a_cosine_run_resumes_only_to_its_own_epochs(fake_fashion_mnist, tmp_path):
     out = tmp_path / "run"
     folder = ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out)]

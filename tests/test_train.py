@@ -98,6 +98,29 @@ def test_resume_refuses_a_changed_config(tmp_path, gen):
         fit(net, data, TrainConfig(epochs=2, batch_size=32, lr=0.2), checkpoint=tmp_path / "c.pt", resume=True)
 
 
+def moved_checkpoint(path, device: str) -> None:
+    """Rewrite a CPU run's checkpoint as if it had been trained on ``device`` (what a GPU run's says)."""
+    state = torch.load(path, weights_only=True)
+    state["config"]["device"] = device
+    torch.save(state, path)
+
+
+def test_a_run_trained_on_another_device_resumes_here_and_goes_on(tmp_path):
+    data = blobs(torch.Generator().manual_seed(0))
+    model_cfg = ModelConfig(hidden=(16,), n_inputs=20, n_outputs=4, dropout=0.2)
+    cfg = TrainConfig(epochs=3, batch_size=32, optimizer="adam", lr=1e-3, seed=2)
+    full = fit(build_mlp(model_cfg, torch.Generator().manual_seed(1)), data, cfg)
+    fit(build_mlp(model_cfg, torch.Generator().manual_seed(1)), data, dataclasses.replace(cfg, epochs=2),
+        checkpoint=tmp_path / "c.pt")  # fmt: skip
+    moved_checkpoint(tmp_path / "c.pt", "cuda")  # trained on a GPU, say; continued on this CPU
+    history = fit(build_mlp(model_cfg, torch.Generator().manual_seed(7)), data, cfg, checkpoint=tmp_path / "c.pt",
+                  resume=True)  # fmt: skip
+    strip = lambda h: [dataclasses.replace(r, seconds=0.0) for r in h.records]
+    # the state moved over whole (weights, Adam's moments, batch order, RNG): here it is the same run
+    assert strip(history) == strip(full)
+    assert torch.load(tmp_path / "c.pt", weights_only=True)["config"]["device"] == "cpu"
+
+
 def test_evaluation_runs_in_eval_mode_and_restores_the_mode(gen):
     data = blobs(gen)
     net = build_mlp(ModelConfig(hidden=(64,), n_inputs=20, n_outputs=4, dropout=0.5), gen)

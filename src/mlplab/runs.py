@@ -21,7 +21,15 @@ from pathlib import Path
 from mlplab.atomic import remove_stale, write_text
 from mlplab.errors import MlplabError
 from mlplab.lock import folder_lock
-from mlplab.train import RUN_LOCK, Callback, History, TrainConfig, check_resumed_epochs, load_checkpoint
+from mlplab.train import (
+    RESUME_MAY_CHANGE,
+    RUN_LOCK,
+    Callback,
+    History,
+    TrainConfig,
+    check_resumed_epochs,
+    load_checkpoint,
+)
 
 HISTORY_FIELDS = ("epoch", "train_loss", "train_acc", "test_loss", "test_acc", "seconds")
 
@@ -122,7 +130,7 @@ class RunDir:
         return config
 
     def check_resume(self, config: dict, train_config: TrainConfig) -> None:
-        """Refuse to resume with settings other than the stored run's (``epochs`` may grow).
+        """Refuse to resume with settings other than the stored run's (``epochs`` may grow, ``device`` change).
 
         Checked before anything is written, so a refused resume leaves the folder as it was.
         """
@@ -131,7 +139,7 @@ class RunDir:
         if stored is not None:
             # a field TrainConfig gained later (precision) is at its default in a run stored before
             stored = {**stored, "train": {**dataclasses.asdict(TrainConfig()), **stored.get("train", {})}}
-            diffs = differences(stored, config, exempt=("train.epochs",))
+            diffs = differences(stored, config, exempt=tuple(f"train.{name}" for name in RESUME_MAY_CHANGE))
             if diffs:
                 raise MlplabError(
                     f"cannot resume the run in {self.path}: {'; '.join(diffs)}. Fix: use the run's "

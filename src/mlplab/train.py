@@ -630,7 +630,10 @@ def fit(
         Written atomically after every epoch (model, optimizer, RNG states, history).
     resume : bool
         Continue from ``checkpoint`` if it exists. Its config must equal ``config`` except for
-        ``epochs`` (which may grow). The result equals an uninterrupted run's, bit for bit on CPU.
+        ``epochs`` (which may grow) and ``device`` (:data:`RESUME_MAY_CHANGE`): a run started on a
+        CPU continues on a GPU and back, its weights, optimizer state and batch order moved over.
+        The result equals an uninterrupted run's, bit for bit on a CPU; a run moved to another
+        device goes on from the same state with that device's rounding and dropout draws.
     sample_weight : Tensor of shape (n_train,), optional
         Loss weight of each training example: a mini-batch's loss is ``(1/B) sum_i w_i l_i``
         (d2l 4.9.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
@@ -748,6 +751,8 @@ def fit(
 
 CHECKPOINT_VERSION = 1
 _DEFAULTS = dataclasses.asdict(TrainConfig())
+# what a resumed run may change: train longer (a constant schedule), or on another device
+RESUME_MAY_CHANGE = ("epochs", "device")
 INITIAL_LOSS_ROWS = 8192  # the initial weights' loss is measured on this many training rows (milliseconds)
 RUN_LOCK = "run.lock"  # the lock file of a run folder (see mlplab.lock)
 
@@ -781,7 +786,7 @@ def _restore(
     # a field that an older checkpoint lacks (l1) was trained at its default
     stored = {**_DEFAULTS, **dict(state["config"])}
     current = dataclasses.asdict(config)
-    changed = [k for k in current if k != "epochs" and stored.get(k) != current[k]]
+    changed = [k for k in current if k not in RESUME_MAY_CHANGE and stored.get(k) != current[k]]
     if changed:
         diffs = ", ".join(f"{k}: {stored.get(k)!r} -> {current[k]!r}" for k in changed)
         raise MlplabError(

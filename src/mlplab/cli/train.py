@@ -103,7 +103,7 @@ def train(
     resume: bool = typer.Option(
         False,
         help="Continue the run stored in --out from its last finished epoch, with its settings "
-        "from config.json (give --epochs to train longer).",
+        "from config.json (give --epochs to train longer, --device to continue on another device).",
     ),
     data_dir: Optional[Path] = typer.Option(
         None, help="Folder with the Fashion-MNIST IDX files (default: search, then download)."
@@ -216,6 +216,9 @@ def train(
     with RunDir(out).open(resume) as run:  # locked before any work: a second train on --out is refused at once
         if resume:
             run.check_resume(config, train_cfg)
+            before = (stored or {}).get("train", {}).get("device")
+            if before not in (None, train_cfg.device):
+                console.print(f"resuming on {train_cfg.device}: the run's earlier epochs trained on {before}")
         if impl == "scratch":
             saved = net.saved_bytes_per_sample()
             console.print(
