@@ -16,9 +16,10 @@
 #    3-seed interval; a per-step profile of products against the rest; the first layer as one GEMM);
 # 4. issue #15: bench_precision.py (the grid's group in TF32 and bf16, fit eager and with
 #    fit(cuda_graphs=True)); process start-up to the first step
-#    (bench_first_step.py); `mlplab train` 10 epochs;
+#    (bench_first_step.py); `mlplab train` 10 epochs (fp32, bf16, --cuda-graphs);
 # 5. bench_sweep.py on CUDA (issue #4: the full grid against the book-style loop, FP32 and TF32,
-#    with a profile), the issue's CLI command end to end, then the whole test suite.
+#    with a profile), the issue's CLI command end to end (default step, then --fused --compiled),
+#    then the whole test suite.
 # Each step's output goes to OUT_DIR (default bench/gpu-out); a failing step does not stop the
 # rest (its exit status is written after its output: 124 when it ran out of the budget), and a
 # step that would not finish inside GPU_SH_BUDGET is skipped (said in the output).
@@ -57,18 +58,19 @@ run() {
     echo "--- exit status $rc$( (( rc == 124 )) && echo ': stopped at GPU_SH_BUDGET')" | tee -a "$file"
   fi
 }
-cuda_train() {  # PRECISION: mlplab train --epochs 10 on CUDA, its wall time, its epochs' own seconds
+cuda_train() {  # PRECISION [FLAGS]: mlplab train --epochs 10 on CUDA, its wall time, its epochs' own seconds
+  local what="$*"
   rm -rf /tmp/mlplab-gpu-train
-  /usr/bin/time -f "$1: wall %e s" $PY -m mlplab train --device cuda --epochs 10 --precision "$1" \
+  /usr/bin/time -f "$what: wall %e s" $PY -m mlplab train --device cuda --epochs 10 --precision "$1" "${@:2}" \
     --data-dir "$DATA" --out /tmp/mlplab-gpu-train 2>&1 | tail -2
   $PY -c "import json; h = json.load(open('/tmp/mlplab-gpu-train/history.json')); \
-print('$1: its 10 epochs', round(sum(r['seconds'] for r in h), 2), 's; final test accuracy', h[-1]['test_acc'])"
+print('$what: its 10 epochs', round(sum(r['seconds'] for r in h), 2), 's; final test accuracy', h[-1]['test_acc'])"
 }
-cli_sweep() {  # the issue's command end to end, then its table's head
+cli_sweep() {  # [FLAGS]: the issue's command end to end, then its table's head
   rm -rf /tmp/mlplab-gpu-sweep
-  /usr/bin/time -f "wall %e s" $PY -m mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 --batch-size 256 \
-    --optimizer sgd --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 --seeds 3 \
-    --device cuda --tf32 --data-dir "$DATA" --out /tmp/mlplab-gpu-sweep 2>&1 | tail -4
+  /usr/bin/time -f "${*:-default step}: wall %e s" $PY -m mlplab sweep run --hidden 256,256 --epochs 10 --lr 0.5 \
+    --batch-size 256 --optimizer sgd --init normal:0.01 --grid dropout1=0:0.9:0.1 --grid dropout2=0:0.9:0.1 \
+    --seeds 3 --device cuda --tf32 "$@" --data-dir "$DATA" --out /tmp/mlplab-gpu-sweep 2>&1 | tail -4
   $PY -m mlplab sweep show /tmp/mlplab-gpu-sweep --sort final_test_acc 2>&1 | head -8
 }
 export -f cuda_train cli_sweep
@@ -100,6 +102,7 @@ run 20 first_step.md $PY bench/bench_first_step.py --device cuda --precision bf1
 step "issue #15: mlplab train --epochs 10 on CUDA (the chapter MLP), fp32 and bf16"
 run 25 train.txt bash -c 'cuda_train fp32'
 run 25 train.txt bash -c 'cuda_train bf16'
+run 25 train.txt bash -c 'cuda_train fp32 --cuda-graphs'
 
 step "sweep vs book loop, FP32"
 run 60 sweep_fp32.md $PY bench/bench_sweep.py --device cuda --data-dir "$DATA" --full-grid --book-cells 3 --fit-cells 2
@@ -110,6 +113,7 @@ run 40 sweep_tf32.md $PY bench/bench_sweep.py --device cuda --data-dir "$DATA" -
 
 step "the issue's command: 100 cells x 3 seeds x 10 epochs, CLI end to end (TF32)"
 run 40 cli.txt bash -c cli_sweep
+run 40 cli.txt bash -c 'cli_sweep --fused --compiled'
 
 step "whole test suite on this machine"
 MLPLAB_DATA=$(dirname "$DATA") run 60 tests_all.txt $PY -m pytest -q -x -p no:cacheprovider tests

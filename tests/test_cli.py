@@ -348,3 +348,25 @@ def test_train_precision_bf16_trains_in_bfloat16_and_bad_precisions_are_refused(
         app, train_args(fake_fashion_mnist, tmp_path / "s", "--impl", "scratch", "--precision", "bf16")
     )
     assert scratch.exit_code == 2 and "bf16" in scratch.output and "concise" in scratch.output
+
+
+@pytest.mark.parametrize(
+    ("flags", "message"),
+    [
+        ([], "CUDA graphs need a CUDA device, not cpu"),
+        (["--impl", "scratch"], "the scratch MLP's steps are not captured"),
+        (
+            ["--optimizer", "adam", "--lr", "0.01"],
+            "a captured step bakes in its learning rate: use sgd without momentum",
+        ),
+    ],
+)
+def test_train_cuda_graphs_refuses_what_a_graph_cannot_replay_before_any_work(
+    fake_fashion_mnist, tmp_path, flags, message
+):
+    out = tmp_path / "run"
+    result = runner.invoke(
+        app, ["train", "--data-dir", str(fake_fashion_mnist), "--out", str(out), "--cuda-graphs", *flags]
+    )
+    assert result.exit_code == 2 and f"--cuda-graphs = True is invalid: {message}" in result.output, result.output
+    assert not out.exists()

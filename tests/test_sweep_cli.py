@@ -167,6 +167,10 @@ def test_random_search_from_flags(tmp_path):
         (["run", "--data", "synthetic", "--device", "cuda:99"], "device"),
         (["run", "--data", "synthetic", "--hidden", "8,x"], "--hidden"),
         (["run", "--data", "synthetic", "--tf32"], "tf32"),
+        (
+            ["run", "--data", "synthetic", "--compiled", "--no-fused"],
+            "--compiled = True is invalid: the compiled kernels",
+        ),
     ],
 )
 def test_bad_input_is_a_clean_error(tmp_path, args, message):
@@ -361,3 +365,21 @@ def test_a_generated_fixed_flag_reaches_the_stored_configs(tmp_path):
     assert (results["decay_biases"] == False).all()  # noqa: E712
     assert (results["weight_decay"] == 0.01).all() and (results["activation"] == "tanh").all()
     assert (results["hidden"] == "8").all()
+
+
+def test_run_takes_the_step_its_flags_ask_for(tmp_path, monkeypatch):
+    """--no-fused trains by autograd where the CPU would take the fused step; --compiled compiles its kernels."""
+    from mlplab.sweep import fused
+
+    taken, compiled = [], []
+    original_call, original_kernel = fused.FusedReluSGD.__call__, fused.compiled_kernel
+    monkeypatch.setattr(fused.FusedReluSGD, "__call__", lambda self, *a: taken.append(1) or original_call(self, *a))
+    monkeypatch.setattr(fused, "compiled_kernel", lambda f: compiled.append(f.__name__) or original_kernel(f))
+    flags = ["sweep", "run", *GRID_FLAGS[:-2], "--seeds", "1"]
+    assert runner.invoke(app, [*flags, "--no-fused", "--out", str(tmp_path / "a")]).exit_code == 0
+    assert not taken and not compiled
+    result = runner.invoke(app, [*flags, "--compiled", "--out", str(tmp_path / "c")])
+    assert result.exit_code == 0, result.output
+    assert taken and "relu_dropout" in compiled
+    autograd, by_hand = (load_results(tmp_path / name).sort_values("key") for name in "ac")
+    assert by_hand["final_test_acc"].tolist() == pytest.approx(autograd["final_test_acc"].tolist(), abs=1e-5)

@@ -291,17 +291,17 @@ def test_the_compiled_dropout_kernels_compute_what_the_eager_gate_computes():
         torch.testing.assert_close(form(dA, A, streams.scales[0]), dA * gate * (A > 0), rtol=0, atol=0)
 
 
-def test_a_machine_that_cannot_build_compiled_kernels_gets_an_error_that_says_so(monkeypatch):
+def test_a_machine_that_cannot_build_compiled_kernels_gets_an_error_that_says_so():
     import torch._inductor.config as inductor_config
-
-    monkeypatch.setattr(inductor_config.cpp, "cxx", (None, "/nonexistent/g++"))
-    monkeypatch.setattr(inductor_config, "fx_graph_cache", False)  # no kernel built earlier may stand in
 
     def triple_plus_one(x):  # compiled nowhere else
         return x * 3 + 1
 
-    with pytest.raises(ConfigError, match=r"compiled = True .*C\+\+ compiler.*compiled=False"):
-        fused_module.compiled_kernel(triple_plus_one)(torch.randn(4))
+    # torch's own patch, which puts the settings back (monkeypatch's undo deletes a config entry
+    # it set, and every later compile in the process then fails); no kernel built earlier may stand in
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++"), "fx_graph_cache": False}):
+        with pytest.raises(ConfigError, match=r"compiled = True .*C\+\+ compiler.*compiled=False"):
+            fused_module.compiled_kernel(triple_plus_one)(torch.randn(4))
 
 
 def test_a_bug_in_compiled_code_is_not_reported_as_a_missing_compiler():
@@ -311,3 +311,24 @@ def test_a_bug_in_compiled_code_is_not_reported_as_a_missing_compiler():
     with pytest.raises(Exception) as raised:
         fused_module.compiled_kernel(adds_mismatched_shapes)(torch.randn(4))
     assert not isinstance(raised.value, ConfigError)
+
+
+def test_compiled_asks_for_the_fused_step_on_any_device(data, device, fused_calls, compiled_calls, tmp_path):
+    """On CUDA the default step is autograd: compiled=True must bring the fused step with it, through run_sweep too."""
+    from mlplab.sweep import run_sweep
+
+    base, _ = CASES["dropout, one scale folded and one not"]
+    trials = case_trials(base, "fp32")
+    train_group(trials, data, device, compiled=True)
+    assert fused_calls and all(fused_calls) and compiled_calls.get("relu_dropout")
+    with pytest.raises(ConfigError, match="compiled kernels are the fused step's"):
+        train_group(trials, data, device, fused=False, compiled=True)
+    spec = SweepSpec(base={"epochs": 1, "batch_size": 32, **base}, grid={"lr": (0.05, 0.2)})
+    fused_calls.clear()
+    run_sweep(spec, data, tmp_path / "autograd", device=device, fused=False)
+    assert not fused_calls
+    run_sweep(spec, data, tmp_path / "compiled", device=device, compiled=True)
+    assert fused_calls
+    with pytest.raises(ConfigError, match="compiled kernels are the fused step's"):
+        run_sweep(spec, data, tmp_path / "refused", device=device, fused=False, compiled=True)
+    assert not (tmp_path / "refused").exists()  # refused before any work

@@ -441,21 +441,23 @@ def _train_step(
     return autograd_step
 
 
-def _check_graphable(model, optimizer, config: TrainConfig, device: torch.device, sample_weight) -> None:
-    """What :class:`_GraphedStep` can replay, or a ConfigError naming what it cannot."""
+def check_graphable(
+    model, optimizer, config: TrainConfig, device: torch.device, sample_weight=None, field: str = "cuda_graphs"
+) -> None:
+    """What :class:`_GraphedStep` can replay, or a ConfigError on ``field`` naming what it cannot."""
     if trains_by_hand(model):
-        raise ConfigError("cuda_graphs", True, "the scratch MLP's steps are not captured: use the concise model")
+        raise ConfigError(field, True, "the scratch MLP's steps are not captured: use the concise model")
     if not _is_plain_sgd(optimizer) or config.schedule != "constant":
         raise ConfigError(
-            "cuda_graphs",
+            field,
             True,
             f"a captured step bakes in its learning rate: use sgd without momentum and a constant schedule "
             f"(not {config.optimizer}, momentum {config.momentum}, schedule {config.schedule})",
         )
     if sample_weight is not None:
-        raise ConfigError("cuda_graphs", True, "steps with sample weights are not captured: drop one or the other")
+        raise ConfigError(field, True, "steps with sample weights are not captured: drop one or the other")
     if device.type != "cuda":
-        raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")
+        raise ConfigError(field, True, f"CUDA graphs need a CUDA device, not {device}")
 
 
 class GraphReplay:
@@ -677,7 +679,7 @@ def fit(
     l1_params = penalized(trainable(model), config.decay_biases) if config.l1 else []
     step = _train_step(model, optimizer, config.loss, config.l1, l1_params, config.precision, device)
     if cuda_graphs:
-        _check_graphable(model, optimizer, config, device, sample_weight)
+        check_graphable(model, optimizer, config, device, sample_weight)
         step = _GraphedStep(step, config.batch_size)
     weights = None
     if sample_weight is not None:

@@ -205,6 +205,19 @@ def run(
         help="CUDA only: replay each training step from a CUDA graph (same results, "
         "fewer launches); --no-cuda-graphs launches kernels one by one.",
     ),
+    fused: Optional[bool] = typer.Option(
+        None,
+        "--fused/--no-fused",
+        help="How ReLU groups trained by SGD without L1 take a step: by hand, the update inside the matrix "
+        "products (--fused; the default on a CPU, where it is faster), or by autograd (--no-fused; the default "
+        "on CUDA). The same results up to float rounding.",
+    ),
+    compiled: bool = typer.Option(
+        False,
+        "--compiled",
+        help="The fused step's elementwise work (dropout, ReLU, the loss) as torch.compile'd kernels: implies "
+        "--fused; needs a C++ compiler on a CPU, Triton on CUDA; seconds of compiling at the start.",
+    ),
     data: str = typer.Option(
         "fashion-mnist",
         help="Data set: fashion-mnist; synthetic (small Gaussian blobs, for tests and demos); poly (d2l 4.4's "
@@ -277,6 +290,10 @@ def run(
         task_device = resolve_device(device).type
     if tf32 and task_device != "cuda":
         raise ConfigError("--tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
+    if compiled and fused is False:
+        raise ConfigError(
+            "--compiled", True, "the compiled kernels are the fused step's: drop --no-fused, or --compiled"
+        )
     if max_models is not None:
         check_int("--max-models", max_models, 1, MAX_TRIALS)
     base = {h.name: _fixed_value(h, fixed[h.name]) for h in HYPERPARAMETERS}
@@ -322,6 +339,8 @@ def run(
                 callbacks=[display] if on_ray else [display, watch],
                 tf32=tf32,
                 cuda_graphs=None if cuda_graphs else False,
+                fused=fused,
+                compiled=compiled,
                 backend=backend,
                 address=address,
                 cpus_per_task=cpus_per_task,

@@ -96,6 +96,12 @@ def train(
         help="fp32, or bf16: matrix products in bfloat16 (torch.autocast), weights in float32; several "
         "times faster where the CPU has AVX-512 BF16 or on a GPU's tensor cores (--impl concise). [default: fp32]",
     ),
+    cuda_graphs: bool = typer.Option(
+        False,
+        "--cuda-graphs",
+        help="CUDA only: replay each full-batch step from a CUDA graph (one launch instead of dozens; the same "
+        "numbers). For the concise model trained by sgd without momentum on a constant schedule.",
+    ),
     out: Optional[str] = typer.Option(
         None,
         help="Folder for config.json, history.json/.csv, curves.png, checkpoint.pt [default: runs/train-DATE-TIME].",
@@ -127,7 +133,7 @@ def train(
     from mlplab.resources import check_fits, mlp_training_bytes
     from mlplab.runs import RunDir
     from mlplab.scratch import MLP
-    from mlplab.train import TrainConfig, fit, make_optimizer, resolve_device
+    from mlplab.train import TrainConfig, check_graphable, fit, make_optimizer, resolve_device
 
     given = dict(
         hidden=hidden,
@@ -212,7 +218,9 @@ def train(
         net = MLP(model_cfg.sizes, model_cfg.activation, model_cfg.dropout_per_layer, model_cfg.init, generator)
     else:
         net = build_mlp(model_cfg, generator)
-    make_optimizer(net, train_cfg)  # rejects what this implementation cannot train (scratch + adam)
+    optimizer = make_optimizer(net, train_cfg)  # rejects what this implementation cannot train (scratch + adam)
+    if cuda_graphs:  # what a captured step cannot replay, before any work
+        check_graphable(net, optimizer, train_cfg, resolve_device(train_cfg.device), field="--cuda-graphs")
     with RunDir(out).open(resume) as run:  # locked before any work: a second train on --out is refused at once
         if resume:
             run.check_resume(config, train_cfg)
@@ -234,7 +242,13 @@ def train(
             watch = DoctorCallback(net, *rows, on_finding=lambda f: display.progress.console.print(
                 f"[yellow]doctor[/]: {f}", soft_wrap=True))  # fmt: skip
             history = fit(
-                net, data, train_cfg, callbacks=[display, run.writer(), watch], checkpoint=run.checkpoint, resume=resume
+                net,
+                data,
+                train_cfg,
+                callbacks=[display, run.writer(), watch],
+                checkpoint=run.checkpoint,
+                resume=resume,
+                cuda_graphs=cuda_graphs,
             )
         run.finish(history, title=f"MLP {'-'.join(map(str, model_cfg.sizes))}", findings=findings + watch.findings)
     final = history.final

@@ -453,6 +453,14 @@ def eval_rows_for(model: BatchedMLP, budget_bytes: int | None = None) -> int:
     return max(256, budget_bytes // (4 * model.n_models * widest))
 
 
+def check_step_options(fused: bool | None, compiled: bool) -> None:
+    """Refuse ``compiled=True`` with ``fused=False``: the compiled kernels are the fused step's."""
+    if compiled and fused is False:
+        raise ConfigError(
+            "compiled", True, "the compiled kernels are the fused step's: leave fused at None or True, or drop compiled"
+        )
+
+
 def host_reads_are_free(device: torch.device) -> bool:
     """Whether reading a value of ``device`` back to the host costs nothing (a CPU) or waits for the device."""
     return device.type == "cpu"
@@ -497,7 +505,7 @@ class _Step:
         # L1), by default on a CPU only (measured faster there); where the host cannot read the
         # losses for free it is the capturable step, which keeps `alive` itself
         self.capturable = not host_reads_are_free(alive.device)
-        wanted = alive.device.type == "cpu" if fused is None else fused
+        wanted = (alive.device.type == "cpu" or compiled) if fused is None else fused
         self.fused = (
             FusedReluSGD(model, optimizer, loss, precision, alive if self.capturable else None, compiled)
             if wanted and fused_supports(model, optimizer, loss)
@@ -585,17 +593,20 @@ def train_group(
     fused : bool, optional
         Take the steps of ReLU groups trained by SGD without L1 with the hand-fused step of
         :mod:`mlplab.sweep.fused` (the same numbers up to float rounding, fewer passes over
-        memory): by default on a CPU, where it is measured faster; ``True`` on any device (on
-        CUDA its capturable form, which a CUDA graph replays); ``False`` always uses the
-        autograd step.
+        memory): by default on a CPU, where it is measured faster, and wherever ``compiled`` is
+        asked for; ``True`` on any device (on CUDA its capturable form, which a CUDA graph
+        replays); ``False`` always uses the autograd step.
     compiled : bool
         The fused step's elementwise work as ``torch.compile``'d kernels (a C++ compiler on a
-        CPU, Triton on CUDA; seconds of compiling once per shape); only where the fused step runs.
+        CPU, Triton on CUDA; seconds of compiling once per shape). It is the fused step's, so it
+        asks for that step (``fused=False`` with it is a ConfigError); groups the fused step does
+        not cover (tanh, Adam, L1) still train by autograd.
 
     Returns
     -------
     list of TrialResult, in the order of ``trials``
     """
+    check_step_options(fused, compiled)
     first = trials[0]
     if any(group_key(t) != group_key(first) for t in trials):
         raise ConfigError(

@@ -55,7 +55,7 @@ from typing import TYPE_CHECKING, Any
 from mlplab.atomic import remove_stale
 from mlplab.data import Data
 from mlplab.errors import ConfigError, MlplabError, check_int, check_real
-from mlplab.sweep.batched import GroupCallback, TrialResult
+from mlplab.sweep.batched import GroupCallback, TrialResult, check_step_options
 from mlplab.sweep.planner import Group, plan
 from mlplab.sweep.runner import (
     SweepCallback,
@@ -259,7 +259,7 @@ def _train_task(
     device: str,
     threads: int,
     tf32: bool,
-    cuda_graphs: bool | None,
+    step: dict[str, Any],
     fault: str | None,
 ) -> tuple[list[TrialResult], str]:
     """On a worker: train one group; its results and the device they trained on."""
@@ -273,7 +273,7 @@ def _train_task(
     resolved = resolve_device(device)
     callbacks = [_Fault(fault, index)] if fault else []
     with tf32_matmuls(tf32, resolved):
-        results = train_group(trials, data, resolved, callbacks, cuda_graphs=cuda_graphs)
+        results = train_group(trials, data, resolved, callbacks, **step)  # cuda_graphs, fused, compiled
     return results, str(resolved)
 
 
@@ -301,6 +301,8 @@ def run_sweep_on_ray(
     callbacks: Sequence[GroupCallback] = (),
     tf32: bool = False,
     cuda_graphs: bool | None = None,
+    fused: bool | None = None,
+    compiled: bool = False,
     address: str | None = None,
     cpus_per_task: int | None = None,
     gpus_per_task: float | None = None,
@@ -320,6 +322,8 @@ def run_sweep_on_ray(
         raise ConfigError("tf32", True, "TF32 exists on NVIDIA GPUs only; use it with device='cuda' (GPUs per task)")
     if cuda_graphs and task_device != "cuda":
         raise ConfigError("cuda_graphs", True, "CUDA graphs need CUDA tasks: device='cuda' (GPUs per task)")
+    check_step_options(fused, compiled)
+    step = {"cuda_graphs": cuda_graphs, "fused": fused, "compiled": compiled}  # train_group's, in each task
     if max_models is not None:
         check_int("max_models", max_models, 1)
     trials = sweep_trials(spec, data.train.X.shape[1], data.n_outputs)
@@ -355,7 +359,7 @@ def run_sweep_on_ray(
                 trainer = ray.remote(_train_task).options(**task_options(cpus, gpus))
                 data_ref = ray.put(data.to("cpu"))  # once, for every task
                 trained, failures = _drive(
-                    ray, trainer, todo, data_ref, store, callbacks, task_device, cpus, tf32, cuda_graphs, faults
+                    ray, trainer, todo, data_ref, store, callbacks, task_device, cpus, tf32, step, faults
                 )
             store.finish_run(run_id, trained)
     report = SweepReport(out, len(trials), skipped, trained, len(todo) - len(failures), k, time.perf_counter() - t0)
@@ -429,13 +433,12 @@ def _drive(
     device: str,
     threads: int,
     tf32: bool,
-    cuda_graphs: bool | None,
+    step: dict[str, Any],
     faults: dict[int, str],
 ) -> tuple[int, list[GroupFailure]]:
     """Submit one task per group, store each as it finishes: (results stored, failed groups)."""
     pending = {
-        trainer.remote(g.index, g.trials, data_ref, device, threads, tf32, cuda_graphs, faults.get(g.index)): g
-        for g in todo
+        trainer.remote(g.index, g.trials, data_ref, device, threads, tf32, step, faults.get(g.index)): g for g in todo
     }
     trained, failures = 0, []
     try:

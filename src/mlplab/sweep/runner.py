@@ -17,7 +17,7 @@ from mlplab.atomic import OutputError, remove_stale
 from mlplab.data import Data, Split, fashion_mnist_data
 from mlplab.data.synthetic import classification_blobs, high_dim_linear, polynomial
 from mlplab.errors import ConfigError, check_choice
-from mlplab.sweep.batched import GroupCallback, TrialResult, train_group
+from mlplab.sweep.batched import GroupCallback, TrialResult, check_step_options, train_group
 from mlplab.sweep.planner import Group, check_memory, default_max_models, plan
 from mlplab.sweep.spec import SweepSpec, Trial
 from mlplab.sweep.store import SweepStore, store_error, writer_lock
@@ -186,6 +186,8 @@ def run_sweep(
     callbacks: Sequence[GroupCallback] = (),
     tf32: bool = False,
     cuda_graphs: bool | None = None,
+    fused: bool | None = None,
+    compiled: bool = False,
     progress: bool = False,
     backend: str = "local",
     address: str | None = None,
@@ -231,6 +233,12 @@ def run_sweep(
     cuda_graphs : bool, optional
         CUDA only: replay each training step from a CUDA graph (default on CUDA; see
         ``mlplab.sweep.batched.train_group``). Same results, fewer kernel launches.
+    fused, compiled : bool
+        How ReLU groups trained by SGD without L1 take their steps, as in ``train_group``: the
+        hand-fused step (default on a CPU; ``fused=True`` on CUDA too), its elementwise work
+        ``torch.compile``'d (``compiled=True``, which asks for the fused step). The same results
+        up to float rounding; not part of a trial's key, so a rerun with another step reuses
+        what is stored (as with ``device``).
     progress : bool
         Show the bars and a line per finished group while training (terminal or Jupyter), as
         ``mlplab sweep run`` does; off by default. With Ray: the groups bar and the lines.
@@ -266,6 +274,7 @@ def run_sweep(
         listing the groups whose task failed (the others are stored; a rerun retrains those).
     """
     check_choice("backend", backend, BACKENDS)
+    check_step_options(fused, compiled)
     if backend == "local":
         for name, value in (("address", address), ("cpus_per_task", cpus_per_task), ("gpus_per_task", gpus_per_task)):
             if value is not None:
@@ -283,6 +292,8 @@ def run_sweep(
                 callbacks=[*callbacks, display],
                 tf32=tf32,
                 cuda_graphs=cuda_graphs,
+                fused=fused,
+                compiled=compiled,
                 backend=backend,
                 address=address,
                 cpus_per_task=cpus_per_task,
@@ -300,11 +311,14 @@ def run_sweep(
             callbacks=callbacks,
             tf32=tf32,
             cuda_graphs=cuda_graphs,
+            fused=fused,
+            compiled=compiled,
             address=address,
             cpus_per_task=cpus_per_task,
             gpus_per_task=gpus_per_task,
         )
     t0 = time.perf_counter()
+    step = {"cuda_graphs": cuda_graphs, "fused": fused, "compiled": compiled}  # train_group's
     out = sweep_folder(out)
     resolved = resolve_device(device)
     trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_outputs, resolved, max_models)
@@ -322,7 +336,7 @@ def run_sweep(
         trained = 0
         data = data.to(resolved)
         for group in todo:
-            results = train_group(group.trials, data, resolved, callbacks, cuda_graphs=cuda_graphs)
+            results = train_group(group.trials, data, resolved, callbacks, **step)
             store.add_group(results, group.index, str(resolved))
             trained += len(results)
             for cb in callbacks:
