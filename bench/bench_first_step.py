@@ -28,7 +28,7 @@ from mlplab.sweep.batched import GroupCallback
 from mlplab.sweep.runner import tf32_matmuls
 from mlplab.train import Callback, TrainConfig, fit
 from mlplab.models import ModelConfig, build_mlp
-from bench_sweep import GRID, grid_spec
+from grid import GRID, grid_spec  # not bench_sweep: its pandas and scipy would add a second
 import dataclasses
 
 what, device, data_dir, tf32, precision = sys.argv[1:6]

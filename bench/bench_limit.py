@@ -39,7 +39,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from bench_sweep import book_style, grid_spec, sub_grid
+from bench_sweep import book_style
+from grid import grid_spec, sub_grid
 from machine import cpu_name
 
 from mlplab.data import fashion_mnist, fashion_mnist_data

@@ -2,7 +2,7 @@
 
 1. **Speed**, side by side in one process and alternated, so that a change of load hits both:
    the dropout grid's cells (784-256-256-10, ReLU, dropout p1/p2, SGD lr 0.5, batch 256,
-   normal(0, 0.01), Fashion-MNIST; ``bench_sweep.sub_grid``) trained by ``train_group`` as one
+   normal(0, 0.01), Fashion-MNIST; ``grid.sub_grid``) trained by ``train_group`` as one
    group, seconds per model-epoch (training and the test evaluation), in fp32 (on a CPU the
    fused step, the default), fp32 with the autograd step, and bf16 (autograd under autocast);
    then ``fit`` of the chapter's MLP (784-256-10, SGD lr 0.1, batch 256) in both.
@@ -29,7 +29,7 @@ import os
 import time
 
 import torch
-from bench_sweep import grid_spec, sub_grid
+from grid import grid_spec, sub_grid
 from machine import cpu_name
 
 from mlplab.data import fashion_mnist_data

@@ -7,7 +7,7 @@
    one at a time: ``(ray seconds - local seconds) / tasks`` is the cost of a task) and on one sized
    to the machine (tasks in parallel), workers warmed by an untimed run; and the round trip of a
    task that does nothing, one after another.
-3. The 10 x 10 dropout grid of d2l 4.6 (``bench_sweep.grid_spec``: 784-256-256-10, SGD lr 0.5,
+3. The 10 x 10 dropout grid of d2l 4.6 (``grid.grid_spec``: 784-256-256-10, SGD lr 0.5,
    batch 256, normal(0, 0.01), 100 models) for 1 epoch on Fashion-MNIST, local (1 torch thread and
    all CPUs' worth) and on Ray with ``cpus_per_task`` 1 (tasks in parallel, one thread each) and
    ``cpus_per_task`` = all CPUs (one task at a time, all threads), each into a fresh folder, so
@@ -32,7 +32,7 @@ from contextlib import redirect_stdout
 
 import ray
 import torch
-from bench_sweep import GRID, grid_spec
+from grid import GRID, grid_spec
 from machine import cpu_name
 
 from mlplab.data import fashion_mnist_data

@@ -1,7 +1,7 @@
 """The sweep's training step three ways, and where each spends its time (issue #15).
 
 The dropout grid's cells (784-256-256-10, ReLU, dropout p1/p2, SGD lr 0.5, batch 256,
-normal(0, 0.01), Fashion-MNIST; ``bench_sweep.sub_grid``) trained by ``train_group`` as one group,
+normal(0, 0.01), Fashion-MNIST; ``grid.sub_grid``) trained by ``train_group`` as one group,
 ``--epochs`` epochs, with each form of the step:
 
 - **autograd**: forward, ``torch.autograd.grad``, the batched optimizer (CUDA's default today);
@@ -37,7 +37,8 @@ from collections import defaultdict
 import torch
 from bench_limit import first_layer_shapes
 from bench_precision import sync, trials_of
-from bench_sweep import _Profiled, machine, sub_grid
+from bench_sweep import _Profiled, machine
+from grid import sub_grid
 
 from mlplab.data import fashion_mnist_data
 from mlplab.stats import mean_ci, paired

@@ -38,6 +38,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from booklike import book_mlp, train_book_style
+from grid import GRID, grid_spec, sub_grid
 from machine import cpu_name
 
 from mlplab.data import fashion_mnist, fashion_mnist_data
@@ -46,8 +47,6 @@ from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, load_results, ru
 from mlplab.sweep.batched import GroupCallback, per_model_cross_entropy
 from mlplab.sweep.optim import BatchedSGD
 from mlplab.train import TrainConfig, fit
-
-GRID = [(round(0.1 * i, 1), round(0.1 * j, 1)) for i in range(10) for j in range(10)]  # (p1, p2)
 
 
 def book_style(raw, p1: float, p2: float, epochs: int, device: str, seed: int = 0) -> tuple[float, float]:
@@ -63,21 +62,6 @@ def fit_one(data, p1: float, p2: float, epochs: int, device: str, seed: int = 0)
     t0 = time.perf_counter()
     history = fit(net, data, TrainConfig(epochs=epochs, lr=0.5, batch_size=256, seed=seed, device=device))
     return time.perf_counter() - t0, history.final.test_acc
-
-
-def grid_spec(cells, epochs: int) -> SweepSpec:
-    """The study log's dropout-grid cells ``(p1, p2)`` as a sweep (the rows and columns they span)."""
-    return SweepSpec(
-        base={
-            "hidden": (256, 256),
-            "epochs": epochs,
-            "lr": 0.5,
-            "batch_size": 256,
-            "optimizer": "sgd",
-            "init": "normal:0.01",
-        },
-        grid={"dropout1": sorted({c[0] for c in cells}), "dropout2": sorted({c[1] for c in cells})},
-    )
 
 
 def sweep_cells(
@@ -199,12 +183,6 @@ def machine(device: str) -> str:
     if device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(device))
     return f"{cpu_name()}, {torch.get_num_threads()} torch threads"
-
-
-def sub_grid(n: int) -> list[tuple[float, float]]:
-    """About ``n`` cells of the 10x10 grid: whole rows (p2 takes all 10 values), rows spread over p1."""
-    rows = np.linspace(0, 9, min(10, max(1, n // 10))).round().astype(int)
-    return [c for c in GRID if round(c[0] * 10) in set(rows.tolist())]
 
 
 LOG_LINE = re.compile(r"^dropout1: ([0-9.]+), dropout2: ([0-9.]+), accuracy: ([0-9.]+)$")
