@@ -19,7 +19,7 @@ from mlplab.errors import ConfigError
 from mlplab.models import build_mlp
 from mlplab.sweep import BatchedMLP, DropoutStreams, SweepSpec, dropout_seed, synthetic_data, train_group
 from mlplab.sweep.optim import BETAS, EPS, BatchedAdam, BatchedSGD
-from mlplab.train import EpochRecord, History, evaluate, fit, outcome
+from mlplab.train import INITIAL_LOSS_ROWS, EpochRecord, History, evaluate, fit, outcome
 
 ATOL = 1e-5
 FIELDS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -127,7 +127,8 @@ def sequential_reference(trial, data: Data, device: str = "cpu") -> History:
     cfg = trial.train
     opt = torch.optim.SGD(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     order = torch.Generator().manual_seed(cfg.seed)
-    history = History(initial_loss=evaluate(net, Split(data.train.X[:8192], data.train.y[:8192]))[0])
+    head = Split(data.train.X[:INITIAL_LOSS_ROWS], data.train.y[:INITIAL_LOSS_ROWS])
+    history = History(initial_loss=evaluate(net, head)[0])
     for epoch in range(1, cfg.epochs + 1):
         net.train()
         total, correct = 0.0, 0
