@@ -4,7 +4,7 @@
 #   bash bench/gpu.sh [FASHION_MNIST_DIR] [OUT_DIR]        # GPU_SH_BUDGET=540 seconds by default
 #
 # Set GPU_SH_BUDGET to the call's own limit less about 30 s when the lease has less time left than
-# 600 s. FASHION_MNIST_DIR defaults to the first of shared/data/fashion-mnist, ../shared/data/...,
+# 600 s, and GPU_SH_FROM=N to start at run N (what a first call skipped, which it names). FASHION_MNIST_DIR defaults to the first of shared/data/fashion-mnist, ../shared/data/...,
 # .data/fashion-mnist (an ignored folder a device call can carry) that holds the IDX files.
 #
 # In order of what a device lease must not miss:
@@ -47,11 +47,16 @@ fits() {
 }
 left() { echo $(( BUDGET - SECONDS > 10 ? BUDGET - SECONDS : 10 )); }  # seconds a step may still take
 # run EST FILE CMD...: CMD within the time left, its output shown and appended to OUT/FILE as it
-# comes (nothing is lost if the whole call is cut), then its exit status if it failed
+# comes (nothing is lost if the whole call is cut), then its exit status if it failed. Runs are
+# numbered in order; GPU_SH_FROM=N starts at run N (a second call picks up what the first skipped)
+RUN_INDEX=0
 run() {
   local est=$1 file=$OUT/$2 rc
   shift 2
-  fits "$est" || return 0
+  RUN_INDEX=$((RUN_INDEX + 1))
+  if (( RUN_INDEX < ${GPU_SH_FROM:-1} )); then echo "--- run $RUN_INDEX: skipped (GPU_SH_FROM=$GPU_SH_FROM)"; return 0; fi
+  echo "--- run $RUN_INDEX: $*"
+  fits "$est" || { echo "--- to run it and the rest: GPU_SH_FROM=$RUN_INDEX bash bench/gpu.sh"; return 0; }
   timeout "$(left)" "$@" 2>&1 | grep --line-buffered -v '^USDT' | tee -a "$file"
   rc=${PIPESTATUS[0]}
   if (( rc != 0 )); then
