@@ -1,6 +1,7 @@
 """Training at the hardware's limit on a CPU: mlplab's time against the matrix products it does.
 
-Issue #15's CPU targets, measured side by side in one process on the same threads:
+Issue #15's CPU targets, measured side by side on the same threads (1. and 2. in this process,
+3. in fresh processes alternated with fresh processes of its GEMM work):
 
 1. **The dropout grid** (784-256-256-10, ReLU, dropout p1/p2, SGD lr 0.5, batch 256,
    normal(0, 0.01), Fashion-MNIST): the 20-cell sub-grid of ``bench_sweep.py`` trained by
@@ -242,25 +243,27 @@ def bench_fit(data, epochs: int, repeats: int) -> dict:
     return {"fit": min(fit_s), "gemm": min(gemm_s), "acc": history.final.test_acc}
 
 
-def bench_cli(data_dir: str | None, epochs: int, repeats: int) -> dict:
+def bench_cli(data_dir: str | None, epochs: int, repeats: int, threads: int | None = None) -> dict:
     """Section 3: ``mlplab train`` in fresh processes, alternated with fresh processes of its GEMM work.
 
     Each pair runs one after the other, so both see the same host; a process's GEMM work is timed
     as in :func:`bench_fit` (after one warm-up epoch). Returns the fastest of each: the wall
     seconds and the epochs' own seconds of ``mlplab train``, and the GEMM work's seconds.
+    ``threads`` reaches both through ``OMP_NUM_THREADS`` (torch's thread count at start-up).
     """
     walls, trains, gemms = [], [], []
     data_flags = ["--data-dir", data_dir] if data_dir else []
+    env = {**os.environ, "COLUMNS": "120", **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
     for _ in range(repeats):
         with tempfile.TemporaryDirectory() as out:
             cmd = [sys.executable, "-m", "mlplab", "train", "--epochs", str(epochs), "--out", out, *data_flags]
             t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env={**os.environ, "COLUMNS": "120"})
+            subprocess.run(cmd, check=True, capture_output=True, env=env)
             walls.append(time.perf_counter() - t0)
             records = json.loads((Path(out) / "history.json").read_text())  # one object per epoch
             trains.append(sum(r["seconds"] for r in records))
         gemm = [sys.executable, __file__, "--fit-gemm-seconds", str(epochs), *data_flags]
-        gemms.append(float(subprocess.run(gemm, check=True, capture_output=True, text=True).stdout))
+        gemms.append(float(subprocess.run(gemm, check=True, capture_output=True, text=True, env=env).stdout))
     return {"wall": min(walls), "epochs": min(trains), "gemm": min(gemms)}
 
 
@@ -304,7 +307,7 @@ def main() -> None:
     # model's allocations in the same process measured up to 10% slower
     if args.fit_epochs:
         f = bench_fit(data, args.fit_epochs, args.repeats)
-        c = bench_cli(args.data_dir, args.fit_epochs, args.repeats)
+        c = bench_cli(args.data_dir, args.fit_epochs, args.repeats, args.threads)
         print(f"### The chapter's MLP (784-256-10, SGD lr 0.1, batch 256), {args.fit_epochs} epochs\n")
         print(f"In this process, alternated, fastest of {args.repeats}:\n")
         print("| | seconds | vs GEMM work | target |")

@@ -217,7 +217,7 @@ def test_a_run_resumes_on_another_device_and_says_so(fake_fashion_mnist, tmp_pat
         assert refused.exit_code == 2 and "CUDA is not available on this machine; use --device cpu" in refused.output
     result = runner.invoke(app, [*folder, "--resume", "--epochs", "2", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "resuming on cpu: the run's earlier epochs trained on cuda" in result.output
+    assert "resuming on cpu: the run was last started on cuda" in result.output
     assert [r["epoch"] for r in json.loads((out / "history.json").read_text())] == [1, 2]
     assert json.loads((out / "config.json").read_text())["train"] == {**config["train"], "epochs": 2}
 

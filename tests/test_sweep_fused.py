@@ -332,3 +332,45 @@ def test_compiled_asks_for_the_fused_step_on_any_device(data, device, fused_call
     with pytest.raises(ConfigError, match="compiled kernels are the fused step's"):
         run_sweep(spec, data, tmp_path / "refused", device=device, fused=False, compiled=True)
     assert not (tmp_path / "refused").exists()  # refused before any work
+
+
+@pytest.mark.parametrize(
+    ("device_type", "fused", "compiled", "wanted"),
+    [
+        ("cpu", None, False, True),  # measured faster there
+        ("cuda", None, False, False),  # autograd until a GPU has measured the fused step
+        ("cuda", None, True, True),  # the compiled kernels are the fused step's
+        ("mps", None, True, True),
+        ("cpu", False, False, False),
+        ("cuda", True, False, True),
+    ],
+)
+def test_which_step_a_group_wants(device_type, fused, compiled, wanted):
+    assert batched.wants_fused(device_type, fused, compiled) is wanted
+
+
+def test_a_machine_without_a_compiler_is_refused_before_any_work(data, tmp_path, monkeypatch):
+    """run_sweep, train_group and `mlplab sweep run --compiled` ask torch.compile first, not at the first step."""
+    import torch._inductor.config as inductor_config
+    from typer.testing import CliRunner
+
+    from mlplab.cli import app
+    from mlplab.sweep import run_sweep
+
+    def double_plus_one(x):  # a kernel no test has built: the broken compiler below must be asked
+        return x * 2 + 1
+
+    monkeypatch.setattr(fused_module, "_probe", double_plus_one)
+    spec = SweepSpec(base={"hidden": (8,), "epochs": 1, "batch_size": 32})
+    flags = ["sweep", "run", "--data", "synthetic", "--hidden", "8", "--epochs", "1", "--compiled"]
+    with inductor_config.patch({"cpp.cxx": (None, "/nonexistent/g++"), "fx_graph_cache": False}):
+        with pytest.raises(ConfigError, match=r"compiled = True .*could not build kernels.*compiled=False"):
+            run_sweep(spec, data, tmp_path / "api", compiled=True)
+        with pytest.raises(ConfigError, match="could not build kernels"):
+            train_group(spec.trials(10, 4), data, compiled=True)
+        result = CliRunner().invoke(app, [*flags, "--out", str(tmp_path / "cli")])
+    assert (
+        result.exit_code == 2 and "--compiled = True is invalid" in result.output and "drop --compiled" in result.output
+    )
+    assert "raised:" not in result.output  # torch's reason, not the line that introduces it
+    assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()

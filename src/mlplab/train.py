@@ -635,7 +635,8 @@ def fit(
         ``epochs`` (which may grow) and ``device`` (:data:`RESUME_MAY_CHANGE`): a run started on a
         CPU continues on a GPU and back, its weights, optimizer state and batch order moved over.
         The result equals an uninterrupted run's, bit for bit on a CPU; a run moved to another
-        device goes on from the same state with that device's rounding and dropout draws.
+        kind of device goes on with that device's rounding, and its dropout masks come from a
+        stream seeded by ``(seed, epochs done)`` (:func:`moved_seed`).
     sample_weight : Tensor of shape (n_train,), optional
         Loss weight of each training example: a mini-batch's loss is ``(1/B) sum_i w_i l_i``
         (d2l 4.9.3; :func:`mlplab.shift.fit_weighted` rescales them to mean 1). Needs an autograd
@@ -818,10 +819,19 @@ def _restore(
             "output folder."
         ) from None
     order.set_state(state["order_rng"].cpu())
-    torch.set_rng_state(state["cpu_rng"].cpu())
-    for d, s in zip(rng_devices, state["cuda_rng"]):
-        torch.cuda.set_rng_state(s.cpu(), d)
+    if str(stored.get("device", "cpu")).split(":")[0] == device.type:
+        torch.set_rng_state(state["cpu_rng"].cpu())
+        for d, s in zip(rng_devices, state["cuda_rng"]):
+            torch.cuda.set_rng_state(s.cpu(), d)
+    else:  # moved to another kind of device: its dropout stream was never drawn from, so it is
+        # seeded afresh from (seed, epochs done), not left at the seed (a repeat of epoch 1's draws)
+        torch.manual_seed(moved_seed(config.seed, len(history.records)))
     return history
+
+
+def moved_seed(seed: int, epochs_done: int) -> int:
+    """The global RNG seed of a run resumed on another kind of device after ``epochs_done`` epochs."""
+    return (seed * 1_000_003 + epochs_done) % 2**63
 
 
 def check_resumed_epochs(config: TrainConfig, stored_epochs: object, where: str | os.PathLike[str]) -> None:

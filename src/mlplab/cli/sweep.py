@@ -210,7 +210,7 @@ def run(
         "--fused/--no-fused",
         help="How ReLU groups trained by SGD without L1 take a step: by hand, the update inside the matrix "
         "products (--fused; the default on a CPU, where it is faster), or by autograd (--no-fused; the default "
-        "on CUDA). The same results up to float rounding.",
+        "elsewhere). The same results up to float rounding.",
     ),
     compiled: bool = typer.Option(
         False,
@@ -273,6 +273,10 @@ def run(
     check_choice("--data", data, DATA_SETS)
     check_choice("--backend", backend, BACKENDS)
     check_device(device, "--device")
+    if compiled and fused is False:
+        raise ConfigError(
+            "--compiled", True, "the compiled kernels are the fused step's: drop --no-fused, or --compiled"
+        )
     on_ray = backend == "ray"
     if on_ray:  # the tasks' device and resources; the workers, not this machine, must have them
         from mlplab.sweep.ray_backend import import_ray, task_resources
@@ -288,12 +292,12 @@ def run(
             if value is not None:
                 raise ConfigError(flag, value, "applies to --backend ray only: add --backend ray, or leave it out")
         task_device = resolve_device(device).type
+        if compiled:  # can this machine build the kernels? (Ray's workers are asked in their tasks)
+            from mlplab.sweep.fused import check_compiled_kernels
+
+            check_compiled_kernels(task_device, "--compiled")
     if tf32 and task_device != "cuda":
         raise ConfigError("--tf32", True, "TF32 exists on NVIDIA GPUs only; use it with --device cuda")
-    if compiled and fused is False:
-        raise ConfigError(
-            "--compiled", True, "the compiled kernels are the fused step's: drop --no-fused, or --compiled"
-        )
     if max_models is not None:
         check_int("--max-models", max_models, 1, MAX_TRIALS)
     base = {h.name: _fixed_value(h, fixed[h.name]) for h in HYPERPARAMETERS}

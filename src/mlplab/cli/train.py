@@ -226,7 +226,7 @@ def train(
             run.check_resume(config, train_cfg)
             before = (stored or {}).get("train", {}).get("device")
             if before not in (None, train_cfg.device):
-                console.print(f"resuming on {train_cfg.device}: the run's earlier epochs trained on {before}")
+                console.print(f"resuming on {train_cfg.device}: the run was last started on {before}")
         if impl == "scratch":
             saved = net.saved_bytes_per_sample()
             console.print(

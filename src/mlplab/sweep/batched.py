@@ -61,7 +61,7 @@ from torch import Tensor, nn
 from mlplab.data.batching import Data, Split, batches, num_batches
 from mlplab.errors import ConfigError
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.sweep.fused import FusedReluSGD
+from mlplab.sweep.fused import FusedReluSGD, check_compiled_kernels
 from mlplab.sweep.fused import supports as fused_supports
 from mlplab.sweep.optim import make_batched_optimizer
 from mlplab.sweep.planner import group_key
@@ -461,6 +461,16 @@ def check_step_options(fused: bool | None, compiled: bool) -> None:
         )
 
 
+def wants_fused(device_type: str, fused: bool | None, compiled: bool) -> bool:
+    """Whether ``train_group(fused=..., compiled=...)`` asks for the fused step on this kind of device.
+
+    ``fused`` decides when given; left at None, the fused step is wanted on a CPU (measured faster
+    there) and wherever ``compiled`` is asked for (its kernels are the fused step's), else not
+    (CUDA keeps the autograd step until a GPU has measured the fused one).
+    """
+    return fused if fused is not None else (device_type == "cpu" or compiled)
+
+
 def host_reads_are_free(device: torch.device) -> bool:
     """Whether reading a value of ``device`` back to the host costs nothing (a CPU) or waits for the device."""
     return device.type == "cpu"
@@ -502,13 +512,12 @@ class _Step:
         self.alive, self.loss_sum, self.correct = alive, loss_sum, correct
         self.graphed = graphed
         # the hand-fused SGD step (mlplab.sweep.fused) where it applies (ReLU nets, SGD without
-        # L1), by default on a CPU only (measured faster there); where the host cannot read the
-        # losses for free it is the capturable step, which keeps `alive` itself
+        # L1) and is wanted (wants_fused); where the host cannot read the losses for free it is
+        # the capturable step, which keeps `alive` itself
         self.capturable = not host_reads_are_free(alive.device)
-        wanted = (alive.device.type == "cpu" or compiled) if fused is None else fused
         self.fused = (
             FusedReluSGD(model, optimizer, loss, precision, alive if self.capturable else None, compiled)
-            if wanted and fused_supports(model, optimizer, loss)
+            if wants_fused(alive.device.type, fused, compiled) and fused_supports(model, optimizer, loss)
             else None
         )
         self.replay = GraphReplay()
@@ -622,6 +631,8 @@ def train_group(
             f"the data has {columns} input columns and a model reads its first n_inputs: use n_inputs <= {columns}",
         )
     device = resolve_device(str(device))
+    if compiled:  # a machine that cannot build the kernels is told so before any work
+        check_compiled_kernels(device)
     graphed = device.type == "cuda" if cuda_graphs is None else bool(cuda_graphs)
     if graphed and device.type != "cuda":
         raise ConfigError("cuda_graphs", True, f"CUDA graphs need a CUDA device, not {device}")

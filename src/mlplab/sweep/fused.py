@@ -134,13 +134,27 @@ def _build_failures() -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def _cannot_build(what: str, error: BaseException, field: str) -> ConfigError:
+    """The ConfigError for a backend that could not build ``what``, with torch's reason and the fix."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    reason = next((line for line in lines if not line.endswith("raised:")), type(error).__name__)[:200]
+    fix = "drop --compiled" if field.startswith("--") else "train with compiled=False"
+    return ConfigError(
+        field,
+        True,
+        f"torch.compile could not build {what} on this machine ({reason}); it needs a C++ compiler on a CPU "
+        f"(apt-get install g++) and Triton on CUDA, or {fix}",
+    )
+
+
 @functools.cache
 def compiled_kernel(f: Callable) -> Callable:
     """``torch.compile(f)``, made once per function for every group: compiled on its first call,
     again when a shape changes (then for dynamic shapes), and reused by later groups.
 
     A machine that cannot build the kernels (no C++ compiler for a CPU, no Triton for CUDA) gets
-    a :class:`~mlplab.errors.ConfigError` at the first call that says so, not the compiler's trace.
+    a :class:`~mlplab.errors.ConfigError` at the first call that says so, not the compiler's trace
+    (:func:`check_compiled_kernels` says it before any work).
     """
     compiled = torch.compile(f)
     failures = _build_failures()
@@ -150,15 +164,33 @@ def compiled_kernel(f: Callable) -> Callable:
         try:
             return compiled(*args)
         except failures as error:  # the backend could not build kernels: not a bug in the traced code
-            reason = str(error).strip().splitlines()[0]
-            raise ConfigError(
-                "compiled",
-                True,
-                f"torch.compile could not build {f.__name__} on this machine ({reason}); it needs a C++ "
-                "compiler on a CPU (apt-get install g++) and Triton on CUDA, or train with compiled=False",
-            ) from error
+            raise _cannot_build(f.__name__, error, "compiled") from error
 
     return call
+
+
+def _probe(x: Tensor) -> Tensor:
+    """The smallest kernel: whether this machine can build any (:func:`check_compiled_kernels`)."""
+    return x * 2 + 1
+
+
+@functools.cache
+def _probe_failure(device_type: str, probe: Callable) -> BaseException | None:
+    try:
+        torch.compile(probe)(torch.ones(4, device=device_type))
+    except _build_failures() as error:
+        return error
+    return None
+
+
+def check_compiled_kernels(device: torch.device | str, field: str = "compiled") -> None:
+    """Raise a ConfigError on ``field`` now, before any work, where ``torch.compile`` cannot build
+    kernels for ``device``: one tiny kernel is built and run, once per process and device type
+    (seconds the first time, most of it loading the compiler, which the step's own kernels need anyway).
+    """
+    error = _probe_failure(torch.device(device).type, _probe)
+    if error is not None:
+        raise _cannot_build("kernels", error, field) from error
 
 
 class FusedReluSGD:

@@ -18,6 +18,7 @@ from mlplab.data import Data, Split, fashion_mnist_data
 from mlplab.data.synthetic import classification_blobs, high_dim_linear, polynomial
 from mlplab.errors import ConfigError, check_choice
 from mlplab.sweep.batched import GroupCallback, TrialResult, check_step_options, train_group
+from mlplab.sweep.fused import check_compiled_kernels
 from mlplab.sweep.planner import Group, check_memory, default_max_models, plan
 from mlplab.sweep.spec import SweepSpec, Trial
 from mlplab.sweep.store import SweepStore, store_error, writer_lock
@@ -233,12 +234,15 @@ def run_sweep(
     cuda_graphs : bool, optional
         CUDA only: replay each training step from a CUDA graph (default on CUDA; see
         ``mlplab.sweep.batched.train_group``). Same results, fewer kernel launches.
-    fused, compiled : bool
+    fused : bool, optional
         How ReLU groups trained by SGD without L1 take their steps, as in ``train_group``: the
-        hand-fused step (default on a CPU; ``fused=True`` on CUDA too), its elementwise work
-        ``torch.compile``'d (``compiled=True``, which asks for the fused step). The same results
-        up to float rounding; not part of a trial's key, so a rerun with another step reuses
-        what is stored (as with ``device``).
+        hand-fused step (None: on a CPU, and wherever ``compiled``; True: on any device) or the
+        autograd step (False). The same results up to float rounding; not part of a trial's key,
+        so a rerun with another step reuses what is stored (as with ``device``).
+    compiled : bool
+        The fused step's elementwise work ``torch.compile``'d (it asks for the fused step). With
+        the local backend a machine that cannot build the kernels is refused before any work; a
+        Ray worker that cannot fails its groups' tasks.
     progress : bool
         Show the bars and a line per finished group while training (terminal or Jupyter), as
         ``mlplab sweep run`` does; off by default. With Ray: the groups bar and the lines.
@@ -319,8 +323,10 @@ def run_sweep(
         )
     t0 = time.perf_counter()
     step = {"cuda_graphs": cuda_graphs, "fused": fused, "compiled": compiled}  # train_group's
-    out = sweep_folder(out)
     resolved = resolve_device(device)
+    if compiled:  # before the folder or the store is touched
+        check_compiled_kernels(resolved)
+    out = sweep_folder(out)
     trials, k, groups = plan_sweep(spec, len(data.train.y), data.train.X.shape[1], data.n_outputs, resolved, max_models)
     check_trial_targets(trials, data)
     with tf32_matmuls(tf32, resolved), writer_lock(out), SweepStore(out) as store, _store_errors(store):
