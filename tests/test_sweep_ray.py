@@ -159,6 +159,17 @@ def test_ray_stores_what_the_local_backend_stores(tmp_path, data, local_rows, ra
 
 
 @needs_ray
+def test_ray_tasks_take_the_step_they_are_given(tmp_path, data, local_rows, ray_cluster):
+    """``fused=False`` reaches the workers: their results are the local autograd step's, to the bit,
+    and not the local default's (the fused step, which rounds differently)."""
+    run_sweep(SPEC, data, tmp_path / "local", max_models=2, fused=False)
+    run_sweep(SPEC, data, tmp_path / "ray", max_models=2, backend="ray", fused=False)
+    autograd = rows(tmp_path / "local")
+    assert rows(tmp_path / "ray") == autograd
+    assert autograd != local_rows
+
+
+@needs_ray
 def test_a_worker_killed_mid_task_is_retried_and_nothing_is_stored_twice(
     tmp_path, data, local_rows, ray_cluster, monkeypatch
 ):
