@@ -146,3 +146,87 @@ def sigkill_sweep_when_stored():
         return proc.returncode
 
     return run
+
+
+class _Tape:
+    """Every aten op of one step, run and recorded: a CUDA graph's capture, emulated on the CPU.
+
+    As in a graph, a replay re-runs only the tensor work, on the tensors the capture saw (an op's
+    new results copied into the tensors it returned then, which later ops and the caller read),
+    so whatever the step's Python decided while it was captured stays decided; a value read back
+    to the host while capturing raises, as on CUDA.
+    """
+
+    def __init__(self) -> None:
+        from torch.utils._python_dispatch import TorchDispatchMode
+
+        tape = self
+        self.ops: list[tuple] = []
+
+        class Recording(TorchDispatchMode):
+            def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                if func is torch.ops.aten._local_scalar_dense.default:
+                    raise AssertionError("the step read a value back to the host while it was being captured")
+                out = func(*args, **kwargs)
+                tape.ops.append((func, args, kwargs, out))
+                return out
+
+        self.recording = Recording
+
+    @torch.no_grad()
+    def replay(self) -> None:
+        from torch.utils._pytree import tree_leaves
+
+        for func, args, kwargs, out in self.ops:
+            new = func(*args, **kwargs)
+            for old, fresh in zip(tree_leaves(out), tree_leaves(new)):
+                if (
+                    isinstance(old, torch.Tensor)
+                    and old.untyped_storage().data_ptr() != fresh.untyped_storage().data_ptr()
+                ):
+                    old.copy_(fresh)
+
+
+class EmulatedGraphReplay:
+    """``mlplab.train.GraphReplay`` on the CPU: the warm-up steps run eagerly, the next full batch's
+    step runs once while it is recorded (:class:`_Tape`), every later one is a replay of the tape."""
+
+    WARMUP = 3
+    made: list[EmulatedGraphReplay] = []
+
+    def __init__(self) -> None:
+        self.tape: _Tape | None = None
+        self.outputs = None
+        self.warm = self.replays = 0
+        EmulatedGraphReplay.made.append(self)
+
+    def __call__(self, step, *static):
+        if self.tape is None and self.warm < self.WARMUP:
+            self.warm += 1
+            return step(*static)
+        if self.tape is None:
+            self.tape = _Tape()
+            with self.tape.recording():
+                self.outputs = step(*static)  # this batch's step, run once as it is recorded
+            return self.outputs
+        self.tape.replay()
+        self.replays += 1
+        return self.outputs
+
+
+@pytest.fixture
+def emulated_cuda_graphs(monkeypatch) -> list[EmulatedGraphReplay]:
+    """CUDA graphs emulated on the CPU for the sweep's group step and fit's step; the replays made.
+
+    Tests that the graphed paths (static buffers, the capturable step, what a capture freezes)
+    compute what eager steps compute, without a GPU; a real CUDA graph is checked on a device.
+    """
+    from mlplab import train
+    from mlplab.sweep import batched
+
+    EmulatedGraphReplay.made = []
+    monkeypatch.setattr(train, "GraphReplay", EmulatedGraphReplay)
+    monkeypatch.setattr(batched, "GraphReplay", EmulatedGraphReplay)
+    monkeypatch.setattr(batched, "host_reads_are_free", lambda device: False)  # as on CUDA
+    return EmulatedGraphReplay.made

@@ -374,3 +374,33 @@ def test_a_machine_without_a_compiler_is_refused_before_any_work(data, tmp_path,
     )
     assert "raised:" not in result.output  # torch's reason, not the line that introduces it
     assert not (tmp_path / "api").exists() and not (tmp_path / "cli").exists()
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["capturable fused step", "autograd step"])
+@pytest.mark.parametrize("case", ["dropout, one scale folded and one not", "bf16"])
+def test_a_graphed_group_computes_what_its_eager_steps_compute(data, case, fused, emulated_cuda_graphs, monkeypatch):
+    """The CUDA-graph path of ``_Step`` (static batch and uniforms, one capture, replays) on an
+    emulated graph (tests/conftest.py): to the bit what the same steps compute eagerly."""
+    base, precision = CASES[case]
+    trials = case_trials(base, precision)
+    initial = BatchedMLP.from_trials(trials, "cpu").parameters()
+
+    def trained(graphed: bool):
+        model = BatchedMLP.from_trials(trials, "cpu")
+        with monkeypatch.context() as m:
+            if graphed:  # what cuda_graphs=True does on CUDA; train_group refuses it on a CPU
+                init = batched._Step.__init__
+                m.setattr(batched._Step, "__init__", lambda self, *a, **k: (init(self, *a, **k), setattr(self, "graphed", True))[0])  # fmt: skip
+            results = train_group(trials, data, "cpu", model=model, fused=fused)
+        return results, model
+
+    (eager, eager_model), (graphed, graphed_model) = trained(False), trained(True)
+    replayed = emulated_cuda_graphs[-1]
+    assert replayed.tape is not None and replayed.replays == 3 * (300 // 32) - replayed.WARMUP - 1
+    for p0, pe, pg in zip(initial, eager_model.parameters(), graphed_model.parameters()):
+        assert not torch.equal(p0, pe)  # it trained
+        assert torch.equal(pe, pg)
+    for re, rg in zip(eager, graphed, strict=True):
+        assert [(r.train_loss, r.train_acc, r.test_loss, r.test_acc) for r in re.history.records] == [
+            (r.train_loss, r.train_acc, r.test_loss, r.test_acc) for r in rg.history.records
+        ]
