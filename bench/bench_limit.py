@@ -235,11 +235,7 @@ def bench_fit(data, epochs: int, repeats: int) -> dict:
     for _ in range(repeats):
         history = fit(chapter_mlp(), data, config)
         fit_s.append(sum(r.seconds for r in history.records))
-        gemm()  # warm-up
-        t0 = time.perf_counter()
-        for _ in range(epochs):
-            gemm()
-        gemm_s.append(time.perf_counter() - t0)
+        gemm_s.append(epochs_seconds(gemm, epochs))
     return {"fit": min(fit_s), "gemm": min(gemm_s), "acc": history.final.test_acc}
 
 
@@ -270,11 +266,15 @@ def bench_cli(data_dir: str | None, epochs: int, repeats: int, threads: int | No
 def fit_gemm_seconds(data_dir: str | None, epochs: int) -> float:
     """``--fit-gemm-seconds``: ``epochs`` of fit's GEMM work in this (fresh) process, after one warm-up."""
     data = fashion_mnist_data(data_dir, download=False)
-    gemm = fit_gemm_work(data.train.X, data.test.X, 8192)
-    gemm()
+    return epochs_seconds(fit_gemm_work(data.train.X, data.test.X, 8192), epochs)
+
+
+def epochs_seconds(epoch: Callable[[], None], epochs: int) -> float:
+    """Seconds for ``epochs`` calls of ``epoch`` after one warm-up call."""
+    epoch()
     t0 = time.perf_counter()
     for _ in range(epochs):
-        gemm()
+        epoch()
     return time.perf_counter() - t0
 
 

@@ -359,17 +359,22 @@ def test_plain_sgd_step_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_b
     assert all(p.grad is not None for p in ours.parameters())  # left as backward would leave them
 
 
-def test_fit_on_an_emulated_cuda_graph_computes_what_its_eager_steps_compute(emulated_cuda_graphs, monkeypatch):
-    """fit's CUDA-graph path (static batch, one capture, replays; dropout drawn inside the graph)
-    on a graph emulated on the CPU (tests/conftest.py): to the bit what eager steps compute."""
-    real = train.check_graphable
-    monkeypatch.setattr(train, "check_graphable", lambda m, o, c, d, w=None, field="cuda_graphs": real(m, o, c, torch.device("cuda"), w, field))  # fmt: skip
+def graph_case(device: str) -> tuple[Data, ModelConfig, TrainConfig]:
+    """fit's CUDA-graph tests: 400 rows in batches of 48 (8 full batches and one of 16), dropout."""
     gen = torch.Generator().manual_seed(5)
     X = torch.randn(500, 12, generator=gen)
     y = (X[:, :4].argmax(1) + (X[:, 4] > 1).long()) % 4
     data = Data(Split(X[:400], y[:400]), Split(X[400:], y[400:]))
     cfg = ModelConfig(hidden=(32, 16), dropout=0.3, n_inputs=12, n_outputs=4, init="he")
-    config = TrainConfig(epochs=3, batch_size=48, lr=0.2, weight_decay=1e-3)
+    return data, cfg, TrainConfig(epochs=3, batch_size=48, lr=0.2, weight_decay=1e-3, device=device)
+
+
+def test_fit_on_an_emulated_cuda_graph_computes_what_its_eager_steps_compute(emulated_cuda_graphs, monkeypatch):
+    """fit's CUDA-graph path (static batch, one capture, replays; dropout drawn inside the graph)
+    on a graph emulated on the CPU (tests/conftest.py): to the bit what eager steps compute."""
+    real = train.check_graphable
+    monkeypatch.setattr(train, "check_graphable", lambda m, o, c, d, w=None, field="cuda_graphs": real(m, o, c, torch.device("cuda"), w, field))  # fmt: skip
+    data, cfg, config = graph_case("cpu")
     nets = [build_mlp(cfg, torch.Generator().manual_seed(0)) for _ in range(2)]
     eager, graphed = (fit(n, data, config, cuda_graphs=g) for n, g in zip(nets, (False, True)))
     assert emulated_cuda_graphs[-1].replays == 3 * 8 - emulated_cuda_graphs[-1].WARMUP - 1  # 8 full batches an epoch
@@ -383,12 +388,7 @@ def test_cuda_graph_steps_of_fit_compute_what_eager_steps_compute(device):
     """On the CPU (CI) the clear errors; with MLPLAB_TEST_DEVICE=cuda the graphs themselves: 400
     rows in batches of 48 are 8 full batches (3 eager warm-ups, a capture, replays) and one of 16,
     dropout included (graphs advance the CUDA generator as eager steps do)."""
-    gen = torch.Generator().manual_seed(5)
-    X = torch.randn(500, 12, generator=gen)
-    y = (X[:, :4].argmax(1) + (X[:, 4] > 1).long()) % 4
-    data = Data(Split(X[:400], y[:400]), Split(X[400:], y[400:]))
-    cfg = ModelConfig(hidden=(32, 16), dropout=0.3, n_inputs=12, n_outputs=4, init="he")
-    config = TrainConfig(epochs=3, batch_size=48, lr=0.2, weight_decay=1e-3, device=device)
+    data, cfg, config = graph_case(device)
     net = build_mlp(cfg, torch.Generator().manual_seed(0))
     for wrong, match in [
         (dataclasses.replace(config, optimizer="adam", lr=0.01), "sgd without momentum"),

@@ -264,6 +264,7 @@ def run(
     OUT/sweep.lock is taken, and only then is data loaded and anything trained: a second run on
     the same folder is refused before it has done any work.
     """
+    from mlplab.sweep.batched import check_step_options
     from mlplab.sweep.progress import sweep_progress
     from mlplab.sweep.runner import BACKENDS, DATA_SIZES, plan_sweep, run_sweep, sweep_data, sweep_folder, sweep_trials
     from mlplab.sweep.store import FILENAME, SweepStore, writer_lock
@@ -273,10 +274,7 @@ def run(
     check_choice("--data", data, DATA_SETS)
     check_choice("--backend", backend, BACKENDS)
     check_device(device, "--device")
-    if compiled and fused is False:
-        raise ConfigError(
-            "--compiled", True, "the compiled kernels are the fused step's: drop --no-fused, or --compiled"
-        )
+    check_step_options(fused, compiled, "--compiled")
     on_ray = backend == "ray"
     if on_ray:  # the tasks' device and resources; the workers, not this machine, must have them
         from mlplab.sweep.ray_backend import import_ray, task_resources

@@ -453,12 +453,18 @@ def eval_rows_for(model: BatchedMLP, budget_bytes: int | None = None) -> int:
     return max(256, budget_bytes // (4 * model.n_models * widest))
 
 
-def check_step_options(fused: bool | None, compiled: bool) -> None:
-    """Refuse ``compiled=True`` with ``fused=False``: the compiled kernels are the fused step's."""
+def check_step_options(fused: bool | None, compiled: bool, field: str = "compiled") -> None:
+    """Refuse ``compiled=True`` with ``fused=False``: the compiled kernels are the fused step's.
+
+    ``field`` names the option in the error: ``compiled`` from Python, ``--compiled`` from the CLI.
+    """
     if compiled and fused is False:
-        raise ConfigError(
-            "compiled", True, "the compiled kernels are the fused step's: leave fused at None or True, or drop compiled"
+        fix = (
+            "drop --no-fused, or --compiled"
+            if field.startswith("--")
+            else "leave fused at None or True, or drop compiled"
         )
+        raise ConfigError(field, True, f"the compiled kernels are the fused step's: {fix}")
 
 
 def wants_fused(device_type: str, fused: bool | None, compiled: bool) -> bool:

@@ -286,12 +286,13 @@ class FusedReluSGD:
         acts: list[Tensor],
         grad_out: Tensor,
         uniforms: Sequence[Tensor | None],
-        scales: Sequence[Tensor],
+        streams,
         shrink: Sequence[Tensor | None],
     ) -> None:
         """Backpropagate ``grad_out`` (it carries lr) and update every layer in place, top layer first.
 
-        ``shrink`` holds per parameter (weights, then biases) its ``1 - lr wd`` (K, 1, 1) or None.
+        ``uniforms`` and ``streams`` as in :meth:`forward`; ``shrink`` holds per parameter
+        (weights, then biases) its ``1 - lr wd`` (K, 1, 1) or None.
         """
         m = self.model
         n_weights = len(m.weights)
@@ -301,7 +302,7 @@ class FusedReluSGD:
             Wp = self.weight_copies[layer] if self.bf16 else W  # the weights the forward pass multiplied by
             dA = None
             if layer:  # the input gradient at the starting weights, before W moves
-                dropped, s = (layer - 1 < len(uniforms) and uniforms[layer - 1] is not None), scales[layer - 1]
+                dropped, s = (layer - 1 < len(uniforms) and uniforms[layer - 1] is not None), streams.scales[layer - 1]
                 fold = dropped and dZ.shape[-1] < A.shape[-1]  # scale the smaller tensor
                 dA = torch.bmm((dZ * s).to(dZ.dtype) if fold else dZ, Wp.transpose(1, 2))  # (K, B, n_in)
                 if dropped and not fold:
@@ -340,5 +341,5 @@ class FusedReluSGD:
             live = self.alive.view(-1, 1, 1)  # (K, 1, 1)
             grad_out = torch.where(live, grad_out, 0.0)
             shrink = [None if f is None else torch.where(live, f, 1.0) for f in shrink]
-        self.backward_update(acts, grad_out, uniforms, streams.scales, shrink)
+        self.backward_update(acts, grad_out, uniforms, streams, shrink)
         return losses, acts[-1]
