@@ -101,8 +101,8 @@ run 60 precision.md $PY bench/bench_precision.py --device cuda --tf32 --data-dir
   --fit-epochs 10 --seeds 0
 
 step "issue #15: process start-up to the first step (fresh processes)"
-run 50 first_step.md $PY bench/bench_first_step.py --device cuda --tf32 --data-dir "$DATA" --repeats 3
-run 20 first_step.md $PY bench/bench_first_step.py --device cuda --precision bf16 --data-dir "$DATA" --repeats 1
+run 75 first_step.md $PY bench/bench_first_step.py --device cuda --tf32 --data-dir "$DATA" --repeats 3
+run 30 first_step.md $PY bench/bench_first_step.py --device cuda --precision bf16 --data-dir "$DATA" --repeats 1
 
 step "issue #15: mlplab train --epochs 10 on CUDA (the chapter MLP), fp32, bf16, fp32 with --cuda-graphs"
 run 25 train.txt bash -c 'cuda_train fp32'

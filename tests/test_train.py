@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,7 +15,7 @@ from mlplab import train
 from mlplab.data import Data, Split, synthetic
 from mlplab.errors import ConfigError, MlplabError
 from mlplab.models import ModelConfig, build_mlp
-from mlplab.train import Callback, History, TrainConfig, evaluate, fit, resolve_device
+from mlplab.train import Callback, History, TrainConfig, evaluate, fit, make_optimizer, resolve_device, set_lr
 
 
 def blobs(gen, n=256, d=20, k=4) -> Data:
@@ -335,28 +337,82 @@ def test_a_learning_rate_of_10000_ends_as_failed_not_ok(gen):
 
 
 @pytest.mark.parametrize("decay_biases", [True, False])
-def test_plain_sgd_step_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_biases):
-    from mlplab.train import _is_plain_sgd, _plain_sgd_step, make_optimizer
-
+def test_plain_sgd_moves_weights_as_torch_optim_sgd_does_to_the_bit(decay_biases):
     config = TrainConfig(lr=0.3, weight_decay=0.05, decay_biases=decay_biases)
     gen = torch.Generator().manual_seed(0)
     ours, theirs = (build_mlp(ModelConfig(hidden=(7, 5), n_inputs=6, n_outputs=3), gen) for _ in range(2))
     theirs.load_state_dict(ours.state_dict())
-    opt_ours, opt_theirs = make_optimizer(ours, config), make_optimizer(theirs, config)
-    assert _is_plain_sgd(opt_ours) and not _is_plain_sgd(
-        make_optimizer(ours, dataclasses.replace(config, momentum=0.9))
-    )
+    opt_ours = make_optimizer(ours, config)
+    groups = [{**g, "params": list(theirs.parameters())[: len(g["params"])]} for g in opt_ours.param_groups]
+    if not decay_biases:  # the same split into weight matrices and the rest as make_optimizer's
+        groups = [
+            {"params": [p for p in theirs.parameters() if p.ndim >= 2], "weight_decay": 0.05},
+            {"params": [p for p in theirs.parameters() if p.ndim < 2], "weight_decay": 0.0},
+        ]
+    opt_theirs = torch.optim.SGD(groups, lr=0.3, foreach=True)
+    assert isinstance(opt_ours, train.PlainSGD)
+    assert isinstance(make_optimizer(ours, dataclasses.replace(config, momentum=0.9)), torch.optim.SGD)
     params = [p for g in opt_ours.param_groups for p in g["params"]]
-    for step in range(3):
+    for step in range(4):
         grads = [torch.randn(p.shape, generator=gen) for p in params]
         grads[1] = None if step == 1 else grads[1]  # a parameter the loss did not reach stays put
         for p, grad in zip([p for group in opt_theirs.param_groups for p in group["params"]], grads):
             p.grad = None if grad is None else grad.clone()
         opt_theirs.step()
-        _plain_sgd_step(opt_ours, params, grads)
+        if step < 3:
+            opt_ours.step(grads)
+        else:  # from .grad, as torch's step takes them
+            for p, grad in zip(params, grads):
+                p.grad = grad.clone()
+            opt_ours.step()
         for a, b in zip(ours.parameters(), theirs.parameters()):
             assert torch.equal(a, b)
     assert all(p.grad is not None for p in ours.parameters())  # left as backward would leave them
+    opt_ours.zero_grad()
+    assert all(p.grad is None for p in ours.parameters())
+
+
+def test_plain_sgd_state_dict_is_torchs_and_each_loads_the_other():
+    net = build_mlp(ModelConfig(hidden=(5,), n_inputs=4, n_outputs=3), torch.Generator().manual_seed(0))
+    ours = make_optimizer(net, TrainConfig(lr=0.2, weight_decay=0.01, decay_biases=False))
+    weights = [p for p in net.parameters() if p.ndim >= 2]
+    rest = [p for p in net.parameters() if p.ndim < 2]
+    groups = [{"params": weights, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}]
+    theirs = torch.optim.SGD(groups, lr=0.2, momentum=0, foreach=True)
+    assert ours.state_dict() == theirs.state_dict()
+    set_lr(theirs, 0.05)
+    ours.load_state_dict(theirs.state_dict())  # a checkpoint written with torch's class resumes
+    assert [g["lr"] for g in ours.param_groups] == [0.05, 0.05]
+    set_lr(ours, 0.07)
+    theirs.load_state_dict(ours.state_dict())
+    assert [g["lr"] for g in theirs.param_groups] == [0.07, 0.07]
+    one_group = torch.optim.SGD(net.parameters(), lr=0.2).state_dict()
+    with pytest.raises(ValueError, match=r"hold \[4\] parameters, this optimizer's \[2, 2\]"):
+        ours.load_state_dict(one_group)
+    momentum = torch.optim.SGD([{"params": weights}, {"params": rest}], lr=0.2, momentum=0.9).state_dict()
+    with pytest.raises(ValueError, match="momentum"):
+        ours.load_state_dict(momentum)
+
+
+def test_training_imports_neither_torch_compile_nor_sympy():
+    """Building a model and training it (fit, and a sweep's group) import neither torch._dynamo nor
+    sympy: torch.optim's optimizers and to_empty on meta tensors would, about 1.2 s of start-up."""
+    code = (
+        "import sys, torch\n"
+        "from mlplab.data.batching import Data, Split\n"
+        "from mlplab.models import ModelConfig, build_mlp\n"
+        "from mlplab.sweep import SweepSpec, train_group\n"
+        "from mlplab.train import TrainConfig, fit\n"
+        "X = torch.randn(64, 6); y = (X[:, 0] > 0).long()\n"
+        "data = Data(Split(X[:48], y[:48]), Split(X[48:], y[48:]))\n"
+        "model = ModelConfig(hidden=(8,), n_inputs=6, n_outputs=2)\n"
+        "fit(build_mlp(model, torch.Generator().manual_seed(0)), data, TrainConfig(epochs=1, batch_size=16))\n"
+        "spec = SweepSpec(base={'hidden': [8], 'epochs': 1, 'batch_size': 16}, grid={'dropout': [0.0, 0.5]})\n"
+        "train_group(spec.trials(n_inputs=6, n_outputs=2), data, 'cpu')\n"
+        "print(','.join(m for m in ('torch._dynamo', 'sympy', 'pandas') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "", f"imported while training: {done.stdout.strip()}"
 
 
 def graph_case(device: str) -> tuple[Data, ModelConfig, TrainConfig]:

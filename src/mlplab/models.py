@@ -104,7 +104,7 @@ def build_mlp(
             p = config.dropout_per_layer[i]
             if p > 0:
                 layers.append(nn.Dropout(p))
-    net = nn.Sequential(*layers).to_empty(device=device)
+    net = _materialize(nn.Sequential(*layers), device)
     for module in net:
         if isinstance(module, nn.Linear):
             init.init_(module.weight, generator)
@@ -112,4 +112,17 @@ def build_mlp(
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.PReLU):
             nn.init.constant_(module.weight, 0.25)
+    return net
+
+
+def _materialize(net: nn.Module, device: str | torch.device) -> nn.Module:
+    """``net.to_empty(device=device)``: every parameter replaced by uninitialized memory on ``device``.
+
+    Written out because ``to_empty`` calls ``empty_like`` on the meta tensors, whose Python
+    reference implementation imports sympy: 0.4 s of a CPU process's start-up to its first step.
+    """
+    for module in net.modules():
+        for name, p in list(module.named_parameters(recurse=False)):
+            empty = torch.empty(p.shape, dtype=p.dtype, device=device)
+            setattr(module, name, nn.Parameter(empty, requires_grad=p.requires_grad))
     return net

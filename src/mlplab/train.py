@@ -287,8 +287,113 @@ def l1_penalty(params: Sequence[torch.Tensor]) -> torch.Tensor:
     return torch.stack([p.abs().sum() for p in params]).sum()
 
 
-def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | ScratchSGD:
+class PlainSGD:
+    """SGD without momentum: ``torch.optim.SGD(groups, lr, foreach=True)`` without ``torch.optim``.
+
+    ``p <- p - lr (g + wd p)`` for every parameter ``p`` of each group (its own ``lr`` and
+    ``weight_decay``), computed as torch's foreach path computes it (``_foreach_add`` of the decay,
+    then ``_foreach_add_`` with ``alpha=-lr``): the same weights to the bit, and ``state_dict`` is
+    torch's key for key, so checkpoints written by either load into the other (both tested).
+
+    Why not torch's class: building any ``torch.optim`` optimizer imports ``torch._dynamo`` (and
+    with it ``torch._inductor`` and pandas), 0.7-1.0 s of a 2-core CPU process's 3 s to its first
+    step; and its ``step`` wrapper (hooks, profiling, group bookkeeping) with ``zero_grad`` costs
+    about 0.1 ms of a 1.5 ms chapter-MLP step. Momentum, Adam and AdamW keep torch's classes.
+
+    Parameters
+    ----------
+    groups : sequence of dict
+        Parameter groups as ``torch.optim`` takes them: ``{"params": [...], "weight_decay": wd}``,
+        optionally ``"lr"``.
+    lr : float
+        The learning rate of groups that give none; ``param_groups[i]["lr"]`` may be set between
+        steps (a schedule does).
+    """
+
+    def __init__(self, groups: Sequence[dict], lr: float) -> None:
+        self.defaults = {"lr": lr, **_SGD_DEFAULTS}
+        self.param_groups = [{**self.defaults, **group, "params": list(group["params"])} for group in groups]
+        self.state: dict = {}  # torch keeps momentum buffers here; plain SGD has none
+
+    @torch.no_grad()
+    def step(self, grads: Sequence[torch.Tensor | None] | None = None) -> None:
+        """One update from ``grads``, one per parameter in ``param_groups`` order (default: each ``p.grad``).
+
+        ``p.grad`` is left holding the step's gradient, as ``backward`` would leave it; a parameter
+        whose gradient is None (the loss did not reach it) does not move, as ``torch.optim`` skips it.
+        """
+        params = [p for group in self.param_groups for p in group["params"]]
+        grads = [p.grad for p in params] if grads is None else list(grads)
+        if len(grads) != len(params):
+            raise ValueError(f"got {len(grads)} gradients for {len(params)} parameters")
+        start = 0
+        for group in self.param_groups:
+            own = grads[start : start + len(group["params"])]
+            start += len(group["params"])
+            pairs = [(p, g) for p, g in zip(group["params"], own) if g is not None]
+            if not pairs:
+                continue
+            ps, gs = [p for p, _ in pairs], [g for _, g in pairs]
+            for p, g in pairs:
+                p.grad = g
+            if group["weight_decay"] != 0:
+                gs = torch._foreach_add(gs, ps, alpha=group["weight_decay"])
+            torch._foreach_add_(ps, gs, alpha=-group["lr"])
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Clear every parameter's ``.grad`` (to None, or to zeros in place), as ``torch.optim`` does."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
+    def state_dict(self) -> dict:
+        """``torch.optim.SGD``'s: no per-parameter state; each group's settings, its parameters as indices."""
+        index = iter(range(sum(len(group["params"]) for group in self.param_groups)))
+        return {
+            "state": {},
+            "param_groups": [
+                {**{k: v for k, v in group.items() if k != "params"}, "params": [next(index) for _ in group["params"]]}
+                for group in self.param_groups
+            ],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Take each group's settings from ``state`` (this class's or ``torch.optim.SGD``'s without momentum)."""
+        saved = state["param_groups"]
+        if state["state"] or any(group.get("momentum", 0) != 0 for group in saved):
+            raise ValueError("the saved optimizer state has momentum; this optimizer is SGD without momentum")
+        if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError(
+                f"the saved parameter groups hold {[len(g['params']) for g in saved]} parameters, "
+                f"this optimizer's {[len(g['params']) for g in self.param_groups]}"
+            )
+        for group, stored in zip(self.param_groups, saved):
+            group.update({k: v for k, v in stored.items() if k != "params"})
+
+
+# torch.optim.SGD's defaults beside lr, with momentum 0 (what its state_dict holds for each group)
+_SGD_DEFAULTS = {
+    "momentum": 0,
+    "dampening": 0,
+    "weight_decay": 0,
+    "nesterov": False,
+    "maximize": False,
+    "foreach": True,
+    "differentiable": False,
+    "fused": None,
+}
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer | PlainSGD | ScratchSGD:
     """The optimizer of ``config`` over ``model``'s parameters.
+
+    SGD without momentum (the chapter's) is :class:`PlainSGD`, ``torch.optim.SGD``'s update
+    without ``torch.optim``; momentum, Adam and AdamW are torch's own classes.
 
     With ``decay_biases=False`` only parameters with two or more dimensions (weight matrices) are
     decayed; biases and pReLU slopes are not (:func:`penalized` decides, for the L1 term as well).
@@ -330,6 +435,8 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
             {"params": [p for p in params if p.ndim >= 2], "weight_decay": config.weight_decay},
             {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0},
         ]
+    if config.optimizer == "sgd" and config.momentum == 0:
+        return PlainSGD(groups, lr=config.lr)
     if config.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=config.lr, momentum=config.momentum, foreach=True)
     cls = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
@@ -351,7 +458,7 @@ def scheduled_lr(config: TrainConfig, step: int, total_steps: int) -> float:
     return config.lr * (1 + math.cos(math.pi * step / total_steps)) / 2
 
 
-def set_lr(optimizer: torch.optim.Optimizer | ScratchSGD, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer | PlainSGD | ScratchSGD, lr: float) -> None:
     """Set the learning rate of every parameter group (or of the hand-written SGD)."""
     if isinstance(optimizer, ScratchSGD):
         optimizer.lr = lr
@@ -421,7 +528,7 @@ def _train_step(
 
         return manual_step
     loss_fn, per_example = loss_function(loss), per_example_loss(loss)
-    plain_sgd = _is_plain_sgd(optimizer)
+    plain_sgd = isinstance(optimizer, PlainSGD)
     params = [p for group in optimizer.param_groups for p in group["params"]]
 
     def autograd_step(
@@ -430,8 +537,8 @@ def _train_step(
         out = forward_in(precision, device, model, X)
         value = loss_fn(out, y) if w is None else (w * per_example(out, y)).mean()
         objective = value + l1 * l1_penalty(l1_params) if l1 and l1_params else value
-        if plain_sgd:
-            _plain_sgd_step(optimizer, params, torch.autograd.grad(objective, params, allow_unused=True))
+        if plain_sgd:  # no zero_grad and no backward's accumulation into .grad: the gradients go to the step
+            optimizer.step(torch.autograd.grad(objective, params, allow_unused=True))
             return value, out
         optimizer.zero_grad(set_to_none=True)
         objective.backward()
@@ -447,7 +554,7 @@ def check_graphable(
     """What :class:`_GraphedStep` can replay, or a ConfigError on ``field`` naming what it cannot."""
     if trains_by_hand(model):
         raise ConfigError(field, True, "the scratch MLP's steps are not captured: use the concise model")
-    if not _is_plain_sgd(optimizer) or config.schedule != "constant":
+    if not isinstance(optimizer, PlainSGD) or config.schedule != "constant":
         raise ConfigError(
             field,
             True,
@@ -522,39 +629,6 @@ class _GraphedStep:
         Xs.copy_(X)
         ys.copy_(y)
         return self.replay(self.step, Xs, ys)
-
-
-def _is_plain_sgd(optimizer: object) -> bool:
-    """``torch.optim.SGD`` without momentum (what the chapter trains with): :func:`_plain_sgd_step` applies."""
-    return type(optimizer) is torch.optim.SGD and all(
-        g["momentum"] == 0 and not g["maximize"] and not g.get("differentiable", False) for g in optimizer.param_groups
-    )
-
-
-@torch.no_grad()
-def _plain_sgd_step(
-    optimizer: torch.optim.SGD, params: Sequence[torch.Tensor], grads: Sequence[torch.Tensor | None]
-) -> None:
-    """``optimizer.step()`` for plain SGD without its per-step Python: the same two foreach kernels.
-
-    ``p <- p - lr (g + wd p)`` per parameter group, computed as ``torch.optim.SGD``'s foreach path
-    computes it (``_foreach_add`` of the decay, then ``_foreach_add_`` with ``alpha=-lr``), so the
-    weights are the same to the bit (tested). Its wrapper (hooks, profiling, group bookkeeping) and
-    ``zero_grad`` cost about 0.1 ms a step, about a tenth of a chapter-MLP step on 2 CPU cores.
-    ``p.grad`` is set to the step's gradient, as ``backward`` would leave it; a parameter the loss
-    does not reach (gradient None) does not move, as ``torch.optim`` skips it.
-    """
-    grad_of = dict(zip(map(id, params), grads))
-    for group in optimizer.param_groups:
-        pairs = [(p, grad_of[id(p)]) for p in group["params"] if grad_of[id(p)] is not None]
-        if not pairs:
-            continue
-        ps, gs = [p for p, _ in pairs], [g for _, g in pairs]
-        for p, g in pairs:
-            p.grad = g
-        if group["weight_decay"] != 0:
-            gs = torch._foreach_add(gs, ps, alpha=group["weight_decay"])
-        torch._foreach_add_(ps, gs, alpha=-group["lr"])
 
 
 @torch.no_grad()
