@@ -4,7 +4,8 @@
 #   bash bench/gpu.sh [FASHION_MNIST_DIR] [OUT_DIR]        # GPU_SH_BUDGET=540 seconds by default
 #
 # Set GPU_SH_BUDGET to the call's own limit less about 30 s when the lease has less time left than
-# 600 s, and GPU_SH_FROM=N to start at run N (what a first call skipped, which it names). FASHION_MNIST_DIR defaults to the first of shared/data/fashion-mnist, ../shared/data/...,
+# 600 s, and GPU_SH_FROM=N to start at run N (what a first call skipped, which it names).
+# FASHION_MNIST_DIR defaults to the first of shared/data/fashion-mnist, ../shared/data/...,
 # .data/fashion-mnist (an ignored folder a device call can carry) that holds the IDX files.
 #
 # In order of what a device lease must not miss:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import itertools
 import math
 import os
 import pickle
@@ -322,7 +323,7 @@ class PlainSGD:
         ``p.grad`` is left holding the step's gradient, as ``backward`` would leave it; a parameter
         whose gradient is None (the loss did not reach it) does not move, as ``torch.optim`` skips it.
         """
-        params = [p for group in self.param_groups for p in group["params"]]
+        params = self._params()
         grads = [p.grad for p in params] if grads is None else list(grads)
         if len(grads) != len(params):
             raise ValueError(f"got {len(grads)} gradients for {len(params)} parameters")
@@ -342,18 +343,15 @@ class PlainSGD:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Clear every parameter's ``.grad`` (to None, or to zeros in place), as ``torch.optim`` does."""
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                if set_to_none:
-                    p.grad = None
-                else:
-                    p.grad.detach_().zero_()
+        for p in self._params():
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.detach_().zero_()
 
     def state_dict(self) -> dict:
         """``torch.optim.SGD``'s: no per-parameter state; each group's settings, its parameters as indices."""
-        index = iter(range(sum(len(group["params"]) for group in self.param_groups)))
+        index = itertools.count()
         return {
             "state": {},
             "param_groups": [
@@ -367,13 +365,14 @@ class PlainSGD:
         saved = state["param_groups"]
         if state["state"] or any(group.get("momentum", 0) != 0 for group in saved):
             raise ValueError("the saved optimizer state has momentum; this optimizer is SGD without momentum")
-        if [len(g["params"]) for g in saved] != [len(g["params"]) for g in self.param_groups]:
-            raise ValueError(
-                f"the saved parameter groups hold {[len(g['params']) for g in saved]} parameters, "
-                f"this optimizer's {[len(g['params']) for g in self.param_groups]}"
-            )
+        theirs, ours = ([len(g["params"]) for g in groups] for groups in (saved, self.param_groups))
+        if theirs != ours:
+            raise ValueError(f"the saved parameter groups hold {theirs} parameters, this optimizer's {ours}")
         for group, stored in zip(self.param_groups, saved):
             group.update({k: v for k, v in stored.items() if k != "params"})
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
 
 
 # torch.optim.SGD's defaults beside lr, with momentum 0 (what its state_dict holds for each group)
